@@ -1,0 +1,217 @@
+"""The Bridge: owns the HTTP server, the endpoint table, the SSE hub, the bridge's
+own plugins and the housekeeping thread; starts and stops them together."""
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from typing import Any, Dict, Optional
+
+from .. import config, protocol
+from .. import websocket as ws
+from ..host import host_facts
+from ..names import check_endpoint_name
+from ..errors import OrbitError
+from ..plugin_host import PluginHost
+from .auth import Auth
+from .connection import EndpointConnection
+from .events import EventHub
+from .http import Server, tls_context
+from .topology import Topology
+
+log = logging.getLogger("radical_orbit.bridge")
+
+DEFAULT_SETTINGS = {
+    "request_timeout": 300.0,       # s until a proxied request's response head: else 504
+    "stream_idle_timeout": 60.0,    # s a body stream may stall before it is abandoned
+    "max_pending": 256,             # requests in flight per endpoint: beyond, 503 + Retry-After
+    "max_json_body": 2**20,         # bytes accepted by the bridge's own routes
+    "max_proxy_body": 2**40,        # bytes accepted on a proxied request
+    "ping_interval": protocol.DEFAULT_SETTINGS["ping_interval"],
+    "hello_timeout": 10.0,
+}
+
+
+class Bridge:
+    def __init__(self, host: str = "127.0.0.1", port: int = 8000, cert: Optional[str] = None,
+                 key: Optional[str] = None, token: Optional[str] = None,
+                 plugins: Optional[str] = None, **settings: Any):
+        self.settings = dict(DEFAULT_SETTINGS)
+        self.settings.update({k: v for k, v in settings.items() if v is not None})
+        self.host, self.port = host, port
+        self.tls = tls_context(cert, key) if cert else None
+        self.auth = Auth(token)
+        self.started = time.time()
+        self.hub = EventHub()
+        self.server: Optional[Server] = None
+        self.urls: Dict[str, str] = {}
+        self.topology: Optional[Topology] = None
+        self.local: Optional[PluginHost] = None
+        self.plugin_spec = plugins
+        self._register_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._housekeeper: Optional[threading.Thread] = None
+
+    # -- lifecycle -----------------------------------------------------------
+    def bind(self) -> None:
+        from .routes import BridgeHandler
+        handler = type("Handler", (BridgeHandler,), {"bridge": self})
+        self.server = Server((self.host, self.port), handler, self.tls)
+        self.port = self.server.server_address[1]
+        self.urls = advertised_urls(self.host, self.port, self.tls is not None)
+        self.topology = Topology(self.hub, self.urls["url"])
+
+    def load_plugins(self) -> None:
+        """The bridge's own plugins (pseudo-endpoint ``bridge``); PluginSpecError on a bad -p."""
+        if self.plugin_spec == "none":
+            return
+        self.local = PluginHost("bridge", "bridge", host_facts("bridge"),
+                                notify=lambda plugin, topic, data: self.hub.notify("bridge", plugin, topic, data),
+                                on_change=self.topology.changed)
+        self.local.load_spec(self.plugin_spec or "default")
+        self.topology.set_local(self.local)
+
+    def serve_forever(self) -> None:
+        self.topology.start()
+        self._housekeeper = threading.Thread(target=self._housekeeping, name="bridge-housekeeping",
+                                             daemon=True)
+        self._housekeeper.start()
+        try:
+            self.server.serve_forever(poll_interval=0.25)
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        """Stop serving; safe from any thread (signal handlers use a helper thread)."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        threading.Thread(target=self.server.shutdown, name="bridge-stop", daemon=True).start()
+
+    def _shutdown(self) -> None:
+        self._stopping.set()
+        self.topology.stop()
+        self.hub.close_all()
+        for conn in self.topology.connections():
+            conn.shutdown("bridge stopping")
+        if self.local is not None:
+            self.local.stop()
+        self.server.server_close()
+        log.info("bridge stopped")
+
+    def _housekeeping(self) -> None:
+        """Pings every endpoint, drops silent ones, expires bridge plugin sessions."""
+        interval = self.settings["ping_interval"]
+        while not self._stopping.wait(interval):
+            limit = 3 * interval
+            now = time.monotonic()
+            for conn in self.topology.connections():
+                if now - conn.ws.last_seen > limit:
+                    log.warning("endpoint %s silent for %.0f s: dropping it", conn.name, now - conn.ws.last_seen)
+                    conn.shutdown("no answer to pings")
+                    continue
+                try:
+                    conn.ws.ping()
+                except ws.ConnectionClosed:
+                    pass
+            if self.local is not None:
+                self.local.expire_sessions()
+
+    # -- endpoint registration -------------------------------------------------
+    def register(self, handler) -> None:
+        """Serve one endpoint's WebSocket in this handler thread until it closes."""
+        sock = ws.accept(handler, max_message_size=protocol.MAX_MESSAGE,
+                         idle_timeout=3 * self.settings["ping_interval"])
+        if sock is None:
+            return
+        address = handler.client_address[0]
+        conn = self._handshake(sock, address)
+        if conn is None:
+            return
+        log.info("endpoint %s registered from %s (pid %s, %d plugins)", conn.name, address,
+                 conn.pid, len(conn.plugins))
+        reason = conn.serve(self._on_note, lambda c: self.topology.changed())
+        if self.topology.remove(conn):
+            log.info("endpoint %s disconnected: %s", conn.name, reason)
+
+    def _handshake(self, sock: ws.WebSocket, address: str) -> Optional[EndpointConnection]:
+        message = sock.recv()
+        if message is None:
+            return None
+        try:
+            hello = protocol.decode(message.data)
+            if hello["k"] != protocol.HELLO:
+                raise protocol.ProtocolError("expected hello, got %s" % hello["k"])
+        except protocol.ProtocolError as exc:
+            log.warning("registration from %s refused: %s", address, exc)
+            _send(sock, protocol.ERROR, detail=str(exc))
+            sock.close(ws.CLOSE_PROTOCOL_ERROR, "bad hello")
+            return None
+        name = hello.get("name")
+        try:
+            check_endpoint_name(name)
+        except OrbitError as exc:
+            return self._refuse(sock, 400, exc.detail, retry=False)
+        settings = dict(protocol.DEFAULT_SETTINGS, ping_interval=self.settings["ping_interval"])
+        conn = EndpointConnection(sock, name, hello, settings, secrets.token_hex(16), address)
+        with self._register_lock:
+            old = self.topology.get(name)
+            if old is not None and not old.closed:
+                if not hello.get("resume") or not secrets.compare_digest(
+                        str(hello["resume"]), old.resume_key):
+                    return self._refuse(sock, 409, "endpoint name %r is taken by a live endpoint" % name,
+                                        retry=True)
+                log.info("endpoint %s reconnected: replacing its stale socket", name)
+            self.topology.add(conn)
+        if old is not None:
+            old.shutdown("replaced by a reconnect")
+        _send(sock, protocol.WELCOME, resume=conn.resume_key, settings=settings)
+        return conn
+
+    def _refuse(self, sock: ws.WebSocket, status: int, detail: str, retry: bool) -> None:
+        log.warning("registration refused: %s", detail)
+        _send(sock, protocol.REFUSE, status=status, detail=detail, retry=retry)
+        sock.close(ws.CLOSE_POLICY_VIOLATION, detail[:120])
+        return None
+
+    def _on_note(self, endpoint: str, plugin: str, msg: Dict[str, Any]) -> None:
+        self.hub.notify(endpoint, plugin, str(msg.get("topic", "")), msg.get("data"))
+
+
+def _send(sock: ws.WebSocket, kind: str, **fields: Any) -> None:
+    try:
+        sock.send_binary(protocol.encode(kind, **fields))
+    except ws.ConnectionClosed:
+        pass
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def outbound_ipv4() -> str:
+    """The address other hosts reach us on (no packet is sent by a UDP connect)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def advertised_urls(host: str, port: int, tls: bool) -> Dict[str, str]:
+    scheme = "https" if tls else "http"
+    if host in ("0.0.0.0", "::", ""):
+        fqdn = "%s://%s:%d" % (scheme, socket.getfqdn(), port)
+        ip = "%s://%s:%d" % (scheme, outbound_ipv4(), port)
+        return {"url": fqdn, "fqdn": fqdn, "ip": ip}
+    shown = "[%s]" % host if ":" in host else host
+    return {"url": "%s://%s:%d" % (scheme, shown, port)}
+
+
+def write_url_file(url: str) -> bool:
+    """Write ``bridge.url`` once; an existing file is never overwritten."""
+    path = config.path_in_home(config.URL_FILE)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    return config.write_private(path, url)

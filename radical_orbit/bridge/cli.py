@@ -1,0 +1,104 @@
+"""``radical-orbit-bridge``: parse the command line, check the set-up, serve."""
+import argparse
+import errno
+import logging
+import os
+import sys
+from typing import List, Optional
+
+from .. import config, logs
+from ..cli_common import fatal, on_stop_signals
+from ..registry import PluginSpecError
+from .app import DEFAULT_SETTINGS, Bridge, is_loopback, write_url_file
+
+log = logging.getLogger("radical_orbit.bridge")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="radical-orbit-bridge",
+        description="Run the ORBIT bridge: the REST API, the event stream and the Explorer, "
+                    "and the hub endpoints dial out to. With no arguments: 127.0.0.1:8000 over "
+                    "plain HTTP, the default bridge plugins, a token created if none exists, and "
+                    "a login URL printed.",
+        epilog="Precedence: flag > environment (RADICAL_ORBIT_BRIDGE_CERT/_KEY/_TOKEN) > files "
+               "in ~/.radical/orbit/ (RADICAL_ORBIT_HOME overrides).")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8000, help="port to bind (default 8000; 0 picks a free one)")
+    p.add_argument("--cert", help="TLS certificate (PEM): serve HTTPS and WSS")
+    p.add_argument("--key", help="TLS private key (PEM, mode 0600)")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--token", help="the access token (default: env, else bridge.token, else a new one)")
+    auth.add_argument("--no-auth", action="store_true", help="turn token auth off (dangerous)")
+    p.add_argument("-p", "--plugins", default="default",
+                   help="bridge-hosted plugins: names, unique prefixes, globs, 'all', 'default' or 'none'")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow plain HTTP on a non-loopback address")
+    p.add_argument("--request-timeout", type=float, default=DEFAULT_SETTINGS["request_timeout"],
+                   help="seconds a proxied request may take before 504 (default %(default)s)")
+    p.add_argument("--ping-interval", type=float, default=DEFAULT_SETTINGS["ping_interval"],
+                   help="seconds between pings; an endpoint silent for 3 intervals is dropped (default %(default)s)")
+    p.add_argument("--max-pending", type=int, default=DEFAULT_SETTINGS["max_pending"],
+                   help="requests in flight per endpoint before 503 (default %(default)s)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: env, else INFO)")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        logs.setup("bridge", args.log_level)
+        cert = args.cert or os.environ.get(config.ENV_CERT)
+        key = config.resolve_key(args.key) if cert or args.key else None
+        if cert and not key:
+            fatal("--cert needs --key (or %s, or %s)" % (config.ENV_KEY, config.path_in_home(config.KEY_FILE)))
+        if key and not cert:
+            fatal("--key needs --cert")
+        if key:
+            config.check_private(key, "key file")
+        if not cert and not is_loopback(args.host) and not args.insecure:
+            fatal("refusing plain HTTP on %s: give --cert and --key, or --insecure" % args.host)
+        token = None if args.no_auth else config.ensure_token(args.token)
+        bridge = Bridge(args.host, args.port, cert, key, token, args.plugins,
+                        request_timeout=args.request_timeout, ping_interval=args.ping_interval,
+                        max_pending=args.max_pending)
+        bridge.bind()
+        bridge.load_plugins()
+    except (config.ConfigError, PluginSpecError, ValueError) as exc:
+        fatal(str(exc))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fatal("port %d on %s is already in use" % (args.port, args.host))
+        fatal("cannot start the bridge: %s" % exc)
+    if args.no_auth:
+        log.warning("AUTH IS OFF (--no-auth): anyone who reaches %s controls every endpoint",
+                    bridge.urls["url"])
+    announce(bridge, token)
+    on_stop_signals(bridge.stop)
+    bridge.serve_forever()
+    return 0
+
+
+def announce(bridge: Bridge, token: Optional[str]) -> None:
+    """Where to find the bridge. The login URL carries the token, so it goes to the
+    terminal only, never to the log file."""
+    urls = bridge.urls
+    if write_url_file(urls["url"]):
+        log.info("wrote %s", config.path_in_home(config.URL_FILE))
+    log.info("bridge serving at %s", urls["url"])
+    if "ip" in urls:
+        log.info("also reachable at %s", urls["ip"])
+    login = urls.get("ip", urls["url"])
+    out = ["", "  ORBIT bridge: %s" % urls["url"]]
+    if token:
+        out.append("  Explorer login: %s/?token=%s" % (login, token))
+        if os.path.exists(config.path_in_home(config.TOKEN_FILE)):
+            out.append("  Token file: %s" % config.path_in_home(config.TOKEN_FILE))
+    else:
+        out.append("  Explorer: %s/" % login)
+    sys.stdout.write("\n".join(out) + "\n\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""One endpoint's WebSocket on the bridge side: the reader loop and the requests
+in flight on it.
+
+The connection's thread (the HTTP handler thread of ``/register``) reads every
+message and routes it to the waiting request by bridge-made id; HTTP handler
+threads of proxied calls send on the same socket under its write lock.
+"""
+import itertools
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, Optional
+
+from .. import protocol
+from .. import websocket as ws
+from ..errors import OrbitError, Timeout, Unavailable
+from ..streams import ReceiveStream, SendWindow
+
+log = logging.getLogger("radical_orbit.bridge.connection")
+
+#: Request ids are unique per bridge run, across all endpoints.
+_request_ids = itertools.count(1)
+
+
+def next_request_id() -> int:
+    return next(_request_ids)
+
+
+class Pending:
+    """A proxied request waiting for its endpoint's answer."""
+
+    def __init__(self, conn: "EndpointConnection", rid: int, idle_timeout: float):
+        self.conn = conn
+        self.id = rid
+        self.window = SendWindow(conn.settings["window"])
+        self.response: Optional[Dict[str, Any]] = None
+        self.error: Optional[OrbitError] = None
+        self.body = ReceiveStream(lambda n: conn.send_quietly(protocol.CREDIT, id=rid, n=n),
+                                  idle_timeout)
+        self._ready = threading.Event()
+
+    def on_response(self, msg: Dict[str, Any]) -> None:
+        self.response = msg
+        self.body.feed(msg.get("body") or b"", bool(msg.get("end", True)))
+        self._ready.set()
+
+    def fail(self, error: OrbitError) -> None:
+        self.error = error
+        self.window.fail(error)
+        self.body.fail(error)
+        self._ready.set()
+
+    def wait(self, timeout: float) -> Dict[str, Any]:
+        if not self._ready.wait(timeout):
+            raise Timeout("endpoint %s did not answer within %.0f s" % (self.conn.name, timeout))
+        if self.response is None:
+            raise self.error
+        return self.response
+
+
+class EndpointConnection:
+    def __init__(self, sock: ws.WebSocket, name: str, hello: Dict[str, Any],
+                 settings: Dict[str, Any], resume_key: str, address: str):
+        self.ws = sock
+        self.name = name
+        self.settings = settings
+        self.resume_key = resume_key
+        self.address = address
+        self.pid = hello.get("pid")
+        self.info = dict(hello.get("endpoint") or {})
+        self.plugins: Dict[str, Any] = dict(hello.get("plugins") or {})
+        self.connected_at = time.time()
+        self._pending: Dict[int, Pending] = {}
+        self._lock = threading.Lock()
+        self.closed = False
+
+    # -- sending -------------------------------------------------------------
+    def send(self, kind: str, **fields: Any) -> None:
+        try:
+            self.ws.send_binary(protocol.encode(kind, **fields))
+        except ws.ConnectionClosed:
+            raise Unavailable("endpoint %s disconnected" % self.name, retry_after=1)
+
+    def send_quietly(self, kind: str, **fields: Any) -> None:
+        """For credit and cancel: a closed socket already failed the request."""
+        try:
+            self.send(kind, **fields)
+        except Unavailable:
+            pass
+
+    # -- requests ------------------------------------------------------------
+    def open_request(self, max_pending: int, idle_timeout: float) -> Pending:
+        with self._lock:
+            if self.closed:
+                raise Unavailable("endpoint %s disconnected" % self.name, retry_after=1)
+            if len(self._pending) >= max_pending:
+                raise Unavailable("endpoint %s has %d requests pending; try again later"
+                                  % (self.name, len(self._pending)), retry_after=1)
+            pending = Pending(self, next_request_id(), idle_timeout)
+            self._pending[pending.id] = pending
+        return pending
+
+    def close_request(self, pending: Pending, cancel: bool = False) -> None:
+        with self._lock:
+            self._pending.pop(pending.id, None)
+        if cancel:
+            self.send_quietly(protocol.CANCEL, id=pending.id, detail="abandoned by the bridge")
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    # -- the reader loop -------------------------------------------------------
+    def serve(self, on_note: Callable[[str, str, Any], None],
+              on_plugins: Callable[["EndpointConnection"], None]) -> str:
+        """Read until the socket closes; returns why it ended."""
+        reason = "closed by the endpoint"
+        while True:
+            message = self.ws.recv()
+            if message is None:
+                if self.ws.close_code == ws.CLOSE_ABNORMAL:
+                    reason = "connection lost"
+                break
+            try:
+                msg = protocol.decode(message.data)
+            except protocol.ProtocolError as exc:
+                log.warning("endpoint %s sent a bad message: %s", self.name, exc)
+                self.send_quietly(protocol.ERROR, detail=str(exc))
+                self.ws.close(ws.CLOSE_PROTOCOL_ERROR, "bad message")
+                reason = "protocol error: %s" % exc
+                break
+            kind = msg["k"]
+            if kind in (protocol.RESPONSE, protocol.DATA, protocol.CREDIT, protocol.CANCEL):
+                self._on_stream(kind, msg)
+            elif kind == protocol.NOTE:
+                on_note(self.name, str(msg.get("plugin", "")), msg)
+            elif kind == protocol.PLUGINS:
+                self.plugins = dict(msg.get("plugins") or {})
+                on_plugins(self)
+            elif kind == protocol.ERROR:
+                log.warning("endpoint %s reports a protocol error: %s", self.name, msg.get("detail"))
+            else:
+                log.debug("endpoint %s sent unexpected %s", self.name, kind)
+        self.shutdown(reason)
+        return reason
+
+    def _on_stream(self, kind: str, msg: Dict[str, Any]) -> None:
+        with self._lock:
+            pending = self._pending.get(msg.get("id"))
+        if pending is None:
+            return
+        if kind == protocol.RESPONSE:
+            pending.on_response(msg)
+        elif kind == protocol.DATA:
+            pending.body.feed(msg.get("body") or b"", bool(msg.get("end")))
+        elif kind == protocol.CREDIT:
+            pending.window.grant(int(msg.get("n") or 0))
+        else:
+            pending.fail(Unavailable("endpoint %s abandoned the request: %s"
+                                     % (self.name, msg.get("detail", "")), retry_after=1))
+
+    def shutdown(self, reason: str) -> None:
+        """Fail every request in flight at once with 503 and close the socket."""
+        with self._lock:
+            self.closed = True
+            pending, self._pending = list(self._pending.values()), {}
+        for p in pending:
+            p.fail(Unavailable("endpoint %s went away (%s)" % (self.name, reason), retry_after=1))
+        self.ws.close(ws.CLOSE_GOING_AWAY if reason else ws.CLOSE_NORMAL)
+
+    def describe(self) -> Dict[str, Any]:
+        info = dict(self.info)
+        info.setdefault("type", info.get("role", "endpoint"))
+        info["connected_at"] = self.connected_at
+        info["address"] = self.address
+        return {"endpoint": info, "plugins": self.plugins}

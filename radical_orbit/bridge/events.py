@@ -1,0 +1,137 @@
+"""The SSE hub: numbered events, a bounded replay ring, bounded per-listener queues.
+
+Event ids grow monotonically across bridge restarts (they start from the clock
+in microseconds), so a ``Last-Event-ID`` from an earlier run is recognised as
+older than the ring and answered with a fresh topology snapshot.
+"""
+import collections
+import json
+import threading
+import time
+from typing import Any, Callable, Deque, Dict, List, Optional
+
+TOPOLOGY = "topology"
+NOTIFICATION = "notification"
+
+
+class Event:
+    __slots__ = ("seq", "topic", "endpoint", "plugin", "ntopic", "wire")
+
+    def __init__(self, seq: int, topic: str, data: Any, endpoint: Optional[str] = None,
+                 plugin: Optional[str] = None, ntopic: Optional[str] = None):
+        self.seq = seq
+        self.topic = topic
+        self.endpoint = endpoint
+        self.plugin = plugin
+        self.ntopic = ntopic
+        payload = json.dumps({"topic": topic, "data": data}, separators=(",", ":"), default=str)
+        self.wire = ("id: %d\ndata: %s\n\n" % (seq, payload)).encode()
+
+
+class Filter:
+    """``?endpoint=&plugin=&topic=``; ``topic`` matches the SSE topic or a notification's topic.
+    Topology events pass every filter: they describe the world the filtered events live in."""
+
+    def __init__(self, endpoint: Optional[str] = None, plugin: Optional[str] = None,
+                 topic: Optional[str] = None):
+        self.endpoint, self.plugin, self.topic = endpoint or None, plugin or None, topic or None
+
+    def accepts(self, event: Event) -> bool:
+        if event.topic == TOPOLOGY:
+            return self.topic in (None, TOPOLOGY)
+        if self.topic not in (None, event.topic, event.ntopic):
+            return False
+        if self.endpoint not in (None, event.endpoint):
+            return False
+        return self.plugin in (None, event.plugin)
+
+
+class Listener:
+    """One SSE client's queue. Overflow disconnects it; it resumes by id."""
+
+    def __init__(self, flt: Filter, max_queue: int):
+        self.filter = flt
+        self.max_queue = max_queue
+        self.queue: Deque[Event] = collections.deque()
+        self.cond = threading.Condition()
+        self.overflowed = False
+        self.closed = False
+
+    def offer(self, event: Event) -> None:
+        if not self.filter.accepts(event):
+            return
+        with self.cond:
+            if len(self.queue) >= self.max_queue:
+                self.overflowed = True
+            else:
+                self.queue.append(event)
+            self.cond.notify()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+
+    def take(self, timeout: float) -> List[Event]:
+        """Everything queued (maybe nothing, after ``timeout``)."""
+        with self.cond:
+            if not self.queue and not (self.overflowed or self.closed):
+                self.cond.wait(timeout)
+            out = list(self.queue)
+            self.queue.clear()
+            return out
+
+
+class EventHub:
+    def __init__(self, ring_size: int = 4096, listener_queue: int = 2048):
+        self._ring: Deque[Event] = collections.deque(maxlen=ring_size)
+        self._listeners: List[Listener] = []
+        self._lock = threading.Lock()
+        self._seq = int(time.time() * 1e6)
+        self.listener_queue = listener_queue
+
+    def publish(self, topic: str, data: Any, endpoint: Optional[str] = None,
+                plugin: Optional[str] = None, ntopic: Optional[str] = None) -> Event:
+        with self._lock:
+            self._seq += 1
+            event = Event(self._seq, topic, data, endpoint, plugin, ntopic)
+            self._ring.append(event)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener.offer(event)
+        return event
+
+    def notify(self, endpoint: str, plugin: str, topic: str, data: Any) -> Event:
+        return self.publish(NOTIFICATION, {"endpoint": endpoint, "plugin": plugin,
+                                           "topic": topic, "data": data},
+                            endpoint, plugin, topic)
+
+    def subscribe(self, flt: Filter, last_id: Optional[int],
+                  snapshot: Callable[[], Any]) -> "tuple":
+        """Register a listener; returns it and what to send first: the missed events
+        when ``last_id`` is inside the ring, else one topology snapshot."""
+        listener = Listener(flt, self.listener_queue)
+        with self._lock:
+            first = self._ring[0].seq if self._ring else self._seq + 1
+            if last_id is not None and first - 1 <= last_id <= self._seq:
+                backlog = [e for e in self._ring if e.seq > last_id and flt.accepts(e)]
+            else:
+                backlog = [Event(self._seq, TOPOLOGY, snapshot())]
+            self._listeners.append(listener)
+        return listener, backlog
+
+    def unsubscribe(self, listener: Listener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def close_all(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener.close()
+
+    @property
+    def listener_count(self) -> int:
+        with self._lock:
+            return len(self._listeners)

@@ -1,0 +1,196 @@
+"""HTTP/1.1 plumbing on top of ``http.server``: the threaded server (TLS handshake
+in the connection thread), request-body readers and response writers."""
+import json
+import logging
+import socket
+import ssl
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, Iterable, Optional
+
+from ..errors import BadRequest, OrbitError, PayloadTooLarge, envelope
+
+log = logging.getLogger("radical_orbit.bridge.http")
+
+TLS_HANDSHAKE_TIMEOUT = 10.0
+READ_CHUNK = 256 * 1024
+
+
+class Server(ThreadingHTTPServer):
+    """Thread per connection; a TLS handshake happens in that thread, so one slow
+    client cannot stall the accept loop."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def __init__(self, address, handler, tls: Optional[ssl.SSLContext] = None):
+        self.tls = tls
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.address_family = family
+        super().__init__(address, handler)
+
+    def finish_request(self, request, client_address):
+        if self.tls is not None:
+            request.settimeout(TLS_HANDSHAKE_TIMEOUT)
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+                request.close()
+                return
+            request.settimeout(None)
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request, client_address):
+        log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+class BodyReader:
+    """The request body as a stream: Content-Length or chunked transfer encoding,
+    with a size cap (413) checked before the bytes are read."""
+
+    def __init__(self, rfile, headers, limit: int):
+        self._rfile = rfile
+        self.limit = limit
+        te = (headers.get("Transfer-Encoding") or "").lower()
+        self.chunked = "chunked" in te
+        self.length: Optional[int] = None
+        self._left = 0
+        self._chunk_left = 0
+        self._done = False
+        self.consumed = 0
+        if not self.chunked:
+            raw = headers.get("Content-Length")
+            try:
+                self.length = int(raw) if raw is not None else 0
+            except ValueError:
+                raise BadRequest("invalid Content-Length %r" % raw)
+            if self.length < 0:
+                raise BadRequest("invalid Content-Length %r" % raw)
+            if self.length > limit:
+                raise PayloadTooLarge("request body of %d bytes exceeds the limit of %d bytes"
+                                      % (self.length, limit))
+            self._left = self.length
+            self._done = self.length == 0
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(READ_CHUNK), b""))
+        if self._done or size == 0:
+            return b""
+        data = self._read_chunked(size) if self.chunked else self._read_plain(size)
+        self.consumed += len(data)
+        if self.consumed > self.limit:
+            raise PayloadTooLarge("request body exceeds the limit of %d bytes" % self.limit)
+        return data
+
+    def _read_plain(self, size: int) -> bytes:
+        data = self._rfile.read(min(size, self._left))
+        if not data:
+            raise BadRequest("client closed the connection before the body ended")
+        self._left -= len(data)
+        self._done = self._left == 0
+        return data
+
+    def _read_chunked(self, size: int) -> bytes:
+        if self._chunk_left == 0:
+            line = self._rfile.readline(1024)
+            try:
+                self._chunk_left = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise BadRequest("malformed chunked body")
+            if self._chunk_left == 0:
+                while self._rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                self._done = True
+                return b""
+        data = self._rfile.read(min(size, self._chunk_left))
+        if not data:
+            raise BadRequest("client closed the connection before the body ended")
+        self._chunk_left -= len(data)
+        if self._chunk_left == 0:
+            self._rfile.readline(16)
+        return data
+
+    def drain(self, max_bytes: int = 1 << 20) -> bool:
+        """Read and drop what is left (up to ``max_bytes``) so keep-alive can go on."""
+        dropped = 0
+        while not self._done and dropped <= max_bytes:
+            piece = self.read(READ_CHUNK)
+            if not piece:
+                break
+            dropped += len(piece)
+        return self._done
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Shared response helpers; the bridge's own handler extends this."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "radical-orbit"
+    sys_version = ""
+    #: idle keep-alive connections are closed after this many seconds
+    timeout = 120
+
+    def log_message(self, fmt, *args):  # the access log goes to our logger, at debug
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    def send_bytes(self, status: int, body: bytes, content_type: str = "application/json",
+                   headers: Optional[Dict[str, str]] = None) -> None:
+        """Status line, headers and body in one write (no Nagle stall on keep-alive)."""
+        lines = ["%s %d %s" % (self.protocol_version, status, self.responses.get(status, ("",))[0]),
+                 "Server: radical-orbit",
+                 "Content-Type: %s" % content_type,
+                 "Content-Length: %d" % len(body)]
+        for name, value in (headers or {}).items():
+            lines.append("%s: %s" % (name, value))
+        if self.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head + body if self.command != "HEAD" else head)
+        self.log_request(status, len(body))
+
+    def send_json(self, data: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> None:
+        self.send_bytes(status, json.dumps(data).encode(), "application/json", headers)
+
+    def send_error_envelope(self, err: OrbitError) -> None:
+        self.send_json(envelope(err.status_code, err.detail), err.status_code, err.headers)
+
+    def send_stream(self, status: int, chunks: Iterable[bytes], content_type: str,
+                    length: Optional[int] = None, headers: Optional[Dict[str, str]] = None) -> None:
+        """A body of unknown or large size: Content-Length when known, chunked otherwise."""
+        lines = ["%s %d %s" % (self.protocol_version, status, self.responses.get(status, ("",))[0]),
+                 "Server: radical-orbit", "Content-Type: %s" % content_type]
+        for name, value in (headers or {}).items():
+            lines.append("%s: %s" % (name, value))
+        chunked = length is None
+        lines.append("Transfer-Encoding: chunked" if chunked else "Content-Length: %d" % length)
+        if self.close_connection:
+            lines.append("Connection: close")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        sent = 0
+        for chunk in chunks:
+            if not chunk:
+                continue
+            sent += len(chunk)
+            if chunked:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            else:
+                self.wfile.write(chunk)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+        elif sent != length:
+            self.close_connection = True
+        self.log_request(status, sent)

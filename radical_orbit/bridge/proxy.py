@@ -1,0 +1,69 @@
+"""Forwards ``/<endpoint>/<rest>`` to that endpoint over its WebSocket.
+
+The request body is read from the client in chunks and sent as DATA under the
+stream's send window; the response body is written to the client as its chunks
+arrive, returning credit as they go. Memory per request is bounded by the
+window whatever the body size.
+"""
+import logging
+from typing import Any, Dict, Iterator, Optional
+
+from .. import protocol
+from .connection import EndpointConnection, Pending
+from .http import BodyReader
+
+log = logging.getLogger("radical_orbit.bridge.proxy")
+
+#: headers the bridge never forwards: auth belongs to the bridge, hop-by-hop belongs to HTTP
+_DROP = frozenset(("authorization", "cookie", "connection", "keep-alive", "transfer-encoding",
+                   "te", "upgrade", "proxy-authorization", "host", "content-length"))
+_HOP_BY_HOP_RESPONSE = frozenset(("connection", "keep-alive", "transfer-encoding",
+                                  "content-length", "content-type"))
+
+
+class ProxyCall:
+    def __init__(self, conn: EndpointConnection, settings: Dict[str, Any]):
+        self.conn = conn
+        self.chunk = conn.settings["chunk"]
+        self.deadline = settings["request_timeout"]
+        self.idle = settings["stream_idle_timeout"]
+        self.max_pending = settings["max_pending"]
+
+    def forward(self, method: str, path: str, query: str, headers, body: BodyReader,
+                request_id: Optional[str]) -> Pending:
+        """Send the request (and its body) and wait for the response head."""
+        pending = self.conn.open_request(self.max_pending, self.idle)
+        try:
+            first = body.read(self.chunk)
+            end = body.done
+            fwd = {k.lower(): v for k, v in headers.items() if k.lower() not in _DROP}
+            if request_id:
+                fwd["x-request-id"] = request_id
+            self.conn.send(protocol.REQUEST, id=pending.id, method=method, path=path,
+                           query=query, headers=fwd, body=first, end=end,
+                           length=body.length, deadline=self.deadline)
+            while not end and pending.response is None:
+                pending.window.take(len(first), self.idle)
+                first = body.read(self.chunk)
+                end = body.done
+                self.conn.send(protocol.DATA, id=pending.id, body=first, end=end)
+            pending.wait(self.deadline)
+            return pending
+        except Exception:
+            self.conn.close_request(pending, cancel=True)
+            raise
+
+    @staticmethod
+    def response_headers(pending: Pending) -> Dict[str, str]:
+        return {k: str(v) for k, v in (pending.response.get("headers") or {}).items()
+                if k.lower() not in _HOP_BY_HOP_RESPONSE}
+
+    def body_chunks(self, pending: Pending) -> Iterator[bytes]:
+        """The response body; an abandoned stream is cancelled on the endpoint."""
+        finished = False
+        try:
+            for chunk in pending.body.iter_chunks():
+                yield chunk
+            finished = True
+        finally:
+            self.conn.close_request(pending, cancel=not finished)

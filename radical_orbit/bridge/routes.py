@@ -1,0 +1,279 @@
+"""The bridge's HTTP handler: its own routes (SPEC 5), the Explorer files, the
+event stream, endpoint registration, and the proxy for everything else."""
+import json
+import logging
+import os
+import re
+import time
+from typing import Any, Dict, Optional
+from urllib.parse import parse_qs, unquote
+
+from .. import protocol
+from ..errors import (BadRequest, MethodNotAllowed, NotFound, OrbitError, Unauthorized,
+                      from_exception)
+from ..names import NAME_RE, RESERVED
+from ..plugin import Request
+from ..router import Router
+from ..share import share_dir
+from .events import Filter
+from .http import BodyReader, Handler
+from .proxy import ProxyCall
+
+log = logging.getLogger("radical_orbit.bridge.routes")
+
+PLUGIN_JS = re.compile(r"^[a-z_][a-z0-9_.]*\.js$")
+KEEPALIVE_S = 15.0
+SSE_RETRY_MS = 2000
+EXPLORER_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+                               "base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-cache",
+}
+
+ROUTES = Router()
+for _method, _rule, _name in (
+        ("GET", "", "explorer"),
+        ("GET", "plugins/{file}", "plugin_module"),
+        ("POST", "auth", "login"),
+        ("POST", "endpoint/list", "endpoint_list"),
+        ("GET", "endpoint/list", "endpoint_list"),
+        ("GET", "endpoints", "endpoints"),
+        ("POST", "endpoint/disconnect/{name}", "disconnect"),
+        ("POST", "bridge/terminate", "terminate"),
+        ("GET", "events", "events"),
+        ("GET", "health", "health"),
+        ("GET", "register", "register")):
+    ROUTES.add(_method, _rule, _name)
+#: routes a browser reaches before it has logged in
+OPEN_ROUTES = frozenset(("explorer", "plugin_module", "login"))
+
+
+class BridgeHandler(Handler):
+    bridge = None  # set on the per-bridge subclass
+
+    def do_GET(self):
+        self.dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+    # -- dispatch --------------------------------------------------------------
+    def dispatch(self) -> None:
+        raw_path, _, self.query_string = self.path.partition("?")
+        self.rel_path = raw_path.lstrip("/")
+        self.query = parse_qs(self.query_string, keep_blank_values=True)
+        self.request_id = self.headers.get("X-Request-ID")
+        try:
+            try:
+                name, params = ROUTES.match(self.command, unquote(self.rel_path))
+            except (NotFound, MethodNotAllowed):
+                first = unquote(self.rel_path.split("/", 1)[0])
+                if first in RESERVED and first != "bridge":
+                    raise
+                name, params = "proxy", {}
+            if name not in OPEN_ROUTES and not self.bridge.auth.allows(self.headers):
+                raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>'",
+                                   headers={"WWW-Authenticate": "Bearer"})
+            getattr(self, "route_" + name)(**params)
+        except OrbitError as err:
+            self._fail(err)
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            log.debug("client %s went away: %s", self.client_address[0], exc)
+            self.close_connection = True
+        except Exception as exc:
+            log.exception("[%s] %s %s failed", self.request_id or "-", self.command, self.rel_path)
+            self._fail(from_exception(exc))
+
+    def _fail(self, err: OrbitError) -> None:
+        if getattr(self, "_body", None) is not None and not self._body.done:
+            self.close_connection = True   # an unread body would be taken for the next request
+        headers = dict(err.headers)
+        if self.request_id:
+            headers["X-Request-ID"] = self.request_id
+        try:
+            self.send_json(err.envelope(), err.status_code, headers)
+        except OSError:
+            self.close_connection = True
+
+    def body(self, limit: Optional[int] = None) -> BodyReader:
+        self._body = BodyReader(self.rfile, self.headers, limit or self.bridge.settings["max_json_body"])
+        return self._body
+
+    def json_body(self) -> Dict[str, Any]:
+        raw = self.body().read()
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise BadRequest("request body is not valid JSON: %s" % exc)
+        if not isinstance(data, dict):
+            raise BadRequest("request body must be a JSON object")
+        return data
+
+    # -- the Explorer --------------------------------------------------------------
+    def route_explorer(self) -> None:
+        token = self.query.get("token", [None])[-1]
+        if token is not None:
+            if self.bridge.auth.valid(token):
+                headers = {"Location": "/", "Set-Cookie": self.bridge.auth.cookie_header(self.bridge.tls is not None)}
+            else:
+                headers = {"Location": "/#login-failed"}
+            headers.update(EXPLORER_HEADERS)
+            return self.send_bytes(303, b"", "text/plain", headers)
+        self._static("index.html", "text/html; charset=utf-8")
+
+    def route_plugin_module(self, file: str) -> None:
+        if not PLUGIN_JS.match(file):
+            raise NotFound("no Explorer module %r" % file)
+        self._static(os.path.join("plugins", file), "text/javascript; charset=utf-8")
+
+    def _static(self, rel: str, content_type: str) -> None:
+        root = share_dir()
+        if root is None:
+            raise NotFound("the Explorer files (share/) are not installed")
+        try:
+            with open(os.path.join(root, rel), "rb") as f:
+                data = f.read()
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound("no such file: %s" % rel)
+        self.send_bytes(200, data, content_type, EXPLORER_HEADERS)
+
+    def route_login(self) -> None:
+        token = self.json_body().get("token")
+        if not self.bridge.auth.enabled:
+            return self.send_json({"ok": True, "auth": False})
+        if not isinstance(token, str) or not self.bridge.auth.valid(token):
+            raise Unauthorized("wrong token")
+        self.send_json({"ok": True}, headers={
+            "Set-Cookie": self.bridge.auth.cookie_header(self.bridge.tls is not None)})
+
+    # -- bridge routes ---------------------------------------------------------------
+    def route_endpoint_list(self) -> None:
+        if self.command == "POST":
+            self.body().drain()
+        self.send_bytes(200, self.bridge.topology.snapshot_json())
+
+    def route_endpoints(self) -> None:
+        self.send_json(self.bridge.topology.summary())
+
+    def route_health(self) -> None:
+        self.send_json({"status": "ok", "endpoints": self.bridge.topology.count(),
+                        "uptime_s": round(time.time() - self.bridge.started, 3),
+                        "listeners": self.bridge.hub.listener_count})
+
+    def route_disconnect(self, name: str) -> None:
+        self.body().drain()
+        if name == "bridge":
+            raise BadRequest("the bridge's own plugins cannot be disconnected; use /bridge/terminate")
+        conn = self.bridge.topology.get(name)
+        if conn is None:
+            raise NotFound("no endpoint %r" % name)
+        conn.send(protocol.SHUTDOWN, reason="disconnect requested through the bridge")
+        log.info("endpoint %s asked to shut down", name)
+        self.send_json({"status": "shutdown", "endpoint": name})
+
+    def route_terminate(self) -> None:
+        self.body().drain()
+        log.info("terminate requested by %s", self.client_address[0])
+        self.close_connection = True
+        self.send_json({"status": "terminating", "endpoints": self.bridge.topology.count()})
+        self.bridge.stop()
+
+    def route_register(self) -> None:
+        self.bridge.register(self)
+
+    # -- events ------------------------------------------------------------------------
+    def route_events(self) -> None:
+        q = lambda key: (self.query.get(key) or [None])[-1]
+        last = self.headers.get("Last-Event-ID") or q("last_event_id")
+        try:
+            last_id = int(last) if last not in (None, "") else None
+        except ValueError:
+            raise BadRequest("Last-Event-ID must be an event id (an integer)")
+        flt = Filter(q("endpoint"), q("plugin"), q("topic"))
+        hub = self.bridge.hub
+        listener, backlog = hub.subscribe(flt, last_id, self.bridge.topology.snapshot)
+        self.close_connection = True
+        try:
+            head = ("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                    "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+            first = b"retry: %d\n\n" % SSE_RETRY_MS + b"".join(e.wire for e in backlog)
+            self.wfile.write(head.encode() + _chunk(first))
+            while True:
+                events = listener.take(KEEPALIVE_S)
+                if events:
+                    self.wfile.write(_chunk(b"".join(e.wire for e in events)))
+                elif listener.overflowed or listener.closed:
+                    break
+                else:
+                    self.wfile.write(_chunk(b": keepalive\n\n"))
+                if listener.overflowed:
+                    log.warning("SSE listener %s too slow: disconnected", self.client_address[0])
+                    break
+        except OSError:
+            pass
+        finally:
+            hub.unsubscribe(listener)
+            try:
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass
+
+    # -- the proxy ---------------------------------------------------------------------
+    def route_proxy(self) -> None:
+        endpoint, _, rest = self.rel_path.partition("/")
+        endpoint = unquote(endpoint)
+        if not NAME_RE.match(endpoint):
+            raise BadRequest("invalid endpoint name %r" % endpoint)
+        body = self.body(self.bridge.settings["max_proxy_body"])
+        if endpoint == "bridge":
+            return self._local(rest, body)
+        conn = self.bridge.topology.get(endpoint)
+        if conn is None:
+            raise NotFound("no endpoint %r" % endpoint)
+        call = ProxyCall(conn, self.bridge.settings)
+        pending = call.forward(self.command, rest, self.query_string, self.headers, body, self.request_id)
+        if not body.done:
+            self.close_connection = True
+        msg = pending.response
+        headers = call.response_headers(pending)
+        if self.request_id:
+            headers["X-Request-ID"] = self.request_id
+        status = int(msg.get("status", 502))
+        ctype = (msg.get("headers") or {}).get("content-type", "application/json")
+        if msg.get("end", True):
+            conn.close_request(pending)
+            return self.send_bytes(status, msg.get("body") or b"", ctype, headers)
+        self._stream(status, call.body_chunks(pending), ctype, msg.get("length"), headers)
+
+    def _local(self, rest: str, body: BodyReader) -> None:
+        host = self.bridge.local
+        if host is None:
+            raise NotFound("this bridge hosts no plugins")
+        req = Request(self.command, unquote(rest), self.query, dict(self.headers.items()), body,
+                      self.request_id or "", body.length)
+        resp = host.dispatch(req)
+        if not body.done and not body.drain():
+            self.close_connection = True
+        headers = dict(resp.headers)
+        if self.request_id:
+            headers["X-Request-ID"] = self.request_id
+        if isinstance(resp.body, (bytes, bytearray)):
+            return self.send_bytes(resp.status, bytes(resp.body), resp.content_type, headers)
+        self._stream(resp.status, resp.chunks(256 * 1024), resp.content_type, resp.length, headers)
+
+    def _stream(self, status, chunks, ctype, length, headers) -> None:
+        try:
+            self.send_stream(status, chunks, ctype, length, headers)
+        except OrbitError as err:
+            log.warning("[%s] response stream broke: %s", self.request_id or "-", err.detail)
+            self.close_connection = True
+
+
+def _chunk(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk: each SSE write reaches the client as its own chunk."""
+    return b"%x\r\n%s\r\n" % (len(data), data)

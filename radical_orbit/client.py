@@ -1,0 +1,357 @@
+"""The client SDK: BridgeClient, EndpointClient, PluginClient and the SSE listener.
+
+One pooled ``requests`` session per BridgeClient, a timeout on every call, and
+typed errors (``radical_orbit.errors``) for every non-2xx answer.
+"""
+import importlib
+import json
+import logging
+import random
+import threading
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+
+import requests
+
+from . import config
+from .errors import NotFound, OrbitError, Timeout, Unavailable, error_for_status
+
+log = logging.getLogger("radical_orbit.client")
+
+DEFAULT_TIMEOUT = 30.0
+#: The bridge sends a keepalive every ~15 s; silence for this long means it is gone.
+SSE_READ_TIMEOUT = 45.0
+
+
+class BridgeClient:
+    """Talks to one bridge. ``url``, ``cert`` and ``token`` default to the
+    environment, then the files in the config dir."""
+
+    def __init__(self, url: Optional[str] = None, cert: Optional[str] = None,
+                 token: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT):
+        self.url = config.resolve_url(url)
+        self.cert = config.resolve_cert(self.url, cert)
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.verify = self.cert if self.cert else True
+        token = config.resolve_token(token)
+        if token:
+            self.session.headers["Authorization"] = "Bearer %s" % token
+        self._events: Optional[EventListener] = None
+        self._events_lock = threading.Lock()
+
+    # -- plumbing ---------------------------------------------------------------------
+    def request(self, method: str, path: str, json: Any = None, data: Any = None,
+                params: Optional[Dict[str, Any]] = None, timeout: Optional[float] = None,
+                raw: bool = False, stream: bool = False,
+                headers: Optional[Dict[str, str]] = None) -> Any:
+        """One call; returns the decoded JSON (``raw``: the bytes; ``stream``: the response)."""
+        url = "%s/%s" % (self.url, path.lstrip("/"))
+        try:
+            resp = self.session.request(method, url, json=json, data=data, params=params,
+                                        headers=headers, stream=stream,
+                                        timeout=timeout or self.timeout)
+        except requests.exceptions.SSLError as exc:
+            raise OrbitError("TLS failure talking to %s: %s" % (self.url, exc), 495)
+        except requests.exceptions.Timeout as exc:
+            raise Timeout("no answer from %s within %.0f s: %s" % (url, timeout or self.timeout, exc))
+        except requests.exceptions.ConnectionError as exc:
+            raise Unavailable("cannot reach the bridge at %s: %s" % (self.url, exc))
+        if resp.status_code >= 400:
+            raise _error(resp)
+        if stream:
+            return resp
+        if raw:
+            return resp.content
+        if not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            return resp.content
+
+    def close(self) -> None:
+        with self._events_lock:
+            events, self._events = self._events, None
+        if events is not None:
+            events.stop()
+        self.session.close()
+
+    def __enter__(self) -> "BridgeClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- the bridge's routes ---------------------------------------------------------
+    def health(self) -> Dict[str, Any]:
+        return self.request("GET", "health")
+
+    def topology(self) -> Dict[str, Any]:
+        """The ``data`` of ``/endpoint/list``: bridge url and every endpoint with its plugins."""
+        return self.request("POST", "endpoint/list")["data"]
+
+    def list_endpoints(self) -> List[str]:
+        return sorted(self.topology()["endpoints"])
+
+    def endpoints(self) -> Dict[str, Any]:
+        return self.request("GET", "endpoints")
+
+    def disconnect_endpoint(self, name: str) -> Dict[str, Any]:
+        return self.request("POST", "endpoint/disconnect/%s" % name)
+
+    def terminate(self) -> Dict[str, Any]:
+        return self.request("POST", "bridge/terminate")
+
+    def get_endpoint_client(self, name: str) -> "EndpointClient":
+        return EndpointClient(self, name)
+
+    def wait_for_endpoint(self, names: Union[str, Iterable[str]], timeout: float = 60.0,
+                          interval: float = 0.2) -> Dict[str, Any]:
+        """Block until every named endpoint is connected; Timeout after ``timeout`` s."""
+        wanted = {names} if isinstance(names, str) else set(names)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                endpoints = self.topology()["endpoints"]
+                if wanted <= set(endpoints):
+                    return {n: endpoints[n] for n in wanted}
+            except Unavailable:
+                endpoints = {}
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Timeout("endpoints %s not connected after %.0f s"
+                              % (", ".join(sorted(wanted - set(endpoints))), timeout))
+            time.sleep(min(interval, left))
+
+    # -- events ------------------------------------------------------------------------
+    def register_callback(self, callback: Callable[[str, str, str, Any], None],
+                          endpoint_id: Optional[str] = None, plugin_name: Optional[str] = None,
+                          topic: Optional[str] = None) -> int:
+        """Call ``callback(endpoint, plugin, topic, data)`` for matching notifications.
+        Runs on the listener thread: keep it short. Returns a handle for unregistering."""
+        return self._listener().add(("note", endpoint_id, plugin_name, topic, callback))
+
+    def register_topology_callback(self, callback: Callable[[Dict[str, Any]], None]) -> int:
+        """Call ``callback(topology_data)`` on every topology change (and on (re)connect)."""
+        return self._listener().add(("topology", None, None, None, callback))
+
+    def unregister_callback(self, handle: int) -> None:
+        if self._events is not None:
+            self._events.remove(handle)
+
+    def _listener(self) -> "EventListener":
+        with self._events_lock:
+            if self._events is None:
+                self._events = EventListener(self)
+                self._events.start()
+            return self._events
+
+
+class EndpointClient:
+    """One endpoint behind the bridge: its plugins and raw requests to it."""
+
+    def __init__(self, bridge: BridgeClient, name: str):
+        self.bridge = bridge
+        self.name = name
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.bridge.request(method, "%s/%s" % (self.name, path.lstrip("/")), **kwargs)
+
+    def describe(self) -> Dict[str, Any]:
+        endpoints = self.bridge.topology()["endpoints"]
+        if self.name not in endpoints:
+            raise NotFound("no endpoint %r (connected: %s)" % (self.name, ", ".join(sorted(endpoints))), 404)
+        return endpoints[self.name]
+
+    def list_plugins(self) -> List[str]:
+        return sorted(self.describe()["plugins"])
+
+    def get_plugin(self, name: str, register: bool = True) -> "PluginClient":
+        """The plugin's client (its ``client_class``), with a registered session."""
+        info = self.describe()["plugins"].get(name)
+        if info is None:
+            raise NotFound("endpoint %s has no plugin %r" % (self.name, name), 404)
+        cls = _client_class(info.get("client_class"))
+        return cls(self, name, register=register)
+
+    def load_plugin(self, plugin: str, name: Optional[str] = None,
+                    config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Load a plugin on the endpoint at run time (announced to every listener)."""
+        body = {"plugin": plugin, "name": name, "config": config}
+        return self.request("POST", "_orbit/plugins/load", json=body)
+
+    def unload_plugin(self, name: str) -> Dict[str, Any]:
+        return self.request("POST", "_orbit/plugins/unload", json={"name": name})
+
+
+class PluginClient:
+    """A session with one plugin; subclasses turn its routes into methods."""
+
+    def __init__(self, endpoint: EndpointClient, name: str, register: bool = True):
+        self.endpoint = endpoint
+        self.name = name
+        self.sid: Optional[str] = None
+        if register:
+            self.sid = self.post("register_session")["sid"]
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.endpoint.request(method, "%s/%s" % (self.name, path.lstrip("/")), **kwargs)
+
+    def get(self, path: str, params: Optional[Dict[str, Any]] = None, **kwargs: Any) -> Any:
+        return self.request("GET", path, params=params, **kwargs)
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> Any:
+        return self.request("POST", path, json=json, **kwargs)
+
+    def version(self) -> Dict[str, Any]:
+        return self.get("version")
+
+    def health(self) -> Dict[str, Any]:
+        return self.get("health")
+
+    def list_sessions(self) -> List[Dict[str, Any]]:
+        return self.get("list_sessions")["sessions"]
+
+    def close(self) -> None:
+        """Unregister the session (an already gone session is fine)."""
+        if self.sid is None:
+            return
+        sid, self.sid = self.sid, None
+        try:
+            self.post("unregister_session/%s" % sid)
+        except (NotFound, Unavailable):
+            pass
+
+    def __enter__(self) -> "PluginClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _client_class(path: Optional[str]) -> type:
+    """Resolve ``module.Class`` (or ``module:Class``) without importing the plugin."""
+    if not path:
+        return PluginClient
+    module, sep, attr = path.partition(":")
+    if not sep:
+        module, _, attr = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        log.warning("client class %s unavailable (%s): using the generic PluginClient", path, exc)
+        return PluginClient
+
+
+def _error(resp: "requests.Response") -> OrbitError:
+    try:
+        body = resp.json()
+        detail = body.get("detail") if isinstance(body, dict) else None
+    except ValueError:
+        detail = None
+    if detail is None:
+        detail = resp.text[:500] or resp.reason
+    return error_for_status(resp.status_code, detail, resp.headers)
+
+
+class EventListener:
+    """Follows ``GET /events`` on a thread; reconnects with ``Last-Event-ID`` by itself."""
+
+    def __init__(self, bridge: BridgeClient):
+        self.bridge = bridge
+        self.last_id: Optional[str] = None
+        self._callbacks: Dict[int, tuple] = {}
+        self._next = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._response: Optional[requests.Response] = None
+        self.connected = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="orbit-sse", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        resp = self._response
+        if resp is not None:
+            resp.close()
+        self._thread.join(2.0)
+
+    def add(self, entry: tuple) -> int:
+        with self._lock:
+            self._next += 1
+            self._callbacks[self._next] = entry
+            return self._next
+
+    def remove(self, handle: int) -> None:
+        with self._lock:
+            self._callbacks.pop(handle, None)
+
+    def _run(self) -> None:
+        delay = 0.2
+        while not self._stopping.is_set():
+            try:
+                self._follow()
+                delay = 0.2
+            except (OrbitError, requests.exceptions.RequestException, ValueError, OSError) as exc:
+                if self._stopping.is_set():
+                    return
+                log.debug("event stream interrupted: %s", exc)
+            self.connected.clear()
+            self._stopping.wait(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 5.0)
+
+    def _follow(self) -> None:
+        headers = {"Accept": "text/event-stream"}
+        if self.last_id is not None:
+            headers["Last-Event-ID"] = self.last_id
+        resp = self.bridge.request("GET", "events", stream=True, headers=headers,
+                                   timeout=(10.0, SSE_READ_TIMEOUT))
+        self._response = resp
+        self.connected.set()
+        buffer = b""
+        try:
+            for piece in resp.iter_content(chunk_size=None):
+                buffer += piece
+                while b"\n\n" in buffer:
+                    block, buffer = buffer.split(b"\n\n", 1)
+                    self._on_block(block.decode("utf-8", "replace"))
+                if self._stopping.is_set():
+                    return
+        finally:
+            resp.close()
+
+    def _on_block(self, block: str) -> None:
+        event_id, data = None, []
+        for line in block.split("\n"):
+            if line.startswith(":") or not line:
+                continue
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "id":
+                event_id = value
+            elif field == "data":
+                data.append(value)
+        if event_id is not None:
+            self.last_id = event_id
+        if not data:
+            return
+        message = json.loads("\n".join(data))
+        self._dispatch(message.get("topic"), message.get("data"))
+
+    def _dispatch(self, topic: str, data: Any) -> None:
+        with self._lock:
+            callbacks = list(self._callbacks.values())
+        for kind, endpoint, plugin, ntopic, callback in callbacks:
+            try:
+                if kind == "topology" and topic == "topology":
+                    callback(data)
+                elif kind == "note" and topic == "notification" and \
+                        endpoint in (None, data.get("endpoint")) and \
+                        plugin in (None, data.get("plugin")) and \
+                        ntopic in (None, data.get("topic")):
+                    callback(data.get("endpoint"), data.get("plugin"), data.get("topic"), data.get("data"))
+            except Exception:
+                log.exception("event callback %r failed", callback)

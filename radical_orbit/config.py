@@ -1,0 +1,128 @@
+"""Where URL, cert, key and token come from: CLI flag > environment > file.
+
+Files live in the config dir ``~/.radical/orbit/`` (``RADICAL_ORBIT_HOME``
+overrides it). Secrets must not be readable by group or others.
+"""
+import os
+import secrets
+import stat
+import tempfile
+from typing import Optional
+
+ENV_HOME = "RADICAL_ORBIT_HOME"
+ENV_URL = "RADICAL_ORBIT_BRIDGE_URL"
+ENV_CERT = "RADICAL_ORBIT_BRIDGE_CERT"
+ENV_KEY = "RADICAL_ORBIT_BRIDGE_KEY"
+ENV_TOKEN = "RADICAL_ORBIT_BRIDGE_TOKEN"
+
+URL_FILE = "bridge.url"
+CERT_FILE = "bridge_cert.pem"
+KEY_FILE = "bridge_key.pem"
+TOKEN_FILE = "bridge.token"
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user must fix; its message says how."""
+
+
+def home() -> str:
+    return os.path.expanduser(os.environ.get(ENV_HOME) or os.path.join("~", ".radical", "orbit"))
+
+
+def path_in_home(name: str) -> str:
+    return os.path.join(home(), name)
+
+
+def _read_file(name: str) -> Optional[str]:
+    try:
+        with open(path_in_home(name)) as f:
+            return f.read().strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def resolve_url(cli: Optional[str] = None) -> str:
+    url = cli or os.environ.get(ENV_URL) or _read_file(URL_FILE)
+    if not url:
+        raise ValueError("no bridge URL: pass --url/url=, set %s, or write it to %s"
+                         % (ENV_URL, path_in_home(URL_FILE)))
+    return url.rstrip("/")
+
+
+def resolve_cert(url: str, cli: Optional[str] = None) -> Optional[str]:
+    """The pinned cert for https/wss URLs (None for plain http/ws)."""
+    cert = cli or os.environ.get(ENV_CERT)
+    if not cert and os.path.exists(path_in_home(CERT_FILE)):
+        cert = path_in_home(CERT_FILE)
+    if url.split(":", 1)[0].lower() in ("https", "wss"):
+        if not cert:
+            raise ValueError("%s needs the bridge certificate: pass --cert/cert=, set %s, or put it at %s"
+                             % (url, ENV_CERT, path_in_home(CERT_FILE)))
+        if not os.path.isfile(cert):
+            raise ValueError("bridge certificate %s does not exist" % cert)
+        return cert
+    return None
+
+
+def resolve_token(cli: Optional[str] = None) -> Optional[str]:
+    return cli or os.environ.get(ENV_TOKEN) or _read_secret_file(TOKEN_FILE)
+
+
+def resolve_key(cli: Optional[str] = None) -> Optional[str]:
+    key = cli or os.environ.get(ENV_KEY)
+    if not key and os.path.exists(path_in_home(KEY_FILE)):
+        key = path_in_home(KEY_FILE)
+    return key
+
+
+def check_private(path: str, what: str) -> None:
+    """Refuse a secret file that group or others can read (it must be 0600 or stricter)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise ConfigError("%s %s does not exist" % (what, path))
+    if mode & 0o077:
+        raise ConfigError("%s %s has mode %04o; it must not be readable by group or others "
+                          "(run: chmod 600 %s)" % (what, path, mode, path))
+
+
+def _read_secret_file(name: str) -> Optional[str]:
+    path = path_in_home(name)
+    if not os.path.exists(path):
+        return None
+    check_private(path, "token file")
+    return _read_file(name)
+
+
+def write_private(path: str, text: str, overwrite: bool = False) -> bool:
+    """Atomically create ``path`` with mode 0600; False if it exists and ``overwrite`` is off."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    if os.path.exists(path) and not overwrite:
+        return False
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+        os.chmod(tmp, 0o600)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return True
+
+
+def ensure_token(cli: Optional[str] = None) -> str:
+    """The bridge's token; on first start a new random one is written to ``bridge.token``."""
+    token = resolve_token(cli)
+    if token:
+        return token
+    token = secrets.token_urlsafe(32)
+    if not write_private(path_in_home(TOKEN_FILE), token):
+        token = _read_secret_file(TOKEN_FILE) or token
+    return token

@@ -1,0 +1,1 @@
+"""The endpoint: dials out to the bridge, runs plugin requests on worker threads."""

@@ -1,0 +1,129 @@
+"""Dialing the bridge: one WebSocket (websocket-client), the registration handshake,
+and the classification of failures into "retry later" and "fatal"."""
+import logging
+import ssl
+import threading
+from typing import Any, Dict, Optional
+
+import websocket
+
+from .. import protocol
+from ..tls import pinned_context
+
+log = logging.getLogger("radical_orbit.endpoint.link")
+
+CONNECT_TIMEOUT = 10.0
+
+
+class Fatal(Exception):
+    """The endpoint cannot go on: bad token, TLS failure, refused for good."""
+
+
+class Retry(Exception):
+    """This attempt failed; try again after a backoff."""
+
+
+def ws_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
+    if scheme not in ("ws", "wss") or not sep:
+        raise ValueError("bridge URL %r must start with http://, https://, ws:// or wss://" % url)
+    return "%s://%s/register" % (scheme, rest.rstrip("/"))
+
+
+class Link:
+    """A registered connection to the bridge. Sends are thread-safe."""
+
+    def __init__(self, sock: websocket.WebSocket, welcome: Dict[str, Any]):
+        self.sock = sock
+        self.resume = welcome.get("resume")
+        self.settings = dict(protocol.DEFAULT_SETTINGS)
+        self.settings.update(welcome.get("settings") or {})
+        self.closed = threading.Event()
+
+    def send(self, kind: str, **fields: Any) -> bool:
+        """False when the link is gone (the caller drops or buffers)."""
+        if self.closed.is_set():
+            return False
+        try:
+            self.sock.send(protocol.encode(kind, **fields), websocket.ABNF.OPCODE_BINARY)
+            return True
+        except (websocket.WebSocketException, OSError):
+            self.closed.set()
+            return False
+
+    def recv(self) -> Optional[Dict[str, Any]]:
+        """The next message; None when the link closed. Raises ProtocolError on garbage."""
+        try:
+            data = self.sock.recv()
+        except websocket.WebSocketTimeoutException:
+            log.warning("bridge silent for %.0f s: reconnecting", self.sock.gettimeout() or 0)
+            return None
+        except (websocket.WebSocketException, OSError) as exc:
+            log.debug("link closed: %s", exc)
+            return None
+        if not data:
+            return None
+        return protocol.decode(data)
+
+    def ping(self) -> None:
+        try:
+            self.sock.ping()
+        except (websocket.WebSocketException, OSError):
+            self.closed.set()
+
+    def close(self) -> None:
+        self.closed.set()
+        try:
+            self.sock.close(timeout=1)
+        except Exception:
+            pass
+
+    def abort(self) -> None:
+        """Unblock a reader at once (signal handlers, shutdown)."""
+        self.closed.set()
+        try:
+            self.sock.abort()
+        except Exception:
+            pass
+
+
+def dial(url: str, cert: Optional[str], token: Optional[str], hello: Dict[str, Any]) -> Link:
+    """Connect, authenticate and register; raises Retry or Fatal."""
+    target = ws_url(url)
+    sslopt = {"context": pinned_context(cert)} if target.startswith("wss:") else None
+    sock = websocket.WebSocket(sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True)
+    headers = ["Authorization: Bearer %s" % token] if token else []
+    try:
+        sock.connect(target, header=headers, timeout=CONNECT_TIMEOUT, suppress_origin=True)
+    except websocket.WebSocketBadStatusException as exc:
+        status = getattr(exc, "status_code", None)
+        if status in (401, 403):
+            raise Fatal("the bridge at %s refused the token (HTTP %s): check --token / "
+                        "RADICAL_ORBIT_BRIDGE_TOKEN / bridge.token" % (url, status))
+        raise Retry("bridge answered HTTP %s to the WebSocket upgrade" % status)
+    except ssl.SSLCertVerificationError as exc:
+        raise Fatal("TLS failure talking to %s: %s (is --cert the bridge's certificate, and "
+                    "does it name this host?)" % (url, exc.verify_message or exc))
+    except ssl.SSLError as exc:
+        raise Fatal("TLS failure talking to %s: %s" % (url, exc))
+    except (websocket.WebSocketException, OSError) as exc:
+        raise Retry("cannot reach %s: %s" % (url, exc))
+    try:
+        sock.send(protocol.encode(protocol.HELLO, **hello), websocket.ABNF.OPCODE_BINARY)
+        reply = protocol.decode(sock.recv())
+    except protocol.ProtocolError as exc:
+        sock.abort()
+        raise Fatal("bridge spoke an unexpected protocol: %s" % exc)
+    except (websocket.WebSocketException, OSError) as exc:
+        sock.abort()
+        raise Retry("registration interrupted: %s" % exc)
+    kind = reply["k"]
+    if kind == protocol.WELCOME:
+        return Link(sock, reply)
+    sock.abort()
+    if kind == protocol.REFUSE and reply.get("retry"):
+        raise Retry("bridge refused the registration: %s" % reply.get("detail"))
+    if kind in (protocol.REFUSE, protocol.ERROR):
+        raise Fatal("bridge refused the registration: %s" % reply.get("detail"))
+    raise Fatal("bridge answered the registration with %r" % kind)

@@ -1,0 +1,326 @@
+"""The endpoint service: keeps one registered link to the bridge, runs requests on
+worker threads, streams bodies with flow control, and buffers notifications
+while disconnected.
+
+Threads: the service thread reads the link; ``worker-N`` run plugin handlers;
+``endpoint-pinger`` pings; plugins may notify from any thread.
+"""
+import collections
+import io
+import logging
+import os
+import random
+import threading
+import time
+from typing import Any, Deque, Dict, Iterator, Optional, Tuple
+from urllib.parse import parse_qs
+
+from .. import __version__, protocol
+from ..errors import OrbitError, Unavailable
+from ..host import host_facts
+from ..plugin import Request, Response
+from ..plugin_host import PluginHost, error_response
+from ..streams import ReceiveStream, SendWindow
+from .link import Fatal, Link, Retry, dial
+from .workers import WorkerPool
+
+log = logging.getLogger("radical_orbit.endpoint")
+
+DEFAULT_SETTINGS = {
+    "workers": 8,
+    "queue_size": 64,             # requests waiting for a worker before 503
+    "note_buffer": 10000,         # notifications kept while disconnected (oldest dropped)
+    "backoff_initial": 0.25,
+    "backoff_max": float(os.environ.get("RADICAL_ORBIT_RECONNECT_MAX", "5")),
+    "stream_idle_timeout": 60.0,
+}
+
+
+class Backoff:
+    """Capped exponential backoff with jitter, so a restarted bridge is not hit by
+    every endpoint at the same instant."""
+
+    def __init__(self, initial: float, cap: float):
+        self.initial, self.cap = initial, cap
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.initial * (2 ** self.attempt))
+        self.attempt += 1
+        return delay * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Stream:
+    """A request in flight on this endpoint: its body in, its window out."""
+
+    def __init__(self, link: Link, rid: int, window: int, idle: float):
+        self.link = link
+        self.id = rid
+        self.window = SendWindow(window)
+        self.body: Optional[ReceiveStream] = None
+        self.cancelled = False
+        self.idle = idle
+
+    def cancel(self, detail: str) -> None:
+        self.cancelled = True
+        error = Unavailable(detail)
+        self.window.fail(error)
+        if self.body is not None:
+            self.body.fail(error)
+
+
+class EndpointService:
+    def __init__(self, name: str, url: str, cert: Optional[str], token: Optional[str],
+                 plugins: str = "default", role: str = "standalone", **settings: Any):
+        self.name = name
+        self.url = url
+        self.cert = cert
+        self.token = token
+        self.role = role
+        self.settings = dict(DEFAULT_SETTINGS)
+        self.settings.update({k: v for k, v in settings.items() if v is not None})
+        self.facts = host_facts(role)
+        self.host = PluginHost(name, role, self.facts, self.notify, self._plugins_changed)
+        self.plugin_spec = plugins
+        self.pool: Optional[WorkerPool] = None
+        self._link: Optional[Link] = None
+        self._resume: Optional[str] = None
+        self._streams: Dict[int, Stream] = {}
+        self._streams_lock = threading.Lock()
+        self._notes: Deque[Tuple[str, str, Any, float]] = collections.deque(
+            maxlen=self.settings["note_buffer"])
+        self._notes_dropped = 0
+        self._note_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.exit_code = 0
+        self.fatal_error = ""
+
+    # -- lifecycle -------------------------------------------------------------
+    def load_plugins(self) -> None:
+        """Load the ``-p`` set; PluginSpecError for an unknown or ambiguous name."""
+        self.host.load_spec(self.plugin_spec)
+
+    def run(self) -> int:
+        """Connect, serve, reconnect, until shut down; returns the exit code."""
+        self.pool = WorkerPool(self.settings["workers"], self.settings["queue_size"])
+        pinger = threading.Thread(target=self._pinger, name="endpoint-pinger", daemon=True)
+        pinger.start()
+        backoff = Backoff(self.settings["backoff_initial"], self.settings["backoff_max"])
+        try:
+            while not self._stopping.is_set():
+                try:
+                    link = dial(self.url, self.cert, self.token, self._hello())
+                except Retry as exc:
+                    delay = backoff.next_delay()
+                    log.warning("%s; retrying in %.1f s", exc, delay)
+                    self._stopping.wait(delay)
+                    continue
+                except Fatal as exc:
+                    log.error("%s", exc)
+                    self.fatal_error = str(exc)
+                    self.exit_code = 1
+                    break
+                backoff.reset()
+                self._serve(link)
+        finally:
+            self._stopping.set()
+            self.host.stop()
+            self.pool.stop(timeout=2.0)
+        return self.exit_code
+
+    def stop(self) -> None:
+        self._stopping.set()
+        link = self._link
+        if link is not None:
+            link.abort()
+
+    # -- one connected session -------------------------------------------------------
+    def _hello(self) -> Dict[str, Any]:
+        info = {"type": self.role, "role": self.role, "hostname": self.facts["hostname"],
+                "python_version": self.facts["python_version"], "version": __version__}
+        return {"name": self.name, "resume": self._resume, "pid": os.getpid(),
+                "endpoint": info, "plugins": self.host.describe()}
+
+    def _serve(self, link: Link) -> None:
+        self._resume = link.resume
+        link.sock.settimeout(3 * link.settings["ping_interval"])
+        self._attach(link)
+        log.info("registered with %s as %s", self.url, self.name)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    msg = link.recv()
+                except protocol.ProtocolError as exc:
+                    log.error("bridge sent a bad message: %s", exc)
+                    link.send(protocol.ERROR, detail=str(exc))
+                    break
+                if msg is None:
+                    if not self._stopping.is_set():
+                        log.warning("lost the bridge connection: reconnecting")
+                    break
+                self._on_message(link, msg)
+        finally:
+            self._detach(link)
+            link.close()
+
+    def _attach(self, link: Link) -> None:
+        """Deliver what was buffered while away, then send notifications live."""
+        with self._note_lock:
+            if self._notes_dropped:
+                link.send(protocol.NOTE, plugin="_orbit", topic="notifications_dropped",
+                          data={"count": self._notes_dropped}, ts=time.time())
+                self._notes_dropped = 0
+            while self._notes:
+                plugin, topic, data, ts = self._notes[0]
+                if not link.send(protocol.NOTE, plugin=plugin, topic=topic, data=data, ts=ts):
+                    return
+                self._notes.popleft()
+            self._link = link
+
+    def _detach(self, link: Link) -> None:
+        with self._note_lock:
+            if self._link is link:
+                self._link = None
+        with self._streams_lock:
+            streams = [s for s in self._streams.values() if s.link is link]
+            for s in streams:
+                del self._streams[s.id]
+        for s in streams:
+            s.cancel("bridge connection lost")
+
+    def _on_message(self, link: Link, msg: Dict[str, Any]) -> None:
+        kind = msg["k"]
+        if kind == protocol.REQUEST:
+            self._on_request(link, msg)
+            return
+        if kind == protocol.SHUTDOWN:
+            log.info("shutdown requested by the bridge: %s", msg.get("reason", ""))
+            self._stopping.set()
+            return
+        if kind == protocol.ERROR:
+            log.error("bridge reports a protocol error: %s", msg.get("detail"))
+            return
+        with self._streams_lock:
+            stream = self._streams.get(msg.get("id"))
+        if stream is None:
+            return
+        if kind == protocol.DATA and stream.body is not None:
+            stream.body.feed(msg.get("body") or b"", bool(msg.get("end")))
+        elif kind == protocol.CREDIT:
+            stream.window.grant(int(msg.get("n") or 0))
+        elif kind == protocol.CANCEL:
+            stream.cancel("cancelled by the bridge: %s" % msg.get("detail", ""))
+
+    # -- requests --------------------------------------------------------------------
+    def _on_request(self, link: Link, msg: Dict[str, Any]) -> None:
+        rid = msg["id"]
+        stream = Stream(link, rid, link.settings["window"], self.settings["stream_idle_timeout"])
+        if msg.get("end", True):
+            body = io.BytesIO(msg.get("body") or b"")
+        else:
+            stream.body = ReceiveStream(lambda n: link.send(protocol.CREDIT, id=rid, n=n),
+                                        stream.idle, msg.get("length"))
+            stream.body.feed(msg.get("body") or b"", False)
+            body = stream.body
+        headers = dict(msg.get("headers") or {})
+        req = Request(str(msg.get("method", "GET")), str(msg.get("path", "")),
+                      parse_qs(msg.get("query") or "", keep_blank_values=True), headers, body,
+                      headers.get("x-request-id") or "r%d" % rid, msg.get("length"))
+        with self._streams_lock:
+            self._streams[rid] = stream
+        if not self.pool.submit(lambda: self._handle(stream, req)):
+            self._forget(stream)
+            busy = Unavailable("endpoint %s is busy: all %d workers taken and the queue is full"
+                               % (self.name, self.settings["workers"]), retry_after=1)
+            self._respond(stream, error_response(busy))
+
+    def _handle(self, stream: Stream, req: Request) -> None:
+        try:
+            if stream.cancelled:
+                return
+            self._respond(stream, self.host.dispatch(req))
+        finally:
+            self._forget(stream)
+
+    def _forget(self, stream: Stream) -> None:
+        with self._streams_lock:
+            self._streams.pop(stream.id, None)
+
+    def _respond(self, stream: Stream, resp: Response) -> None:
+        """Send the response head with the first chunk, then the rest under credit."""
+        link, rid = stream.link, stream.id
+        headers = dict(resp.headers)
+        headers["content-type"] = resp.content_type
+        chunks = _lookahead(resp.chunks(link.settings["chunk"]))
+        try:
+            first, last = next(chunks, (b"", True))
+            if not link.send(protocol.RESPONSE, id=rid, status=resp.status, headers=headers,
+                             body=first, end=last, length=resp.length):
+                return
+            sent = len(first)
+            while not last:
+                stream.window.take(sent, stream.idle)
+                chunk, last = next(chunks, (b"", True))
+                sent = len(chunk)
+                if not link.send(protocol.DATA, id=rid, body=chunk, end=last):
+                    return
+        except OrbitError as exc:
+            log.info("[%s] response stream abandoned: %s", rid, exc.detail)
+            link.send(protocol.CANCEL, id=rid, detail=exc.detail)
+        except Exception as exc:
+            log.exception("[%s] response body failed", rid)
+            link.send(protocol.CANCEL, id=rid, detail="response body failed: %s" % exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+
+    # -- notifications and plugin changes ---------------------------------------------
+    def notify(self, plugin: str, topic: str, data: Any) -> None:
+        """From any thread: send now, or buffer (bounded) until the link is back."""
+        ts = time.time()
+        with self._note_lock:
+            link = self._link
+            if link is not None and link.send(protocol.NOTE, plugin=plugin, topic=topic,
+                                              data=data, ts=ts):
+                return
+            if len(self._notes) == self._notes.maxlen:
+                self._notes_dropped += 1
+            self._notes.append((plugin, topic, data, ts))
+
+    def _plugins_changed(self) -> None:
+        link = self._link
+        if link is not None:
+            link.send(protocol.PLUGINS, plugins=self.host.describe())
+
+    def _pinger(self) -> None:
+        while not self._stopping.wait(self._ping_interval()):
+            link = self._link
+            if link is not None:
+                link.ping()
+            self.host.expire_sessions()
+
+    def _ping_interval(self) -> float:
+        link = self._link
+        return link.settings["ping_interval"] if link else protocol.DEFAULT_SETTINGS["ping_interval"]
+
+
+def _lookahead(chunks: Iterator[bytes]) -> Iterator[Tuple[bytes, bool]]:
+    """Each chunk with a flag telling whether it is the last one."""
+    it = iter(chunks)
+    try:
+        prev = next(it)
+    except StopIteration:
+        return
+    try:
+        for chunk in it:
+            yield prev, False
+            prev = chunk
+        yield prev, True
+    finally:
+        close = getattr(it, "close", None)
+        if close:
+            close()

@@ -1,0 +1,301 @@
+"""The plugin framework: Plugin, PluginSession, the ``route`` decorator and the
+Request / Response objects a handler sees.
+
+A plugin is a plain class. Its routes are methods decorated with
+``@route("GET", "metrics/{sid}")``; a rule with ``{sid}`` receives the live
+``session`` instead of the id (410 once it expired, 404 if it never existed),
+and every such call refreshes the session's idle timer.
+"""
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Iterable, Optional, Union
+
+from .errors import BadRequest, Gone, NotFound, PayloadTooLarge
+
+#: A JSON body larger than this is refused with 413; large data goes through ``req.stream``.
+MAX_JSON_BODY = 16 * 2**20
+#: How many expired session ids are remembered so that they answer 410, not 404.
+EXPIRED_MEMORY = 4096
+
+
+def route(method: str, rule: str) -> Callable:
+    """Declare a plugin route: ``@route("POST", "submit/{sid}")``."""
+    def mark(func):
+        func.__dict__.setdefault("_orbit_routes", []).append((method.upper(), rule))
+        return func
+    return mark
+
+
+class Request:
+    """What a handler receives. The body is a stream; ``body`` and ``json()`` read it whole."""
+
+    def __init__(self, method: str, path: str, query: Optional[Dict[str, list]] = None,
+                 headers: Optional[Dict[str, str]] = None, stream: Any = None,
+                 request_id: str = "", content_length: Optional[int] = None):
+        self.method = method.upper()
+        self.path = path
+        self.query_lists = query or {}
+        self.headers = {k.lower(): v for k, v in (headers or {}).items()}
+        self.stream = stream
+        self.request_id = request_id
+        self.content_length = content_length
+        self._body: Optional[bytes] = None
+
+    @property
+    def query(self) -> Dict[str, str]:
+        """The last value of each query parameter."""
+        return {k: v[-1] for k, v in self.query_lists.items() if v}
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = read_capped(self.stream, MAX_JSON_BODY)
+        return self._body
+
+    def json(self) -> Any:
+        raw = self.body
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise BadRequest("request body is not valid JSON: %s" % exc)
+
+
+def read_capped(stream: Any, limit: int) -> bytes:
+    if stream is None:
+        return b""
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge("request body exceeds %d bytes; use a streamed route" % limit)
+    return data
+
+
+Body = Union[bytes, Iterable[bytes], Any]
+
+
+class Response:
+    """A handler's explicit answer. ``body`` is bytes, an iterable of bytes, or a
+    file-like object with ``read`` (streamed in chunks, never held whole)."""
+
+    def __init__(self, body: Body = b"", status: int = 200,
+                 content_type: str = "application/json",
+                 headers: Optional[Dict[str, str]] = None, length: Optional[int] = None):
+        self.status = status
+        self.content_type = content_type
+        self.headers = dict(headers or {})
+        self.body = body
+        if length is None and isinstance(body, (bytes, bytearray)):
+            length = len(body)
+        self.length = length
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> "Response":
+        return cls(json.dumps(data, default=str).encode(), status, "application/json", headers)
+
+    def chunks(self, size: int) -> Iterable[bytes]:
+        """The body in pieces of at most ``size`` bytes."""
+        body = self.body
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            view = memoryview(body)
+            for pos in range(0, len(view), size):
+                yield bytes(view[pos:pos + size])
+        elif hasattr(body, "read"):
+            try:
+                while True:
+                    piece = body.read(size)
+                    if not piece:
+                        break
+                    yield piece
+            finally:
+                close = getattr(body, "close", None)
+                if close:
+                    close()
+        else:
+            for piece in body:
+                if piece:
+                    yield from (piece[i:i + size] for i in range(0, len(piece), size))
+
+
+class PluginSession:
+    """Per-client state of one plugin. Override ``close`` to release resources."""
+
+    def __init__(self, plugin: "Plugin", sid: str):
+        self.plugin = plugin
+        self.sid = sid
+        self.created = time.time()
+        self.last_used = time.monotonic()
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    def idle_s(self) -> float:
+        return time.monotonic() - self.last_used
+
+    def close(self) -> None:
+        """Release what this session holds; called once, on unregister or expiry."""
+
+    def describe(self) -> Dict[str, Any]:
+        return {"sid": self.sid, "created": self.created, "idle_s": round(self.idle_s(), 3)}
+
+
+class PluginContext:
+    """What the hosting process gives a plugin: where it runs and how to notify."""
+
+    def __init__(self, endpoint: str, role: str,
+                 notify: Callable[[str, str, Any], None],
+                 config: Optional[Dict[str, Any]] = None):
+        self.endpoint = endpoint
+        self.role = role
+        self._notify = notify
+        self.config = dict(config or {})
+
+
+class Plugin:
+    """Base of every plugin. Subclasses set the class attributes and declare routes."""
+
+    plugin_name: str = ""
+    version: str = "0.1.0"
+    session_class = PluginSession
+    client_class: str = "radical_orbit.client.PluginClient"
+    session_ttl: float = 3600.0
+    ui_config: Dict[str, Any] = {}
+    ui_module: Optional[str] = None
+    #: host roles (bridge, login, compute, standalone) whose default set includes this plugin
+    default_roles: tuple = ()
+
+    _sid_counter = itertools.count(1)
+
+    @classmethod
+    def is_enabled(cls, host: Dict[str, Any]) -> bool:
+        """Whether this plugin is useful on ``host`` (role facts); disabled plugins still load."""
+        return True
+
+    def __init__(self, name: str, context: PluginContext):
+        self.name = name
+        self.context = context
+        self.log = logging.getLogger("radical_orbit.plugins." + name)
+        self._sessions: Dict[str, PluginSession] = {}
+        self._expired: "OrderedDict[str, None]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        """Called once after loading: start background prefetches here."""
+
+    def stop(self) -> None:
+        """Called once on unload or shutdown; closes all sessions."""
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            self._close_session(session)
+
+    def notify(self, topic: str, data: Any) -> None:
+        """Publish a notification to SSE listeners; safe from any thread."""
+        self.context._notify(self.name, topic, data)
+
+    # -- sessions ----------------------------------------------------------
+    def get_session(self, sid: str) -> PluginSession:
+        with self._lock:
+            session = self._sessions.get(sid)
+            if session is not None and self._is_expired(session):
+                del self._sessions[sid]
+                self._remember_expired(sid)
+                expired = session
+                session = None
+            else:
+                expired = None
+                if session is not None:
+                    session.touch()
+            gone = sid in self._expired
+        if expired is not None:
+            self._close_session(expired)
+        if session is None:
+            if gone:
+                raise Gone("session %s of plugin %s expired or was closed" % (sid, self.name))
+            raise NotFound("unknown session %s of plugin %s" % (sid, self.name))
+        return session
+
+    def expire_sessions(self) -> int:
+        """Close sessions idle longer than ``session_ttl``; called periodically by the host."""
+        with self._lock:
+            stale = [s for s in self._sessions.values() if self._is_expired(s)]
+            for session in stale:
+                del self._sessions[session.sid]
+                self._remember_expired(session.sid)
+        for session in stale:
+            self.log.info("session %s expired after %.0f s idle", session.sid, session.idle_s())
+            self._close_session(session)
+        return len(stale)
+
+    def _is_expired(self, session: PluginSession) -> bool:
+        return bool(self.session_ttl) and session.idle_s() > self.session_ttl
+
+    def _remember_expired(self, sid: str) -> None:
+        self._expired[sid] = None
+        while len(self._expired) > EXPIRED_MEMORY:
+            self._expired.popitem(last=False)
+
+    def _close_session(self, session: PluginSession) -> None:
+        try:
+            session.close()
+        except Exception:
+            self.log.exception("closing session %s failed", session.sid)
+
+    # -- description -------------------------------------------------------
+    def describe(self, host: Dict[str, Any]) -> Dict[str, Any]:
+        return {"type": self.plugin_name, "namespace": "/%s/%s" % (self.context.endpoint, self.name),
+                "version": self.version, "enabled": bool(self.is_enabled(host)),
+                "ui_config": self.ui_config, "ui_module": self.ui_module,
+                "client_class": self.client_class}
+
+    # -- base routes -------------------------------------------------------
+    @route("POST", "register_session")
+    def register_session(self, req: Request) -> Dict[str, Any]:
+        sid = "%s.%04d.%s" % (self.name, next(self._sid_counter), uuid.uuid4().hex[:8])
+        session = self.session_class(self, sid)
+        with self._lock:
+            self._sessions[sid] = session
+        return {"sid": sid}
+
+    @route("POST", "unregister_session/{session_id}")
+    def unregister_session(self, req: Request, session_id: str) -> Dict[str, Any]:
+        """404 for any id that is not a live session (never existed, closed, or expired)."""
+        with self._lock:
+            session = self._sessions.pop(session_id, None)
+            if session is not None:
+                self._remember_expired(session_id)
+        if session is None:
+            raise NotFound("no live session %s of plugin %s" % (session_id, self.name))
+        self._close_session(session)
+        return {"ok": True}
+
+    @route("GET", "version")
+    def get_version(self, req: Request) -> Dict[str, Any]:
+        return {"name": self.name, "type": self.plugin_name, "version": self.version}
+
+    @route("GET", "list_sessions")
+    def list_sessions(self, req: Request) -> Dict[str, Any]:
+        with self._lock:
+            sessions = [s.describe() for s in self._sessions.values() if not self._is_expired(s)]
+        return {"sessions": sessions}
+
+    @route("GET", "health")
+    def health(self, req: Request) -> Dict[str, Any]:
+        with self._lock:
+            count = len(self._sessions)
+        return {"status": "ok", "plugin": self.name, "sessions": count, "pid": os.getpid()}
+
+    @route("GET", "ui_config")
+    def get_ui_config(self, req: Request) -> Dict[str, Any]:
+        return {"ui_config": self.ui_config, "ui_module": self.ui_module}

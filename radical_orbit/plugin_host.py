@@ -1,0 +1,185 @@
+"""Hosts plugin instances and dispatches requests to them; shared by the endpoint
+and the bridge (for its own ``bridge`` plugins).
+
+Paths arrive as ``<instance>/<rest>``. The reserved namespace ``_orbit`` (which
+no instance name can take) lists, loads and unloads plugins at run time.
+"""
+import logging
+import threading
+from typing import Any, Callable, Dict, List, Optional, Type
+
+from . import registry
+from .errors import BadRequest, Conflict, NotFound, OrbitError, from_exception
+from .names import check_name
+from .plugin import Plugin, PluginContext, Request, Response
+from .router import Router
+
+log = logging.getLogger("radical_orbit.plugin_host")
+
+CONTROL = "_orbit"
+
+
+def plugin_router(cls: Type[Plugin]) -> Router:
+    """The class's routes (its own and inherited), compiled once per class."""
+    cached = cls.__dict__.get("_orbit_router")
+    if cached is not None:
+        return cached
+    router = Router()
+    seen = set()
+    for klass in cls.__mro__:
+        for attr, func in vars(klass).items():
+            if attr in seen or not callable(func):
+                continue
+            seen.add(attr)
+            for method, rule in getattr(func, "_orbit_routes", ()):
+                router.add(method, rule, attr)
+    cls._orbit_router = router
+    return router
+
+
+class PluginHost:
+    """The plugin instances of one endpoint (or of the bridge)."""
+
+    def __init__(self, endpoint: str, role: str, facts: Dict[str, Any],
+                 notify: Callable[[str, str, Any], None],
+                 on_change: Optional[Callable[[], None]] = None):
+        self.endpoint = endpoint
+        self.role = role
+        self.facts = facts
+        self._notify = notify
+        self._on_change = on_change
+        self._plugins: Dict[str, Plugin] = {}
+        self._lock = threading.Lock()
+        self._control = Router()
+        self._control.add("GET", "plugins", self._ctl_list)
+        self._control.add("POST", "plugins/load", self._ctl_load)
+        self._control.add("POST", "plugins/unload", self._ctl_unload)
+
+    # -- loading -----------------------------------------------------------
+    def load_spec(self, spec: str) -> List[str]:
+        """Load the plugins named by a ``-p`` spec; unknown names raise PluginSpecError."""
+        loaded = []
+        targets = registry.available()
+        for name in registry.resolve(spec, self.role, targets):
+            cls = registry.load_class(targets[name], name)
+            if cls is not None:
+                self.add(name, cls, announce=False)
+                loaded.append(name)
+        return loaded
+
+    def add(self, name: str, cls: Type[Plugin], config: Optional[Dict[str, Any]] = None,
+            announce: bool = True) -> Plugin:
+        check_name(name, "plugin instance")
+        context = PluginContext(self.endpoint, self.role, self._notify, config)
+        with self._lock:
+            if name in self._plugins:
+                raise Conflict("plugin instance %r is already loaded" % name)
+            plugin = cls(name, context)
+            self._plugins[name] = plugin
+        try:
+            plugin.start()
+        except Exception:
+            with self._lock:
+                self._plugins.pop(name, None)
+            raise
+        log.info("plugin %s loaded (%s %s)", name, cls.plugin_name, cls.version)
+        if announce and self._on_change:
+            self._on_change()
+        return plugin
+
+    def remove(self, name: str, announce: bool = True) -> None:
+        with self._lock:
+            plugin = self._plugins.pop(name, None)
+        if plugin is None:
+            raise NotFound("no plugin instance %r on %s" % (name, self.endpoint))
+        plugin.stop()
+        log.info("plugin %s unloaded", name)
+        if announce and self._on_change:
+            self._on_change()
+
+    def names(self) -> List[str]:
+        with self._lock:
+            return sorted(self._plugins)
+
+    def describe(self) -> Dict[str, Dict[str, Any]]:
+        with self._lock:
+            plugins = list(self._plugins.items())
+        return {name: p.describe(self.facts) for name, p in sorted(plugins)}
+
+    def expire_sessions(self) -> None:
+        with self._lock:
+            plugins = list(self._plugins.values())
+        for plugin in plugins:
+            plugin.expire_sessions()
+
+    def stop(self) -> None:
+        with self._lock:
+            plugins, self._plugins = list(self._plugins.values()), {}
+        for plugin in plugins:
+            try:
+                plugin.stop()
+            except Exception:
+                log.exception("stopping plugin %s failed", plugin.name)
+
+    # -- dispatch ----------------------------------------------------------
+    def dispatch(self, req: Request) -> Response:
+        """Run one request; every failure becomes the error envelope."""
+        try:
+            return as_response(self._call(req))
+        except Exception as exc:
+            err = from_exception(exc)
+            if err.status_code >= 500:
+                log.exception("[%s] %s /%s failed", req.request_id, req.method, req.path)
+            return error_response(err)
+
+    def _call(self, req: Request) -> Any:
+        instance, _, rest = req.path.strip("/").partition("/")
+        if instance == CONTROL:
+            target, params = self._control.match(req.method, rest)
+            return target(req, **params)
+        with self._lock:
+            plugin = self._plugins.get(instance)
+        if plugin is None:
+            raise NotFound("no plugin %r on endpoint %s" % (instance, self.endpoint))
+        attr, params = plugin_router(type(plugin)).match(req.method, rest)
+        if "sid" in params:
+            params["session"] = plugin.get_session(params.pop("sid"))
+        return getattr(plugin, attr)(req, **params)
+
+    # -- the _orbit control namespace ---------------------------------------
+    def _ctl_list(self, req: Request) -> Dict[str, Any]:
+        return {"loaded": self.describe(), "available": sorted(registry.available())}
+
+    def _ctl_load(self, req: Request) -> Dict[str, Any]:
+        body = req.json()
+        kind = body.get("plugin")
+        if not kind:
+            raise BadRequest("body needs 'plugin': a plugin name")
+        names = registry.available()
+        try:
+            (resolved,) = registry.resolve(kind, self.role, names)
+        except (registry.PluginSpecError, ValueError) as exc:
+            raise NotFound(str(exc))
+        cls = registry.load_class(names[resolved], resolved)
+        if cls is None:
+            raise OrbitError("plugin %s cannot be loaded here (missing dependency)" % resolved, 501)
+        name = body.get("name") or resolved
+        self.add(name, cls, body.get("config"))
+        return {"loaded": name, "plugins": self.names()}
+
+    def _ctl_unload(self, req: Request) -> Dict[str, Any]:
+        name = req.json().get("name")
+        if not name:
+            raise BadRequest("body needs 'name': a plugin instance name")
+        self.remove(name)
+        return {"unloaded": name, "plugins": self.names()}
+
+
+def as_response(result: Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    return Response.json(result)
+
+
+def error_response(err: OrbitError) -> Response:
+    return Response.json(err.envelope(), err.status_code, err.headers)

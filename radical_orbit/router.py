@@ -1,0 +1,77 @@
+"""The small router shared by the bridge and the endpoint.
+
+Rules such as ``GET metrics/{sid}`` or ``GET files/{path:path}`` are compiled
+once to regular expressions; ``match`` returns the target and the path
+parameters, or raises NotFound / MethodNotAllowed.
+"""
+import re
+from typing import Any, Dict, List, Tuple
+
+from .errors import MethodNotAllowed, NotFound
+
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(segment|path|int))?\}")
+_KINDS = {"segment": r"[^/]+", "path": r".+", "int": r"-?\d+"}
+
+
+def compile_rule(rule: str) -> Tuple["re.Pattern", Dict[str, str]]:
+    """``a/{x}/{rest:path}`` -> regex with named groups, and each parameter's kind."""
+    pattern, kinds, pos = [], {}, 0
+    rule = rule.strip("/")
+    for m in _PARAM.finditer(rule):
+        pattern.append(re.escape(rule[pos:m.start()]))
+        name, kind = m.group(1), m.group(2) or "segment"
+        if name in kinds:
+            raise ValueError("duplicate parameter %r in rule %r" % (name, rule))
+        kinds[name] = kind
+        pattern.append("(?P<%s>%s)" % (name, _KINDS[kind]))
+        pos = m.end()
+    pattern.append(re.escape(rule[pos:]))
+    return re.compile("^" + "".join(pattern) + "$"), kinds
+
+
+class Router:
+    """Method + path pattern -> target, with typed path parameters."""
+
+    def __init__(self) -> None:
+        self._static: Dict[str, Dict[str, Any]] = {}
+        self._dynamic: List[Tuple[str, "re.Pattern", Dict[str, str], str, Any]] = []
+
+    def add(self, method: str, rule: str, target: Any) -> None:
+        method = method.upper()
+        regex, kinds = compile_rule(rule)
+        if not kinds:
+            self._static.setdefault(rule.strip("/"), {})[method] = target
+        else:
+            self._dynamic.append((method, regex, kinds, rule.strip("/"), target))
+
+    def rules(self) -> List[Tuple[str, str]]:
+        out = [(m, r) for r, methods in self._static.items() for m in methods]
+        return out + [(m, r) for m, _x, _k, r, _t in self._dynamic]
+
+    def match(self, method: str, path: str) -> Tuple[Any, Dict[str, Any]]:
+        method = method.upper()
+        path = path.strip("/")
+        allowed = set()
+        methods = self._static.get(path)
+        if methods:
+            target = methods.get(method) or (method == "HEAD" and methods.get("GET"))
+            if target:
+                return target, {}
+            allowed.update(methods)
+        for rule_method, regex, kinds, _rule, target in self._dynamic:
+            m = regex.match(path)
+            if not m:
+                continue
+            if rule_method != method and not (method == "HEAD" and rule_method == "GET"):
+                allowed.add(rule_method)
+                continue
+            params = m.groupdict()
+            for name, kind in kinds.items():
+                if kind == "int":
+                    params[name] = int(params[name])
+            return target, params
+        if allowed:
+            raise MethodNotAllowed("%s not allowed on /%s (allowed: %s)"
+                                   % (method, path, ", ".join(sorted(allowed))),
+                                   headers={"Allow": ", ".join(sorted(allowed))})
+        raise NotFound("no route for %s /%s" % (method, path))

@@ -1,0 +1,130 @@
+"""Flow-controlled body streams shared by the bridge and the endpoint.
+
+A body larger than one chunk crosses as DATA messages. The receiver keeps at
+most ``window`` bytes buffered per stream and returns CREDIT as its consumer
+reads, so memory stays bounded on both sides for any body size, and a slow
+stream never blocks others on the same socket.
+"""
+import collections
+import threading
+import time
+from typing import Callable, Iterator, Optional
+
+from .errors import OrbitError, Timeout, Unavailable
+
+
+class SendWindow:
+    """How many bytes the peer still lets us send on one stream."""
+
+    def __init__(self, size: int):
+        self._available = size
+        self._cond = threading.Condition()
+        self._error: Optional[OrbitError] = None
+
+    def take(self, n: int, timeout: float) -> None:
+        """Wait until ``n`` bytes may be sent (the first chunk of a window always may)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._available <= 0 and self._error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Timeout("peer granted no flow-control credit for %.0f s" % timeout)
+                self._cond.wait(left)
+            if self._error is not None:
+                raise self._error
+            self._available -= n
+
+    def grant(self, n: int) -> None:
+        with self._cond:
+            self._available += n
+            self._cond.notify_all()
+
+    def fail(self, error: OrbitError) -> None:
+        with self._cond:
+            self._error = error
+            self._cond.notify_all()
+
+
+class ReceiveStream:
+    """A file-like body fed by DATA messages; ``read`` returns credit to the sender.
+
+    ``credit(n)`` is called after the consumer took ``n`` bytes, outside the lock.
+    """
+
+    def __init__(self, credit: Callable[[int], None], timeout: float,
+                 length: Optional[int] = None):
+        self._credit = credit
+        self._timeout = timeout
+        self.length = length
+        self._chunks: "collections.deque[bytes]" = collections.deque()
+        self._cond = threading.Condition()
+        self._ended = False
+        self._error: Optional[OrbitError] = None
+        self._pending_credit = 0
+
+    def feed(self, chunk: bytes, end: bool) -> None:
+        with self._cond:
+            if chunk:
+                self._chunks.append(chunk)
+            if end:
+                self._ended = True
+            self._cond.notify_all()
+
+    def fail(self, error: OrbitError) -> None:
+        with self._cond:
+            self._error = error
+            self._cond.notify_all()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def _next_chunk(self) -> bytes:
+        """The next buffered chunk, b"" at the end; waits at most ``timeout`` for data."""
+        deadline = time.monotonic() + self._timeout
+        with self._cond:
+            while not self._chunks:
+                if self._error is not None:
+                    raise self._error
+                if self._ended:
+                    return b""
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Timeout("no body data arrived for %.0f s" % self._timeout)
+                self._cond.wait(left)
+            return self._chunks.popleft()
+
+    def _consumed(self, n: int) -> None:
+        if not self._ended and n:
+            self._credit(n)
+
+    def iter_chunks(self) -> Iterator[bytes]:
+        while True:
+            chunk = self._next_chunk()
+            if not chunk:
+                return
+            self._consumed(len(chunk))
+            yield chunk
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(self.iter_chunks())
+        out = []
+        got = 0
+        while got < size:
+            chunk = self._next_chunk()
+            if not chunk:
+                break
+            want = size - got
+            if len(chunk) > want:
+                with self._cond:
+                    self._chunks.appendleft(chunk[want:])
+                chunk = chunk[:want]
+            self._consumed(len(chunk))
+            out.append(chunk)
+            got += len(chunk)
+        return b"".join(out)
+
+
+def peer_gone(detail: str) -> Unavailable:
+    return Unavailable(detail, retry_after=1)

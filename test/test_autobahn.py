@@ -1,0 +1,32 @@
+"""Optional tier: Autobahn|Testsuite (cases 1-11) against the echo server.
+
+Slow and needs Python 2.7, so it runs only with ORBIT_AUTOBAHN=1; see
+test/autobahn/run_autobahn.py for the details.
+"""
+
+import importlib.util
+import os
+
+import pytest
+
+RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "autobahn", "run_autobahn.py")
+
+
+def load_runner():
+    spec = importlib.util.spec_from_file_location("run_autobahn", RUNNER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.autobahn
+@pytest.mark.skipif(os.environ.get("ORBIT_AUTOBAHN") != "1",
+                    reason="Autobahn|Testsuite is slow: set ORBIT_AUTOBAHN=1 to run it")
+def test_autobahn_fuzzingclient_has_no_failed_case():
+    runner = load_runner()
+    try:
+        summary, failed = runner.run()
+    except runner.AutobahnUnavailable as exc:
+        pytest.skip(str(exc))
+    print(summary)
+    assert not failed, summary
