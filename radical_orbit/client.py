@@ -33,7 +33,9 @@ class BridgeClient:
         self.cert = config.resolve_cert(self.url, cert)
         self.timeout = timeout
         self.session = requests.Session()
-        self.session.verify = self.cert if self.cert else True
+        # Passed on every call: requests lets REQUESTS_CA_BUNDLE override a session-level
+        # verify, which would silently trade the pin for the system CA store.
+        self.verify: Union[str, bool] = self.cert if self.cert else True
         token = config.resolve_token(token)
         if token:
             self.session.headers["Authorization"] = "Bearer %s" % token
@@ -49,7 +51,7 @@ class BridgeClient:
         url = "%s/%s" % (self.url, path.lstrip("/"))
         try:
             resp = self.session.request(method, url, json=json, data=data, params=params,
-                                        headers=headers, stream=stream,
+                                        headers=headers, stream=stream, verify=self.verify,
                                         timeout=timeout or self.timeout)
         except requests.exceptions.SSLError as exc:
             raise OrbitError("TLS failure talking to %s: %s" % (self.url, exc), 495)

@@ -146,12 +146,12 @@ def _encode_frame(opcode: int, payload: bytes) -> bytes:
 
 
 def _encode_close_payload(code: int, reason: str) -> bytes:
-    """Close frame payload; refuses what the peer would have to reject."""
+    """Close frame payload; an over-long reason is cut (at a character) so closing never fails."""
     if not is_valid_close_code(code):
         raise ValueError("invalid close code %r" % (code,))
     encoded = reason.encode("utf-8")
     if len(encoded) > MAX_CLOSE_REASON:
-        raise ValueError("close reason longer than %d bytes" % MAX_CLOSE_REASON)
+        encoded = encoded[:MAX_CLOSE_REASON].decode("utf-8", "ignore").encode("utf-8")
     return struct.pack("!H", code) + encoded
 
 
@@ -318,10 +318,17 @@ class WebSocket:
 
     ``recv`` belongs to the one thread that owns the connection; ``send_*``,
     ``ping`` and ``close`` may be called from any thread.
+
+    ``last_seen`` is the time.monotonic() of the last frame received, for
+    liveness checks.  ``close_code`` (and ``close_reason``) tell how the
+    connection ended: the code of the first close frame sent or received,
+    1005 for a close frame without a code, 1006 for a lost connection.
     """
 
     def __init__(self, sock: socket.socket, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                  idle_timeout: "float | None" = None, pending: bytes = b"") -> None:
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive or None")
         self.max_message_size = max_message_size
         self.idle_timeout = idle_timeout
         self.last_seen = time.monotonic()
@@ -352,7 +359,10 @@ class WebSocket:
     # ----------------------------------------------------------------- sending
 
     def send_text(self, text: str) -> None:
-        """Send one text message (raises ConnectionClosed once closing)."""
+        """Send one text message (raises ConnectionClosed once closing).
+
+        A str that is not encodable (lone surrogates) raises UnicodeEncodeError.
+        """
         self._send_frame(OPCODE_TEXT, text.encode("utf-8"))
 
     def send_binary(self, data: bytes) -> None:
@@ -394,14 +404,12 @@ class WebSocket:
     def _send_close(self, code: int, payload: bytes) -> bool:
         """Send a close frame unless one was sent already; True if this call sent it."""
         try:
-            self._send_frame(OPCODE_CLOSE, payload)
+            self._send_frame(OPCODE_CLOSE, payload, code)
         except ConnectionClosed:
             return False
-        if self.close_code is None:
-            self.close_code = code
         return True
 
-    def _send_frame(self, opcode: int, payload: bytes) -> None:
+    def _send_frame(self, opcode: int, payload: bytes, close_code: "int | None" = None) -> None:
         """Write one whole frame with a single sendall under the write lock."""
         frame = _encode_frame(opcode, payload)
         with self._write_lock:
@@ -409,6 +417,8 @@ class WebSocket:
                 raise ConnectionClosed("WebSocket connection is closed")
             if opcode == OPCODE_CLOSE:
                 self._close_sent = True
+                if self.close_code is None:
+                    self.close_code = close_code
             try:
                 self._sock.sendall(frame)
             except OSError as exc:
@@ -509,36 +519,26 @@ class WebSocket:
     def _read_text_payload(self, length: int, mask_key: bytes, decoder, final: bool) -> str:
         """Read a text frame payload, validating UTF-8 as each chunk arrives (fail fast)."""
         pieces = []
-
-        def feed(chunk):
-            pieces.append(decoder.decode(chunk))
-
+        scratch = memoryview(bytearray(min(length, MAX_RECV_CHUNK)))
+        got = 0
         try:
-            self._read_payload(length, mask_key, feed)
+            while got < length:
+                count = self._fill(scratch[:min(length - got, len(scratch))])
+                pieces.append(decoder.decode(apply_mask(mask_key, scratch[:count], got)))
+                got += count
             if final:
                 pieces.append(decoder.decode(b"", True))
         except UnicodeDecodeError:
             raise _ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8") from None
         return "".join(pieces)
 
-    def _read_payload(self, length: int, mask_key: bytes, on_chunk=None) -> bytes:
-        """Read and unmask a payload in bounded chunks into one preallocated buffer.
-
-        With ``on_chunk``, each chunk is unmasked and handed over as soon as it
-        arrives; otherwise the whole payload is unmasked at once at the end.
-        """
+    def _read_payload(self, length: int, mask_key: bytes) -> bytes:
+        """Read a payload in bounded chunks into one preallocated buffer, unmask it at once."""
         buffer = bytearray(length)
         view = memoryview(buffer)
         got = 0
         while got < length:
-            count = self._fill(view[got:got + min(length - got, MAX_RECV_CHUNK)])
-            if on_chunk is not None:
-                chunk = apply_mask(mask_key, view[got:got + count], got)
-                view[got:got + count] = chunk
-                on_chunk(chunk)
-            got += count
-        if on_chunk is not None:
-            return bytes(buffer)
+            got += self._fill(view[got:got + min(length - got, MAX_RECV_CHUNK)])
         return apply_mask(mask_key, buffer)
 
     def _read_exact(self, count: int) -> bytearray:

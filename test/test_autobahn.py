@@ -22,10 +22,10 @@ def load_runner():
 @pytest.mark.autobahn
 @pytest.mark.skipif(os.environ.get("ORBIT_AUTOBAHN") != "1",
                     reason="Autobahn|Testsuite is slow: set ORBIT_AUTOBAHN=1 to run it")
-def test_autobahn_fuzzingclient_has_no_failed_case():
+def test_autobahn_fuzzingclient_has_no_failed_case(tmp_path):
     runner = load_runner()
     try:
-        summary, failed = runner.run()
+        summary, failed = runner.run(workdir=str(tmp_path))
     except runner.AutobahnUnavailable as exc:
         pytest.skip(str(exc))
     print(summary)

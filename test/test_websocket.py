@@ -96,13 +96,13 @@ def mask_frame(opcode, payload, fin=True, rsv=0, masked=True):
 class RawClient:
     """A bare-socket WebSocket client that can break the rules on purpose."""
 
-    def __init__(self, port):
+    def __init__(self, port, pipelined=b""):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
         key = base64.b64encode(os.urandom(16)).decode("ascii")
         self.sock.sendall((
             "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            % (port, key)).encode("ascii"))
+            % (port, key)).encode("ascii") + pipelined)
         self.buffer = b""
         while b"\r\n\r\n" not in self.buffer:
             self.buffer += self._recv()
@@ -321,6 +321,15 @@ def test_control_frames_between_fragments(raw):
     assert raw.recv_frame() == (ws.OPCODE_TEXT, b"fragmented")
 
 
+def test_frames_sent_with_the_handshake_are_not_lost(port):
+    raw = RawClient(port, pipelined=mask_frame(ws.OPCODE_TEXT, b"eager") + mask_frame(ws.OPCODE_BINARY, b"\x01"))
+    try:
+        assert raw.recv_frame() == (ws.OPCODE_TEXT, b"eager")
+        assert raw.recv_frame() == (ws.OPCODE_BINARY, b"\x01")
+    finally:
+        raw.close()
+
+
 def test_empty_close_is_answered_with_1000(raw):
     raw.send(ws.OPCODE_CLOSE, b"")
     assert raw.expect_close() == ws.CLOSE_NORMAL
@@ -465,6 +474,43 @@ def test_close_from_another_thread_while_recv_blocks():
     assert not closer.is_alive()
     assert conn.close_code == 4003
     conn.close()
+    server_sock.close()
+    client_sock.close()
+
+
+def test_close_reason_is_cut_at_a_character_boundary():
+    payload = ws._encode_close_payload(1000, "é" * 100)
+    assert len(payload) <= 125
+    payload[2:].decode("utf-8")
+    with pytest.raises(ValueError):
+        ws._encode_close_payload(1005, "")
+
+
+def test_peer_close_then_send_raises_and_close_is_idempotent():
+    conn, server_sock, client_sock = make_pair()
+    client_sock.sendall(mask_frame(ws.OPCODE_CLOSE, struct.pack("!H", 1001) + b"away"))
+    assert conn.recv() is None
+    assert (conn.close_code, conn.close_reason) == (1001, "away")
+    opcode, payload, _ = read_server_frame(client_sock, b"")
+    assert (opcode, payload) == (ws.OPCODE_CLOSE, struct.pack("!H", 1001))
+    assert client_sock.recv(100) == b""
+    with pytest.raises(ws.ConnectionClosed):
+        conn.send_binary(b"x")
+    with pytest.raises(ws.ConnectionClosed):
+        conn.ping()
+    conn.close()
+    conn.close()
+    assert conn.recv() is None
+    server_sock.close()
+    client_sock.close()
+
+
+def test_ping_payload_is_limited_to_125_bytes():
+    conn, server_sock, client_sock = make_pair()
+    with pytest.raises(ValueError):
+        conn.ping(b"x" * 126)
+    conn.ping(b"x" * 125)
+    assert read_server_frame(client_sock, b"")[:2] == (ws.OPCODE_PING, b"x" * 125)
     server_sock.close()
     client_sock.close()
 

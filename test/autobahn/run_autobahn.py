@@ -32,6 +32,7 @@ RUN_TIMEOUT = 3600
 SERVER_START_TIMEOUT = 30
 AGENT = "radical_orbit"
 BEHAVIORS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
+PASSING = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED")
 
 LAUNCHER = """\
 import site, sys
@@ -156,21 +157,27 @@ def _case_key(case_id: str):
     return tuple(int(part) for part in case_id.split("."))
 
 
+def _count_line(label: str, counts) -> str:
+    names = list(BEHAVIORS) + sorted(set(counts) - set(BEHAVIORS))
+    return "  %-14s " % (label + ":") + ", ".join("%s %d" % (name, counts.get(name, 0)) for name in names)
+
+
 def summarize(results: dict):
-    """(summary text, ids of FAILED cases) for one agent's report index entries."""
+    """(summary text, ids of failed cases) for one agent's report index entries.
+
+    A case fails when its behavior is FAILED, or when its close behavior is
+    anything but a passing one (Autobahn also reports e.g. WRONG CODE, UNCLEAN).
+    """
     counts = collections.Counter(entry["behavior"] for entry in results.values())
     close_counts = collections.Counter(entry["behaviorClose"] for entry in results.values())
-    lines = ["Autobahn fuzzingclient: %d cases" % len(results)]
-    lines.append("  behavior:      " + ", ".join(
-        "%s %d" % (name, counts.get(name, 0)) for name in BEHAVIORS))
-    lines.append("  behaviorClose: " + ", ".join(
-        "%s %d" % (name, close_counts.get(name, 0)) for name in BEHAVIORS))
+    lines = ["Autobahn fuzzingclient: %d cases" % len(results),
+             _count_line("behavior", counts), _count_line("behaviorClose", close_counts)]
     failed = []
     for case_id in sorted(results, key=_case_key):
         entry = results[case_id]
         if entry["behavior"] != "OK" or entry["behaviorClose"] != "OK":
             lines.append("  %-8s behavior=%s close=%s" % (case_id, entry["behavior"], entry["behaviorClose"]))
-        if "FAILED" in (entry["behavior"], entry["behaviorClose"]):
+        if entry["behavior"] == "FAILED" or entry["behaviorClose"] not in PASSING:
             failed.append(case_id)
     return "\n".join(lines), failed
 
