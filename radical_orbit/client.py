@@ -7,6 +7,7 @@ import importlib
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
@@ -246,6 +247,17 @@ def _client_class(path: Optional[str]) -> type:
         return PluginClient
 
 
+def _socket_of(resp: "requests.Response") -> Optional[socket.socket]:
+    """The socket under a streamed response (urllib3 2.x, then 1.x layouts)."""
+    raw = getattr(resp, "raw", None)
+    conn = getattr(raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is None:
+        fp = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    return sock
+
+
 def _error(resp: "requests.Response") -> OrbitError:
     try:
         body = resp.json()
@@ -275,11 +287,17 @@ class EventListener:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop at once: shutting the socket down wakes the blocked reader (closing the
+        response from this thread would wait for the next keepalive)."""
         self._stopping.set()
         resp = self._response
-        if resp is not None:
-            resp.close()
-        self._thread.join(2.0)
+        sock = _socket_of(resp) if resp is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(5.0)
 
     def add(self, entry: tuple) -> int:
         with self._lock:
@@ -297,10 +315,10 @@ class EventListener:
             try:
                 self._follow()
                 delay = 0.2
-            except (OrbitError, requests.exceptions.RequestException, ValueError, OSError) as exc:
+            except Exception as exc:
                 if self._stopping.is_set():
                     return
-                log.debug("event stream interrupted: %s", exc)
+                log.debug("event stream interrupted: %s: %s", type(exc).__name__, exc)
             self.connected.clear()
             self._stopping.wait(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, 5.0)

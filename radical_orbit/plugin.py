@@ -275,6 +275,9 @@ class Plugin:
             session = self._sessions.pop(session_id, None)
             if session is not None:
                 self._remember_expired(session_id)
+        if session is not None and self._is_expired(session):
+            self._close_session(session)
+            session = None
         if session is None:
             raise NotFound("no live session %s of plugin %s" % (session_id, self.name))
         self._close_session(session)

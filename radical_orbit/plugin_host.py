@@ -7,6 +7,7 @@ no instance name can take) lists, loads and unloads plugins at run time.
 import logging
 import threading
 from typing import Any, Callable, Dict, List, Optional, Type
+from urllib.parse import unquote
 
 from . import registry
 from .errors import BadRequest, Conflict, NotFound, OrbitError, from_exception
@@ -25,14 +26,13 @@ def plugin_router(cls: Type[Plugin]) -> Router:
     if cached is not None:
         return cached
     router = Router()
-    seen = set()
+    taken = set()
     for klass in cls.__mro__:
         for attr, func in vars(klass).items():
-            if attr in seen or not callable(func):
-                continue
-            seen.add(attr)
             for method, rule in getattr(func, "_orbit_routes", ()):
-                router.add(method, rule, attr)
+                if (method, rule) not in taken:   # the most derived declaration wins
+                    taken.add((method, rule))
+                    router.add(method, rule, attr)
     cls._orbit_router = router
     return router
 
@@ -133,7 +133,7 @@ class PluginHost:
             return error_response(err)
 
     def _call(self, req: Request) -> Any:
-        instance, _, rest = req.path.strip("/").partition("/")
+        instance, _, rest = unquote(req.path.strip("/")).partition("/")
         if instance == CONTROL:
             target, params = self._control.match(req.method, rest)
             return target(req, **params)
@@ -151,28 +151,41 @@ class PluginHost:
         return {"loaded": self.describe(), "available": sorted(registry.available())}
 
     def _ctl_load(self, req: Request) -> Dict[str, Any]:
-        body = req.json()
+        body = _json_object(req)
         kind = body.get("plugin")
-        if not kind:
+        if not isinstance(kind, str) or not kind:
             raise BadRequest("body needs 'plugin': a plugin name")
         names = registry.available()
         try:
-            (resolved,) = registry.resolve(kind, self.role, names)
-        except (registry.PluginSpecError, ValueError) as exc:
+            resolved = registry.resolve(kind, self.role, names)
+        except registry.PluginSpecError as exc:
             raise NotFound(str(exc))
+        if len(resolved) != 1:
+            raise BadRequest("%r names %d plugins; load one at a time" % (kind, len(resolved)))
+        resolved = resolved[0]
         cls = registry.load_class(names[resolved], resolved)
         if cls is None:
             raise OrbitError("plugin %s cannot be loaded here (missing dependency)" % resolved, 501)
         name = body.get("name") or resolved
-        self.add(name, cls, body.get("config"))
+        config = body.get("config")
+        if config is not None and not isinstance(config, dict):
+            raise BadRequest("'config' must be a JSON object")
+        self.add(name, cls, config)
         return {"loaded": name, "plugins": self.names()}
 
     def _ctl_unload(self, req: Request) -> Dict[str, Any]:
-        name = req.json().get("name")
-        if not name:
+        name = _json_object(req).get("name")
+        if not isinstance(name, str) or not name:
             raise BadRequest("body needs 'name': a plugin instance name")
         self.remove(name)
         return {"unloaded": name, "plugins": self.names()}
+
+
+def _json_object(req: Request) -> Dict[str, Any]:
+    body = req.json()
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
 
 
 def as_response(result: Any) -> Response:

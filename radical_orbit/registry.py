@@ -49,10 +49,18 @@ def load_class(target: str, name: str = "") -> Optional[Type]:
         log.warning("plugin %s skipped: %s (install its extra, e.g. pip install 'radical.orbit[%s]')",
                     name or module_name, exc, name or module_name)
         return None
+    except Exception as exc:
+        log.warning("plugin %s skipped: importing %s failed: %s: %s",
+                    name or module_name, module_name, type(exc).__name__, exc)
+        return None
     obj = module
-    for part in (attr or "").split("."):
-        if part:
-            obj = getattr(obj, part)
+    try:
+        for part in (attr or "").split("."):
+            if part:
+                obj = getattr(obj, part)
+    except AttributeError:
+        log.warning("plugin %s skipped: %s has no %s", name or target, module_name, attr)
+        return None
     return obj
 
 

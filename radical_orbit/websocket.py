@@ -2,8 +2,9 @@
 
 One thread owns each connection and calls :meth:`WebSocket.recv`; any thread
 may send.  No extension is ever negotiated (so the RSV bits must stay 0) and
-no subprotocol is selected.  Only ``recv_into`` and ``sendall`` are used on the
-socket, so a ``ssl.SSLSocket`` works exactly like a plain one.
+no subprotocol is selected.  A ``ssl.SSLSocket`` works like a plain socket;
+since OpenSSL forbids entering one TLS session from two threads at once, its
+reads and writes are serialized (see _TlsTransport).
 
 Usage from a ``BaseHTTPRequestHandler.do_GET``::
 
@@ -21,18 +22,16 @@ import base64
 import binascii
 import codecs
 import collections
+import errno
 import hashlib
 import json
 import logging
+import select
 import socket
+import ssl
 import struct
 import threading
 import time
-
-__all__ = [
-    "WebSocketError", "ConnectionClosed", "Message", "WebSocket",
-    "is_upgrade_request", "accept", "apply_mask", "is_valid_close_code",
-]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,7 @@ OPCODE_PING = 0x9
 OPCODE_PONG = 0xA
 DATA_OPCODES = (OPCODE_TEXT, OPCODE_BINARY)
 CONTROL_OPCODES = (OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG)
+KNOWN_OPCODES = (OPCODE_CONT,) + DATA_OPCODES + CONTROL_OPCODES
 
 # Close codes (RFC 6455 section 7.4.1).
 CLOSE_NORMAL = 1000
@@ -77,7 +77,8 @@ WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 WEBSOCKET_VERSION = "13"
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 2 ** 20
-# Bounds every sendall, and every read wait when no idle_timeout is given.
+# Bounds the sending of one frame (a smaller idle_timeout takes its place),
+# and how long a read waits before checking its deadlines again.
 SEND_TIMEOUT = 30.0
 # How long close() (or a failed connection) waits for the peer's side of the
 # closing handshake before shutting the socket down.
@@ -182,7 +183,7 @@ def _check_frame(fin: bool, rsv: int, opcode: int, masked: bool, length: int,
     """
     if rsv:
         raise _ProtocolError(CLOSE_PROTOCOL_ERROR, "RSV bits set without a negotiated extension")
-    if opcode not in DATA_OPCODES and opcode not in CONTROL_OPCODES and opcode != OPCODE_CONT:
+    if opcode not in KNOWN_OPCODES:
         raise _ProtocolError(CLOSE_PROTOCOL_ERROR, "unknown opcode %#x" % opcode)
     if not masked:
         raise _ProtocolError(CLOSE_PROTOCOL_ERROR, "client frame is not masked")
@@ -200,6 +201,92 @@ def _check_frame(fin: bool, rsv: int, opcode: int, masked: bool, length: int,
         raise _ProtocolError(CLOSE_PROTOCOL_ERROR, "new data frame inside a fragmented message")
     if message_size + length > max_message_size:
         raise _ProtocolError(CLOSE_MESSAGE_TOO_BIG, "message over %d bytes" % max_message_size)
+
+
+def _wait_socket(sock: socket.socket, for_write: bool, timeout: float) -> bool:
+    """Wait at most ``timeout`` seconds for ``sock`` to be readable (or writable)."""
+    if sock.fileno() < 0:
+        raise OSError(errno.EBADF, "socket is closed")
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT if for_write else select.POLLIN)
+        return bool(poller.poll(max(timeout, 0.0) * 1000))
+    watched = [sock]
+    ready = select.select([] if for_write else watched, watched if for_write else [], [], timeout)
+    return bool(ready[0] or ready[1])
+
+
+class _PlainTransport:
+    """A plain socket: blocking calls with a timeout; the kernel keeps a concurrent
+    recv and send apart."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._timeout = None
+
+    def _set_timeout(self, timeout: float) -> None:
+        if timeout != self._timeout:
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
+
+    def recv_into(self, dest: memoryview, timeout: float) -> int:
+        """One recv_into; raises socket.timeout after ``timeout`` seconds."""
+        self._set_timeout(timeout)
+        return self.sock.recv_into(dest)
+
+    def sendall(self, data: bytes, timeout: float) -> None:
+        """All of ``data`` in one sendall, within ``timeout`` seconds."""
+        self._set_timeout(timeout)
+        self.sock.sendall(data)
+
+
+class _TlsTransport:
+    """A TLS socket shared by the reader and the senders.
+
+    OpenSSL does not allow two threads inside one session at once (a reader
+    blocked in SSL_read while another thread writes corrupts the session),
+    and a lock held across a blocking read would stall every sender.  So the
+    socket is non-blocking, each SSL call runs under one lock, and the wait
+    for the socket to be ready happens outside it.
+    """
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        self.sock = sock
+        self._lock = threading.Lock()
+        sock.settimeout(0.0)
+
+    def recv_into(self, dest: memoryview, timeout: float) -> int:
+        """Decrypted bytes into ``dest``; raises socket.timeout after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                try:
+                    return self.sock.recv_into(dest)
+                except ssl.SSLWantReadError:
+                    for_write = False
+                except ssl.SSLWantWriteError:
+                    for_write = True
+            self._wait(for_write, deadline)
+
+    def sendall(self, data: bytes, timeout: float) -> None:
+        """All of ``data`` (retried with the same buffer, as OpenSSL requires) within ``timeout``."""
+        view = memoryview(data)
+        deadline = time.monotonic() + timeout
+        while len(view):
+            with self._lock:
+                try:
+                    view = view[self.sock.send(view):]
+                    continue
+                except ssl.SSLWantWriteError:
+                    for_write = True
+                except ssl.SSLWantReadError:
+                    for_write = False
+            self._wait(for_write, deadline)
+
+    def _wait(self, for_write: bool, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not _wait_socket(self.sock, for_write, remaining):
+            raise socket.timeout("timed out")
 
 
 def _header_tokens(handler, name: str):
@@ -335,6 +422,10 @@ class WebSocket:
         self.close_code = None
         self.close_reason = ""
         self._sock = sock
+        if isinstance(sock, ssl.SSLSocket):
+            self._io = _TlsTransport(sock)
+        else:
+            self._io = _PlainTransport(sock)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._done = threading.Event()       # set once the socket is shut down
@@ -346,10 +437,9 @@ class WebSocket:
         self._rbuf[:len(pending)] = pending
         self._rstart = 0
         self._rend = len(pending)
-        # One timeout serves both directions: it bounds each sendall, and a
-        # read wait wakes up at least this often to check the idle deadline.
-        tick = SEND_TIMEOUT if idle_timeout is None else min(idle_timeout, SEND_TIMEOUT)
-        sock.settimeout(tick)
+        # Bounds each frame's send; a read wait wakes up at least this often
+        # to check the idle and close deadlines.
+        self._tick = SEND_TIMEOUT if idle_timeout is None else min(idle_timeout, SEND_TIMEOUT)
 
     @property
     def closed(self) -> bool:
@@ -393,7 +483,6 @@ class WebSocket:
             if self._read_lock.acquire(blocking=False):
                 try:
                     self._close_deadline = deadline
-                    self._sock.settimeout(max(remaining, 0.001))
                     self._receive()
                 finally:
                     self._read_lock.release()
@@ -420,9 +509,8 @@ class WebSocket:
                 if self.close_code is None:
                     self.close_code = close_code
             try:
-                self._sock.sendall(frame)
+                self._io.sendall(frame, self._tick)
             except OSError as exc:
-                self._close_sent = True
                 self._lost()
                 raise ConnectionClosed("WebSocket send failed: %s" % (exc,)) from exc
 
@@ -499,11 +587,10 @@ class WebSocket:
     def _on_control(self, opcode: int, payload: bytes) -> bool:
         """Answer a control frame; False once the connection is closed."""
         if opcode == OPCODE_PING:
-            if not self._close_sent:
-                try:
-                    self._send_frame(OPCODE_PONG, payload)
-                except ConnectionClosed:
-                    return False
+            try:
+                self._send_frame(OPCODE_PONG, payload)
+            except ConnectionClosed:
+                pass    # no pong after our close frame; a broken socket shows on the next read
         elif opcode == OPCODE_CLOSE:
             code, reason = _parse_close_payload(payload)
             if self.close_code is None:
@@ -563,10 +650,13 @@ class WebSocket:
         return count
 
     def _recv_into(self, dest: memoryview) -> int:
-        """One recv_into; the socket timeout is a tick to check the idle and close deadlines."""
+        """One receive; waits in ticks so the idle and close deadlines are checked."""
         while True:
+            timeout = self._tick
+            if self._close_deadline is not None:
+                timeout = max(min(timeout, self._close_deadline - time.monotonic()), 0.001)
             try:
-                count = self._sock.recv_into(dest)
+                count = self._io.recv_into(dest, timeout)
             except socket.timeout:
                 now = time.monotonic()
                 if self._close_deadline is not None and now >= self._close_deadline:
@@ -590,16 +680,11 @@ class WebSocket:
         close frame before the peer reads it.
         """
         self._send_close(code, struct.pack("!H", code))
-        try:
-            self._sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        deadline = time.monotonic() + CLOSE_TIMEOUT
-        self._close_deadline = deadline
+        self._shutdown_socket(socket.SHUT_WR)
+        self._close_deadline = time.monotonic() + CLOSE_TIMEOUT
         scratch = self._rview[:RECV_BUFFER_SIZE]
         try:
             while True:
-                self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
                 self._recv_into(scratch)
         except (_ConnectionLost, OSError):
             pass
@@ -615,7 +700,18 @@ class WebSocket:
         """Shut the socket down (which also wakes a blocked reader); the server closes it."""
         self._close_sent = True
         self._done.set()
+        self._shutdown_socket(socket.SHUT_RDWR)
+
+    def _shutdown_socket(self, how: int) -> None:
+        """TCP-level shutdown that leaves a TLS session in place for a concurrent reader.
+
+        (ssl.SSLSocket.shutdown would drop the session under a thread still using it;
+        radical_orbit.tlssocket.TLSSocket.shutdown is already TCP-level.)
+        """
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)
+            if isinstance(self._sock, socket.socket):
+                socket.socket.shutdown(self._sock, how)
+            else:
+                self._sock.shutdown(how)
         except OSError:
             pass

@@ -339,8 +339,8 @@ def test_empty_close_is_answered_with_1000(raw):
 # ------------------------------------------------------------------------ TLS
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory):
-    pytest.importorskip("websockets.sync.client")
+def tls_cert(tmp_path_factory):
+    """A self-signed certificate for localhost / 127.0.0.1: (certfile, keyfile)."""
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl command not available")
@@ -351,6 +351,13 @@ def tls_server(tmp_path_factory):
          "-days", "2", "-subj", "/CN=localhost",
          "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=TIMEOUT)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def tls_server(tls_cert):
+    pytest.importorskip("websockets.sync.client")
+    cert, key = tls_cert
     proc, port = start_server("--max-size", str(MAX_SIZE), "--cert", cert, "--key", key)
     yield port, cert
     stop_server(proc)
@@ -522,5 +529,86 @@ def test_idle_timeout_counts_as_lost():
     assert result.get(timeout=TIMEOUT) is None
     assert conn.close_code == ws.CLOSE_ABNORMAL
     assert client_sock.recv(100) == b""
+    server_sock.close()
+    client_sock.close()
+
+
+def tls_pair(cert, key):
+    """(server-side WebSocket, server SSLSocket, client SSLSocket) over a socketpair."""
+    server_raw, client_raw = socket.socketpair()
+    server_raw.settimeout(TIMEOUT)
+    client_raw.settimeout(TIMEOUT)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    client_context = ssl.create_default_context(cafile=cert)
+    wrapped = queue.Queue()
+    thread = threading.Thread(target=lambda: wrapped.put(
+        server_context.wrap_socket(server_raw, server_side=True)))
+    thread.start()
+    client_sock = client_context.wrap_socket(client_raw, server_hostname="localhost")
+    server_sock = wrapped.get(timeout=TIMEOUT)
+    thread.join(TIMEOUT)
+    return ws.WebSocket(server_sock), server_sock, client_sock
+
+
+def test_tls_senders_and_reader_in_different_threads(tls_cert):
+    """Several threads send while the owner blocks in recv: the TLS session must survive.
+
+    (OpenSSL forbids two threads inside one session; unserialized, this
+    breaks the connection in a good share of the rounds.)
+    """
+    senders, per_sender = 4, 150
+    for _ in range(20):
+        conn, server_sock, client_sock = tls_pair(*tls_cert)
+        received = []
+        reader = threading.Thread(target=lambda: received.extend(iter(conn.recv, None)))
+        reader.start()
+        errors = []
+
+        def send(number):
+            try:
+                for index in range(per_sender):
+                    conn.send_binary(struct.pack("!HH", number, index) + bytes([number]) * (100 + index * 37 % 3000))
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=send, args=(n,)) for n in range(senders)]
+        for thread in threads:
+            thread.start()
+        buffer = b""
+        last = {}
+        replies = 0
+        for count in range(1, senders * per_sender + 1):
+            opcode, payload, buffer = read_server_frame(client_sock, buffer)
+            number, index = struct.unpack("!HH", payload[:4])
+            assert opcode == ws.OPCODE_BINARY
+            assert payload[4:] == bytes([number]) * (100 + index * 37 % 3000)
+            assert last.get(number, -1) == index - 1
+            last[number] = index
+            if count % 10 == 0:
+                client_sock.sendall(mask_frame(ws.OPCODE_BINARY, struct.pack("!I", replies) + b"c" * 500))
+                replies += 1
+        for thread in threads:
+            thread.join(TIMEOUT)
+        assert not errors
+        client_sock.sendall(mask_frame(ws.OPCODE_CLOSE, struct.pack("!H", 1000)))
+        reader.join(TIMEOUT)
+        assert [struct.unpack("!I", m.data[:4])[0] for m in received] == list(range(replies))
+        assert conn.close_code == 1000
+        server_sock.close()
+        client_sock.close()
+
+
+def test_tls_close_from_another_thread_when_the_peer_never_answers(tls_cert, monkeypatch):
+    monkeypatch.setattr(ws, "CLOSE_TIMEOUT", 0.5)
+    conn, server_sock, client_sock = tls_pair(*tls_cert)
+    result = queue.Queue()
+    reader = threading.Thread(target=lambda: result.put(conn.recv()))
+    reader.start()
+    conn.close(1001)
+    assert read_server_frame(client_sock, b"")[:2] == (ws.OPCODE_CLOSE, struct.pack("!H", 1001))
+    assert result.get(timeout=TIMEOUT) is None
+    reader.join(TIMEOUT)
+    assert conn.close_code == 1001
     server_sock.close()
     client_sock.close()

@@ -95,6 +95,11 @@ def serve(port: int = 0, host: str = "127.0.0.1", max_size: int = DEFAULT_MAX_SI
     if certfile:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(certfile, keyfile)
+        # No TLS 1.3 session tickets: clients such as the websockets sync client
+        # read and write one TLS session from two threads, and tickets arriving
+        # right after the handshake make that (OpenSSL-forbidden) race bite.
+        if hasattr(context, "num_tickets"):
+            context.num_tickets = 0
     server = EchoServer((host, port), max_size=max_size, idle_timeout=idle_timeout,
                         ssl_context=context, verbose=verbose)
     threading.Thread(target=server.serve_forever, name="ws-echo-server", daemon=True).start()

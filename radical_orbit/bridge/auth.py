@@ -37,7 +37,15 @@ class Auth:
         return self.valid(self.request_token(headers))
 
     def cookie_header(self, secure: bool) -> str:
-        parts = ["%s=%s" % (COOKIE, self.token), "Path=/", "HttpOnly", "SameSite=Strict"]
-        if secure:
-            parts.append("Secure")
-        return "; ".join(parts)
+        return _cookie("%s=%s" % (COOKIE, self.token), secure)
+
+    def expired_cookie_header(self, secure: bool) -> str:
+        """Logging out: the browser drops the HttpOnly cookie it cannot touch itself."""
+        return _cookie("%s=; Max-Age=0" % COOKIE, secure)
+
+
+def _cookie(value: str, secure: bool) -> str:
+    parts = [value, "Path=/", "HttpOnly", "SameSite=Strict"]
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts)

@@ -26,6 +26,10 @@ def next_request_id() -> int:
     return next(_request_ids)
 
 
+class AnsweredEarly(OrbitError):
+    """The endpoint sent its complete answer while the request body was still coming."""
+
+
 class Pending:
     """A proxied request waiting for its endpoint's answer."""
 
@@ -41,7 +45,10 @@ class Pending:
 
     def on_response(self, msg: Dict[str, Any]) -> None:
         self.response = msg
-        self.body.feed(msg.get("body") or b"", bool(msg.get("end", True)))
+        end = bool(msg.get("end", True))
+        self.body.feed(msg.get("body") or b"", end)
+        if end:
+            self.window.fail(AnsweredEarly("the endpoint answered before the body ended"))
         self._ready.set()
 
     def fail(self, error: OrbitError) -> None:

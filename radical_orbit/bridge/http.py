@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterable, Optional
 
 from ..errors import BadRequest, OrbitError, PayloadTooLarge, envelope
+from ..tlssocket import TLSSocket
 
 log = logging.getLogger("radical_orbit.bridge.http")
 
@@ -31,15 +32,18 @@ class Server(ThreadingHTTPServer):
 
     def finish_request(self, request, client_address):
         if self.tls is not None:
-            request.settimeout(TLS_HANDSHAKE_TIMEOUT)
+            request = TLSSocket(request, self.tls, server_side=True)
             try:
-                request = self.tls.wrap_socket(request, server_side=True)
+                request.do_handshake(TLS_HANDSHAKE_TIMEOUT)
             except (OSError, ssl.SSLError) as exc:
                 log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
                 request.close()
                 return
-            request.settimeout(None)
         super().finish_request(request, client_address)
+
+    def shutdown_request(self, request):
+        """The plain socket underneath a TLSSocket is what gets shut down and closed."""
+        super().shutdown_request(getattr(request, "_sock", request))
 
     def handle_error(self, request, client_address):
         log.debug("connection from %s ended with an error", client_address[0], exc_info=True)

@@ -9,7 +9,7 @@ import logging
 from typing import Any, Dict, Iterator, Optional
 
 from .. import protocol
-from .connection import EndpointConnection, Pending
+from .connection import AnsweredEarly, EndpointConnection, Pending
 from .http import BodyReader
 
 log = logging.getLogger("radical_orbit.bridge.proxy")
@@ -22,6 +22,10 @@ _HOP_BY_HOP_RESPONSE = frozenset(("connection", "keep-alive", "transfer-encoding
 
 
 class ProxyCall:
+    """One forwarded request. The whole request body is pumped before the response is
+    relayed (HTTP clients read only after sending); a complete early answer (an error)
+    stops the pumping and the client connection is closed after it."""
+
     def __init__(self, conn: EndpointConnection, settings: Dict[str, Any]):
         self.conn = conn
         self.chunk = conn.settings["chunk"]
@@ -42,8 +46,11 @@ class ProxyCall:
             self.conn.send(protocol.REQUEST, id=pending.id, method=method, path=path,
                            query=query, headers=fwd, body=first, end=end,
                            length=body.length, deadline=self.deadline)
-            while not end and pending.response is None:
-                pending.window.take(len(first), self.idle)
+            while not end:
+                try:
+                    pending.window.take(len(first), self.idle)
+                except AnsweredEarly:
+                    break
                 first = body.read(self.chunk)
                 end = body.done
                 self.conn.send(protocol.DATA, id=pending.id, body=first, end=end)

@@ -39,6 +39,7 @@ for _method, _rule, _name in (
         ("GET", "", "explorer"),
         ("GET", "plugins/{file}", "plugin_module"),
         ("POST", "auth", "login"),
+        ("DELETE", "auth", "logout"),
         ("POST", "endpoint/list", "endpoint_list"),
         ("GET", "endpoint/list", "endpoint_list"),
         ("GET", "endpoints", "endpoints"),
@@ -49,7 +50,7 @@ for _method, _rule, _name in (
         ("GET", "register", "register")):
     ROUTES.add(_method, _rule, _name)
 #: routes a browser reaches before it has logged in
-OPEN_ROUTES = frozenset(("explorer", "plugin_module", "login"))
+OPEN_ROUTES = frozenset(("explorer", "plugin_module", "login", "logout"))
 
 
 class BridgeHandler(Handler):
@@ -150,6 +151,11 @@ class BridgeHandler(Handler):
             raise Unauthorized("wrong token")
         self.send_json({"ok": True}, headers={
             "Set-Cookie": self.bridge.auth.cookie_header(self.bridge.tls is not None)})
+
+    def route_logout(self) -> None:
+        self.body().drain()
+        self.send_json({"ok": True}, headers={
+            "Set-Cookie": self.bridge.auth.expired_cookie_header(self.bridge.tls is not None)})
 
     # -- bridge routes ---------------------------------------------------------------
     def route_endpoint_list(self) -> None:

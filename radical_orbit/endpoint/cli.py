@@ -32,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
                    help="plugins: names, unique prefixes, globs, 'all' or 'default' (the role's set)")
     p.add_argument("--workers", type=int, default=DEFAULT_SETTINGS["workers"],
                    help="worker threads for plugin requests (default %(default)s)")
+    p.add_argument("--queue-size", type=int, default=DEFAULT_SETTINGS["queue_size"],
+                   help="requests waiting for a free worker before 503 + Retry-After (default %(default)s)")
     p.add_argument("--role", choices=[r for r in ROLES if r != "bridge"],
                    help="override the detected host role (login, compute, standalone)")
     p.add_argument("--tunnel", choices=("none", "forward", "reverse"), default="none",
@@ -46,8 +48,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     name = args.name or socket.gethostname().split(".")[0]
     try:
         check_endpoint_name(name)
-        if args.workers < 1:
-            fatal("--workers must be at least 1")
+        if args.workers < 1 or args.queue_size < 1:
+            fatal("--workers and --queue-size must be at least 1")
         if args.tunnel != "none":
             fatal("--tunnel %s is not supported by this version; reach the bridge directly" % args.tunnel)
         logs.setup("endpoint-%s" % name, args.log_level)
@@ -55,7 +57,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         cert = config.resolve_cert(url, args.cert)
         token = config.resolve_token(args.token)
         role = args.role or detect_role()
-        service = EndpointService(name, url, cert, token, args.plugins, role, workers=args.workers)
+        service = EndpointService(name, url, cert, token, args.plugins, role, workers=args.workers,
+                                  queue_size=args.queue_size)
         service.load_plugins()
     except (OrbitError, config.ConfigError, PluginSpecError, ValueError) as exc:
         fatal(getattr(exc, "detail", None) or str(exc))

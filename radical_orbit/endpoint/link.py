@@ -1,14 +1,17 @@
 """Dialing the bridge: one WebSocket (websocket-client), the registration handshake,
 and the classification of failures into "retry later" and "fatal"."""
 import logging
+import socket
 import ssl
 import threading
 from typing import Any, Dict, Optional
+from urllib.parse import urlsplit
 
 import websocket
 
 from .. import protocol
 from ..tls import pinned_context
+from ..tlssocket import TLSSocket
 
 log = logging.getLogger("radical_orbit.endpoint.link")
 
@@ -88,14 +91,30 @@ class Link:
             pass
 
 
+def _tls_socket(target: str, cert: Optional[str]) -> TLSSocket:
+    """Our own TLS socket: websocket-client's would be read and written from different
+    threads at once, which OpenSSL does not allow (see radical_orbit.tlssocket)."""
+    parts = urlsplit(target)
+    raw = socket.create_connection((parts.hostname, parts.port or 443), timeout=CONNECT_TIMEOUT)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    tls = TLSSocket(raw, pinned_context(cert), server_side=False, server_hostname=parts.hostname)
+    try:
+        tls.do_handshake(CONNECT_TIMEOUT)
+    except BaseException:
+        raw.close()
+        raise
+    return tls
+
+
 def dial(url: str, cert: Optional[str], token: Optional[str], hello: Dict[str, Any]) -> Link:
     """Connect, authenticate and register; raises Retry or Fatal."""
     target = ws_url(url)
-    sslopt = {"context": pinned_context(cert)} if target.startswith("wss:") else None
-    sock = websocket.WebSocket(sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True)
+    sock = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
     headers = ["Authorization: Bearer %s" % token] if token else []
     try:
-        sock.connect(target, header=headers, timeout=CONNECT_TIMEOUT, suppress_origin=True)
+        tls = _tls_socket(target, cert) if target.startswith("wss:") else None
+        sock.connect(target, header=headers, timeout=CONNECT_TIMEOUT, suppress_origin=True,
+                     socket=tls)
     except websocket.WebSocketBadStatusException as exc:
         status = getattr(exc, "status_code", None)
         if status in (401, 403):
@@ -105,6 +124,8 @@ def dial(url: str, cert: Optional[str], token: Optional[str], hello: Dict[str, A
     except ssl.SSLCertVerificationError as exc:
         raise Fatal("TLS failure talking to %s: %s (is --cert the bridge's certificate, and "
                     "does it name this host?)" % (url, exc.verify_message or exc))
+    except ssl.SSLEOFError as exc:
+        raise Retry("%s closed the connection during the TLS handshake: %s" % (url, exc))
     except ssl.SSLError as exc:
         raise Fatal("TLS failure talking to %s: %s" % (url, exc))
     except (websocket.WebSocketException, OSError) as exc:

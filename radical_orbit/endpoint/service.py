@@ -229,6 +229,7 @@ class EndpointService:
         req = Request(str(msg.get("method", "GET")), str(msg.get("path", "")),
                       parse_qs(msg.get("query") or "", keep_blank_values=True), headers, body,
                       headers.get("x-request-id") or "r%d" % rid, msg.get("length"))
+        log.debug("[%s] %s /%s", req.request_id, req.method, req.path)
         with self._streams_lock:
             self._streams[rid] = stream
         if not self.pool.submit(lambda: self._handle(stream, req)):

@@ -2,6 +2,8 @@
 
 Not in any default set; load it with ``-p echo``.
 """
+import tempfile
+import threading
 from typing import Any, Dict
 
 from ..errors import BadRequest
@@ -9,6 +11,7 @@ from ..plugin import Plugin, Request, Response, route
 
 CHUNK = 256 * 1024
 MAX_BLOB = 2**40
+SPOOL_IN_MEMORY = 2**20
 
 
 class EchoPlugin(Plugin):
@@ -23,15 +26,32 @@ class EchoPlugin(Plugin):
 
     @route("POST", "echo")
     def echo(self, req: Request) -> Response:
-        """Streams the request body back as it arrives: memory stays bounded for any size."""
-        return Response(req.stream, content_type=req.content_type or "application/octet-stream",
-                        length=req.content_length)
+        """Sends the request body back. The body is spooled (to disk past 1 MiB) before the
+        answer starts: HTTP clients send the whole request before they read the response,
+        so echoing while receiving would stall both directions once the windows fill."""
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        size = 0
+        if req.stream is not None:
+            for piece in iter(lambda: req.stream.read(CHUNK), b""):
+                spool.write(piece)
+                size += len(piece)
+        spool.seek(0)
+        return Response(spool, content_type=req.content_type or "application/octet-stream",
+                        length=size)
 
     @route("GET", "blob/{size:int}")
     def blob(self, req: Request, size: int) -> Response:
         if not 0 <= size <= MAX_BLOB:
             raise BadRequest("size must be between 0 and %d" % MAX_BLOB)
         return Response(_zeros(size), content_type="application/octet-stream", length=size)
+
+    @route("GET", "sleep/{ms:int}")
+    def sleep(self, req: Request, ms: int) -> Dict[str, Any]:
+        """Holds a worker for ``ms`` milliseconds: for deadline and backpressure checks."""
+        if not 0 <= ms <= 3600 * 1000:
+            raise BadRequest("ms must be between 0 and 3600000")
+        threading.Event().wait(ms / 1000.0)
+        return {"slept_ms": ms}
 
     @route("POST", "notify/{topic}")
     def notify_route(self, req: Request, topic: str) -> Dict[str, Any]:

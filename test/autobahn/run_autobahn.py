@@ -1,12 +1,13 @@
 """Run Autobahn|Testsuite's fuzzingclient against the radical_orbit echo server.
 
-    python test/autobahn/run_autobahn.py [--cases 6.4.*] [--workdir DIR]
+    python test/autobahn/run_autobahn.py [--cases 6.4.*] [--workdir DIR] [--tls]
 
 wstest only runs on Python 2.7.  It is found through ORBIT_PY27 or pyenv
 (``$(pyenv root)/versions/2.7.*/bin/python``) and autobahntestsuite is
 installed once into a cache directory (ORBIT_AUTOBAHN_CACHE, default
 ``~/.cache/radical_orbit/autobahntestsuite``).  Cases 12 and 13 (compression)
-are excluded since permessage-deflate is never negotiated.
+are excluded since permessage-deflate is never negotiated.  ``--tls`` runs the
+same cases over wss with a throwaway self-signed certificate (needs openssl).
 
 Exit status: 0 when no case FAILED, 1 when some did, 2 when Autobahn could
 not be set up (no Python 2.7, install failed).
@@ -99,9 +100,20 @@ def ensure_installed(python27: str, directory: str) -> str:
     return site_dir
 
 
-def start_echo_server():
+def make_certificate(workdir: str):
+    """A throwaway self-signed certificate for 127.0.0.1: (certfile, keyfile)."""
+    cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   stdin=subprocess.DEVNULL, timeout=60)
+    return cert, key
+
+
+def start_echo_server(*args):
     """Start the echo server (64 MiB messages) on a free port; return (process, port)."""
-    proc = subprocess.Popen([sys.executable, ECHO_SERVER, "--port", "0"],
+    proc = subprocess.Popen([sys.executable, ECHO_SERVER, "--port", "0"] + list(args),
                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             universal_newlines=True)
     lines = queue.Queue()
@@ -126,14 +138,14 @@ def stop(proc) -> None:
         proc.wait()
 
 
-def run_fuzzingclient(python27: str, site_dir: str, workdir: str, port: int, cases) -> dict:
+def run_fuzzingclient(python27: str, site_dir: str, workdir: str, url: str, cases) -> dict:
     """Run wstest in ``workdir`` and return this agent's entries of the report index."""
     launcher = os.path.join(workdir, "wstest_launcher.py")
     with open(launcher, "w") as handle:
         handle.write(LAUNCHER)
     spec = {
         "outdir": "./reports/servers",
-        "servers": [{"agent": AGENT, "url": "ws://127.0.0.1:%d" % port}],
+        "servers": [{"agent": AGENT, "url": url}],
         "cases": cases,
         "exclude-cases": ["12.*", "13.*"],
         "exclude-agent-cases": {},
@@ -182,28 +194,35 @@ def summarize(results: dict):
     return "\n".join(lines), failed
 
 
-def run(cases=None, workdir=None):
+def run(cases=None, workdir=None, tls: bool = False):
     """Set up Autobahn, run it against a fresh echo server; return (summary, failed ids)."""
     python27 = find_python27()
     site_dir = ensure_installed(python27, cache_dir())
     workdir = workdir or tempfile.mkdtemp(prefix="orbit-autobahn-")
     os.makedirs(workdir, exist_ok=True)
-    proc, port = start_echo_server()
+    server_args = []
+    if tls:
+        cert, key = make_certificate(workdir)
+        server_args = ["--cert", cert, "--key", key]
+    proc, port = start_echo_server(*server_args)
+    url = "%s://127.0.0.1:%d" % ("wss" if tls else "ws", port)
     try:
-        results = run_fuzzingclient(python27, site_dir, workdir, port, cases or ["*"])
+        results = run_fuzzingclient(python27, site_dir, workdir, url, cases or ["*"])
     finally:
         stop(proc)
     summary, failed = summarize(results)
-    return summary + "\n  reports: %s" % os.path.join(workdir, "reports", "servers"), failed
+    reports = os.path.join(workdir, "reports", "servers")
+    return summary + "\n  server: %s\n  reports: %s" % (url, reports), failed
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", help="case patterns (default: all but 12.* and 13.*)")
     parser.add_argument("--workdir", help="where the spec, log and reports go (default: a new temp dir)")
+    parser.add_argument("--tls", action="store_true", help="run over wss with a self-signed certificate")
     args = parser.parse_args(argv)
     try:
-        summary, failed = run(args.cases, args.workdir)
+        summary, failed = run(args.cases, args.workdir, args.tls)
     except AutobahnUnavailable as exc:
         print("Autobahn unavailable: %s" % exc, file=sys.stderr)
         return 2

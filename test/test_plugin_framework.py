@@ -1,0 +1,724 @@
+"""The plugin framework in process, no network: the router, ``-p`` resolution, the
+base routes of every plugin through PluginHost.dispatch, sessions and their TTL,
+errors and the envelope, the ``_orbit`` control namespace, and name rules."""
+import io
+import json
+import logging
+import sys
+import threading
+import time
+import types
+
+import pytest
+
+from radical_orbit import plugin as plugin_mod
+from radical_orbit import registry
+from radical_orbit.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, Unavailable
+from radical_orbit.names import check_name
+from radical_orbit.plugin import Plugin, PluginSession, Request, Response, route
+from radical_orbit.plugin_host import PluginHost, plugin_router
+from radical_orbit.plugins import ALL_ROLES
+from radical_orbit.router import Router, compile_rule
+
+
+# -- plugins used by these tests ----------------------------------------------------------
+class CounterSession(PluginSession):
+    closed = 0
+
+    def __init__(self, plugin, sid):
+        super().__init__(plugin, sid)
+        self.calls = 0
+
+    def close(self):
+        type(self).closed += 1
+
+
+class CounterPlugin(Plugin):
+    plugin_name = "counter"
+    version = "2.3.4"
+    session_class = CounterSession
+    client_class = "tests.CounterClient"
+    ui_config = {"title": "Counter"}
+    ui_module = "counter.js"
+
+    @route("GET", "count/{sid}")
+    def count(self, req, session):
+        session.calls += 1
+        return {"sid": session.sid, "calls": session.calls}
+
+    @route("GET", "item/{n:int}")
+    def item(self, req, n):
+        return {"n": n, "type": type(n).__name__}
+
+    @route("GET", "files/{p:path}")
+    def files(self, req, p):
+        return {"path": p}
+
+    @route("POST", "boom")
+    def boom(self, req):
+        raise RuntimeError("kaboom")
+
+    @route("POST", "bad_value")
+    def bad_value(self, req):
+        raise ValueError("not a number")
+
+    @route("POST", "conflict")
+    def conflict(self, req):
+        raise Conflict("already there")
+
+    @route("POST", "busy")
+    def busy(self, req):
+        raise Unavailable("try later", retry_after=3)
+
+    @route("POST", "missing_file")
+    def missing_file(self, req):
+        raise FileNotFoundError("no such file: x")
+
+    @route("POST", "sum")
+    def sum_(self, req):
+        return {"sum": sum(req.json()["values"])}
+
+    @route("GET", "stream")
+    def stream(self, req):
+        return Response(io.BytesIO(b"abc" * 10), content_type="application/octet-stream", length=30)
+
+    @route("GET", "chunks")
+    def chunks(self, req):
+        return Response(iter([b"ab", b"", b"cdef"]), content_type="text/plain")
+
+    @route("POST", "upload")
+    def upload(self, req):
+        total = 0
+        while True:
+            piece = req.stream.read(4)
+            if not piece:
+                break
+            total += len(piece)
+        return {"received": total}
+
+    @route("POST", "notify/{topic}")
+    def notify_route(self, req, topic):
+        thread = threading.Thread(target=self.notify, args=(topic, req.json()))
+        thread.start()
+        thread.join(5)
+        return {"notified": topic}
+
+
+class ShortLived(CounterPlugin):
+    plugin_name = "short"
+    session_ttl = 0.05
+
+
+class Immortal(CounterPlugin):
+    plugin_name = "immortal"
+    session_ttl = 0
+
+
+class Notes:
+    """Records what the plugins publish."""
+
+    def __init__(self):
+        self.seen = []
+        self.event = threading.Event()
+
+    def __call__(self, plugin, topic, data):
+        self.seen.append((plugin, topic, data, threading.current_thread().name))
+        self.event.set()
+
+
+@pytest.fixture
+def notes():
+    return Notes()
+
+
+@pytest.fixture
+def host(notes):
+    changes = []
+    host = PluginHost("ep1", "standalone", {"role": "standalone"}, notes, lambda: changes.append(1))
+    host.add("counter", CounterPlugin)
+    del changes[:]
+    host.changes = changes
+    yield host
+    host.stop()
+
+
+def call(host, method, path, body=None, **query):
+    raw = b"" if body is None else json.dumps(body).encode()
+    req = Request(method, path, {k: [v] for k, v in query.items()}, stream=io.BytesIO(raw),
+                  content_length=len(raw))
+    resp = host.dispatch(req)
+    data = b"".join(resp.chunks(1024))
+    if resp.content_type == "application/json" and data:
+        return resp.status, json.loads(data)
+    return resp.status, data
+
+
+def register(host, instance="counter"):
+    status, body = call(host, "POST", "%s/register_session" % instance)
+    assert status == 200, body
+    return body["sid"]
+
+
+# -- the router -----------------------------------------------------------------------------
+def test_router_matches_static_rules_and_ignores_outer_slashes():
+    r = Router()
+    r.add("GET", "a/b", "ab")
+    r.add("post", "/a/c/", "ac")
+    assert r.match("GET", "a/b") == ("ab", {})
+    assert r.match("GET", "/a/b/") == ("ab", {})
+    assert r.match("POST", "a/c") == ("ac", {})
+
+
+def test_router_segment_parameter_does_not_cross_slashes():
+    r = Router()
+    r.add("GET", "x/{name}", "x")
+    assert r.match("GET", "x/foo") == ("x", {"name": "foo"})
+    with pytest.raises(NotFound):
+        r.match("GET", "x/foo/bar")
+    with pytest.raises(NotFound):
+        r.match("GET", "x")
+
+
+def test_router_int_parameter_is_converted_and_rejects_non_digits():
+    r = Router()
+    r.add("GET", "blob/{size:int}", "blob")
+    assert r.match("GET", "blob/42") == ("blob", {"size": 42})
+    assert r.match("GET", "blob/-3") == ("blob", {"size": -3})
+    with pytest.raises(NotFound):
+        r.match("GET", "blob/4k")
+
+
+def test_router_path_parameter_takes_the_rest_with_slashes():
+    r = Router()
+    r.add("GET", "files/{rest:path}", "files")
+    assert r.match("GET", "files/a/b/c.txt") == ("files", {"rest": "a/b/c.txt"})
+
+
+def test_router_unknown_path_is_404_but_wrong_method_is_405_with_allow():
+    r = Router()
+    r.add("GET", "thing", "get")
+    r.add("PUT", "thing", "put")
+    r.add("GET", "item/{id}", "item")
+    with pytest.raises(NotFound) as nf:
+        r.match("GET", "nothing")
+    assert nf.value.status_code == 404
+    with pytest.raises(MethodNotAllowed) as na:
+        r.match("POST", "thing")
+    assert na.value.status_code == 405
+    assert na.value.headers["Allow"] == "GET, PUT"
+    with pytest.raises(MethodNotAllowed) as na:
+        r.match("DELETE", "item/7")
+    assert na.value.headers["Allow"] == "GET"
+
+
+def test_router_head_falls_back_to_get():
+    r = Router()
+    r.add("GET", "thing", "get")
+    r.add("GET", "item/{id}", "item")
+    assert r.match("HEAD", "thing") == ("get", {})
+    assert r.match("HEAD", "item/1") == ("item", {"id": "1"})
+
+
+def test_router_rejects_duplicate_parameters_and_escapes_literals():
+    with pytest.raises(ValueError):
+        compile_rule("a/{x}/{x}")
+    r = Router()
+    r.add("GET", "v1.0/{x}", "dotted")
+    with pytest.raises(NotFound):
+        r.match("GET", "v1x0/y")
+
+
+def test_plugin_router_collects_inherited_routes_once_per_class():
+    rules = set(plugin_router(CounterPlugin).rules())
+    assert {("POST", "register_session"), ("POST", "unregister_session/{session_id}"),
+            ("GET", "version"), ("GET", "list_sessions"), ("GET", "health"),
+            ("GET", "ui_config"), ("GET", "count/{sid}")} <= rules
+    assert plugin_router(CounterPlugin) is plugin_router(CounterPlugin)
+    assert plugin_router(ShortLived) is not plugin_router(CounterPlugin)
+    assert ("GET", "count/{sid}") in plugin_router(ShortLived).rules()
+
+
+def test_overriding_a_base_handler_keeps_its_route(notes):
+    class CustomHealth(CounterPlugin):
+        def health(self, req):
+            return {"status": "ok", "custom": True}
+
+    host = PluginHost("ep1", "standalone", {}, notes)
+    host.add("custom", CustomHealth)
+    assert call(host, "GET", "custom/health") == (200, {"status": "ok", "custom": True})
+
+
+# -- -p resolution ----------------------------------------------------------------------------
+class _ThirdPartyForCompute(Plugin):
+    plugin_name = "thirdparty"
+    default_roles = ("compute",)
+
+
+class _PlainThirdParty(Plugin):
+    plugin_name = "psij_ext"
+
+
+FAKE_BUILTIN = {
+    "sysinfo": "fake_builtins:Sysinfo",
+    "queue_info": "fake_builtins:QueueInfo",
+    "psij": "fake_builtins:Psij",
+    "staging": "fake_builtins:Staging",
+    "echo": "fake_builtins:Echo",
+}
+FAKE_DEFAULT_ROLES = {
+    "sysinfo": ALL_ROLES,
+    "queue_info": ("login",),
+    "psij": ("login", "compute"),
+    "staging": ("login", "standalone"),
+    "echo": (),
+}
+
+
+@pytest.fixture
+def names(monkeypatch):
+    """A fake names table: five built-ins (never imported), a third-party plugin with
+    default roles, one whose dependency is missing, and one sharing a prefix."""
+    monkeypatch.setattr(registry, "BUILTIN", FAKE_BUILTIN)
+    monkeypatch.setattr(registry, "DEFAULT_ROLES", FAKE_DEFAULT_ROLES)
+    module = types.ModuleType("fake_third_party_plugins")
+    module.ThirdParty = _ThirdPartyForCompute
+    module.Plain = _PlainThirdParty
+    monkeypatch.setitem(sys.modules, "fake_third_party_plugins", module)
+    table = dict(FAKE_BUILTIN)
+    table["thirdparty"] = "fake_third_party_plugins:ThirdParty"
+    table["needs_extra"] = "no_such_module_xyz:Thing"
+    table["psij_ext"] = "fake_third_party_plugins:Plain"
+    return table
+
+
+def test_resolve_exact_name_wins_over_a_longer_name_with_that_prefix(names):
+    assert registry.resolve("psij", "login", names) == ["psij"]
+    assert registry.resolve("echo", "login", names) == ["echo"]
+
+
+def test_resolve_unique_prefix(names):
+    assert registry.resolve("que", "login", names) == ["queue_info"]
+    assert registry.resolve("sy", "login", names) == ["sysinfo"]
+
+
+def test_resolve_ambiguous_prefix_is_a_spec_error(names):
+    with pytest.raises(registry.PluginSpecError) as exc:
+        registry.resolve("s", "login", names)
+    assert "ambiguous" in str(exc.value) and "'s'" in str(exc.value)
+    assert isinstance(exc.value, ValueError)
+
+
+def test_resolve_unknown_name_is_a_spec_error_listing_the_known(names):
+    with pytest.raises(registry.PluginSpecError) as exc:
+        registry.resolve("nosuchplugin", "login", names)
+    assert "unknown plugin 'nosuchplugin'" in str(exc.value)
+    assert "sysinfo" in str(exc.value)
+
+
+def test_resolve_glob_and_glob_without_match(names):
+    assert registry.resolve("s*", "login", names) == ["staging", "sysinfo"]
+    assert registry.resolve("psij?ext", "login", names) == ["psij_ext"]
+    with pytest.raises(registry.PluginSpecError) as exc:
+        registry.resolve("zz*", "login", names)
+    assert "matches none" in str(exc.value)
+
+
+def test_resolve_all_is_every_name_sorted(names):
+    assert registry.resolve("all", "login", names) == sorted(names)
+
+
+@pytest.mark.parametrize("role, expected", [
+    ("login", ["psij", "queue_info", "staging", "sysinfo"]),
+    ("compute", ["psij", "sysinfo", "thirdparty"]),
+    ("standalone", ["staging", "sysinfo"]),
+    ("bridge", ["sysinfo"]),
+])
+def test_resolve_default_is_the_roles_set(names, role, expected, caplog):
+    with caplog.at_level(logging.WARNING, logger="radical_orbit.registry"):
+        assert registry.resolve("default", role, names) == expected
+    # the plugin with a missing extra is simply not in any default set
+    assert all("needs_extra" in r.getMessage() for r in caplog.records)
+
+
+def test_resolve_keeps_order_and_drops_duplicates_and_blanks(names):
+    assert registry.resolve("echo, sysinfo,,e*,sys", "login", names) == ["echo", "sysinfo"]
+    assert registry.resolve("echo,default", "bridge", names) == ["echo", "sysinfo"]
+
+
+def test_resolve_empty_spec_means_default(names):
+    assert registry.resolve("", "bridge", names) == ["sysinfo"]
+    assert registry.resolve(None, "bridge", names) == ["sysinfo"]
+
+
+def test_real_builtins_are_known_and_default_sets_hold_sysinfo():
+    available = registry.available()
+    assert available["sysinfo"] == "radical_orbit.plugins.sysinfo:SysinfoPlugin"
+    assert available["echo"] == "radical_orbit.plugins.echo:EchoPlugin"
+    for role in ALL_ROLES:
+        resolved = registry.resolve("default", role)
+        assert "sysinfo" in resolved and "echo" not in resolved
+
+
+def test_load_spec_with_an_unknown_name_raises_and_loads_nothing(notes):
+    host = PluginHost("ep1", "standalone", {}, notes)
+    with pytest.raises(registry.PluginSpecError):
+        host.load_spec("echo,nosuchplugin")
+    assert host.names() == []
+
+
+def test_load_spec_loads_the_resolved_set(notes):
+    host = PluginHost("ep1", "standalone", {}, notes)
+    try:
+        assert host.load_spec("ech") == ["echo"]
+        assert host.names() == ["echo"]
+    finally:
+        host.stop()
+
+
+# -- a missing extra --------------------------------------------------------------------------
+def test_missing_extra_returns_none_with_one_warning_line(caplog):
+    with caplog.at_level(logging.DEBUG, logger="radical_orbit"):
+        assert registry.load_class("no_such_module_xyz:Thing", "thing") is None
+    records = [r for r in caplog.records if r.name.startswith("radical_orbit")]
+    assert len(records) == 1
+    assert records[0].levelno == logging.WARNING
+    message = records[0].getMessage()
+    assert "\n" not in message
+    assert "thing" in message and "no_such_module_xyz" in message
+
+
+def test_load_class_resolves_module_and_attribute():
+    cls = registry.load_class("radical_orbit.plugins.echo:EchoPlugin", "echo")
+    assert cls.plugin_name == "echo"
+
+
+def test_run_time_load_of_a_plugin_with_a_missing_extra_is_501(host, monkeypatch):
+    monkeypatch.setattr(registry, "available", lambda: {"needs_extra": "no_such_module_xyz:Thing"})
+    status, body = call(host, "POST", "_orbit/plugins/load", {"plugin": "needs_extra"})
+    assert status == 501
+    assert "missing dependency" in body["detail"]
+
+
+# -- the base routes of every plugin ------------------------------------------------------------
+def test_register_session_returns_a_sid_prefixed_by_the_instance(host):
+    sid = register(host)
+    assert sid.startswith("counter.")
+    assert register(host) != sid
+
+
+def test_unregister_session_is_ok_then_404(host):
+    CounterSession.closed = 0
+    sid = register(host)
+    assert call(host, "POST", "counter/unregister_session/%s" % sid) == (200, {"ok": True})
+    assert CounterSession.closed == 1
+    status, body = call(host, "POST", "counter/unregister_session/%s" % sid)
+    assert status == 404
+    assert CounterSession.closed == 1
+
+
+def test_unregister_unknown_session_is_404(host):
+    status, body = call(host, "POST", "counter/unregister_session/counter.9999.nothere")
+    assert status == 404
+    assert body["error"] is True and body["status_code"] == 404
+
+
+def test_version(host):
+    assert call(host, "GET", "counter/version") == (
+        200, {"name": "counter", "type": "counter", "version": "2.3.4"})
+
+
+def test_list_sessions_shows_live_sessions(host):
+    a, b = register(host), register(host)
+    call(host, "POST", "counter/unregister_session/%s" % a)
+    status, body = call(host, "GET", "counter/list_sessions")
+    assert status == 200
+    assert [s["sid"] for s in body["sessions"]] == [b]
+    assert set(body["sessions"][0]) >= {"sid", "created", "idle_s"}
+
+
+def test_health(host):
+    register(host)
+    status, body = call(host, "GET", "counter/health")
+    assert status == 200
+    assert body["status"] == "ok" and body["plugin"] == "counter" and body["sessions"] == 1
+    assert isinstance(body["pid"], int)
+
+
+def test_ui_config(host):
+    assert call(host, "GET", "counter/ui_config") == (
+        200, {"ui_config": {"title": "Counter"}, "ui_module": "counter.js"})
+
+
+def test_describe_names_namespace_type_and_client_class(host):
+    info = host.describe()["counter"]
+    assert info == {"type": "counter", "namespace": "/ep1/counter", "version": "2.3.4",
+                    "enabled": True, "ui_config": {"title": "Counter"},
+                    "ui_module": "counter.js", "client_class": "tests.CounterClient"}
+
+
+def test_is_enabled_gets_the_host_facts(notes):
+    class OnlyOnLogin(CounterPlugin):
+        @classmethod
+        def is_enabled(cls, host):
+            return host.get("role") == "login"
+
+    host = PluginHost("ep1", "compute", {"role": "compute"}, notes)
+    host.add("x", OnlyOnLogin)
+    assert host.describe()["x"]["enabled"] is False
+
+
+# -- dispatch: parameters, bodies, streams ------------------------------------------------------
+def test_sid_rule_receives_the_live_session(host):
+    sid = register(host)
+    assert call(host, "GET", "counter/count/%s" % sid) == (200, {"sid": sid, "calls": 1})
+    assert call(host, "GET", "counter/count/%s" % sid) == (200, {"sid": sid, "calls": 2})
+
+
+def test_session_route_with_unknown_sid_is_404(host):
+    status, body = call(host, "GET", "counter/count/counter.0001.deadbeef")
+    assert status == 404
+
+
+def test_session_route_after_unregister_is_410(host):
+    sid = register(host)
+    call(host, "POST", "counter/unregister_session/%s" % sid)
+    status, body = call(host, "GET", "counter/count/%s" % sid)
+    assert status == 410
+
+
+def test_int_and_path_parameters_through_dispatch(host):
+    assert call(host, "GET", "counter/item/12") == (200, {"n": 12, "type": "int"})
+    assert call(host, "GET", "counter/files/a/b/c.txt") == (200, {"path": "a/b/c.txt"})
+    assert call(host, "GET", "counter/item/twelve")[0] == 404
+
+
+def test_wrong_method_is_405_with_allow_header(host):
+    resp = host.dispatch(Request("POST", "counter/version"))
+    assert resp.status == 405
+    assert resp.headers["Allow"] == "GET"
+    assert json.loads(resp.body)["status_code"] == 405
+
+
+def test_unknown_plugin_and_unknown_route_are_404(host):
+    assert call(host, "GET", "nosuch/version")[0] == 404
+    assert call(host, "GET", "counter/nosuch")[0] == 404
+
+
+def test_json_body(host):
+    assert call(host, "POST", "counter/sum", {"values": [1, 2, 3]}) == (200, {"sum": 6})
+
+
+def test_invalid_json_body_is_400(host):
+    req = Request("POST", "counter/sum", stream=io.BytesIO(b"{nope"))
+    resp = host.dispatch(req)
+    assert resp.status == 400
+    assert "not valid JSON" in json.loads(resp.body)["detail"]
+
+
+def test_json_body_over_the_cap_is_413(host, monkeypatch):
+    monkeypatch.setattr(plugin_mod, "MAX_JSON_BODY", 16)
+    status, body = call(host, "POST", "counter/sum", {"values": list(range(50))})
+    assert status == 413
+
+
+def test_streamed_request_body(host):
+    req = Request("POST", "counter/upload", stream=io.BytesIO(b"x" * 1001), content_length=1001)
+    resp = host.dispatch(req)
+    assert json.loads(resp.body) == {"received": 1001}
+
+
+def test_file_like_and_iterator_response_bodies_are_chunked(host):
+    resp = host.dispatch(Request("GET", "counter/stream"))
+    assert resp.status == 200 and resp.length == 30
+    pieces = list(resp.chunks(7))
+    assert max(len(p) for p in pieces) <= 7 and b"".join(pieces) == b"abc" * 10
+    resp = host.dispatch(Request("GET", "counter/chunks"))
+    assert resp.content_type == "text/plain" and resp.length is None
+    assert list(resp.chunks(3)) == [b"ab", b"cde", b"f"]
+
+
+def test_response_json_helper_and_bytes_length():
+    resp = Response.json({"a": 1}, status=201, headers={"X-Test": "1"})
+    assert (resp.status, resp.content_type, resp.headers) == (201, "application/json", {"X-Test": "1"})
+    assert json.loads(resp.body) == {"a": 1} and resp.length == len(resp.body)
+
+
+def test_notify_from_another_thread_reaches_the_host(host, notes):
+    assert call(host, "POST", "counter/notify/progress", {"done": 3}) == (200, {"notified": "progress"})
+    assert notes.event.wait(5)
+    plugin, topic, data, thread = notes.seen[0]
+    assert (plugin, topic, data) == ("counter", "progress", {"done": 3})
+    assert thread != threading.current_thread().name
+
+
+# -- errors and the envelope ----------------------------------------------------------------
+def test_exception_in_handler_is_a_500_envelope(host, caplog):
+    with caplog.at_level(logging.ERROR, logger="radical_orbit.plugin_host"):
+        status, body = call(host, "POST", "counter/boom")
+    assert status == 500
+    assert body == {"error": True, "status_code": 500, "detail": "internal error: RuntimeError: kaboom"}
+    assert any("counter/boom" in r.getMessage() for r in caplog.records)
+
+
+def test_value_error_in_handler_is_400(host):
+    status, body = call(host, "POST", "counter/bad_value")
+    assert status == 400
+    assert body["detail"] == "ValueError: not a number"
+
+
+@pytest.mark.parametrize("path, status", [
+    ("counter/conflict", 409), ("counter/missing_file", 404), ("counter/busy", 503)])
+def test_typed_errors_keep_their_status(host, path, status):
+    resp = host.dispatch(Request("POST", path))
+    assert resp.status == status
+    assert json.loads(resp.body)["status_code"] == status
+    if status == 503:
+        assert resp.headers["Retry-After"] == "3"
+
+
+def test_error_envelope_shape(host):
+    resp = host.dispatch(Request("GET", "counter/nosuch"))
+    assert resp.content_type == "application/json"
+    body = json.loads(resp.body)
+    assert set(body) == {"error", "status_code", "detail"}
+    assert body["error"] is True and body["status_code"] == resp.status == 404
+    assert isinstance(body["detail"], str) and body["detail"]
+
+
+# -- sessions and their TTL -----------------------------------------------------------------
+def test_session_idle_longer_than_ttl_answers_410_and_is_closed(notes):
+    CounterSession.closed = 0
+    host = PluginHost("ep1", "standalone", {}, notes)
+    host.add("short", ShortLived)
+    sid = register(host, "short")
+    time.sleep(ShortLived.session_ttl + 0.1)
+    status, body = call(host, "GET", "short/count/%s" % sid)
+    assert status == 410 and body["status_code"] == 410
+    assert CounterSession.closed == 1
+    assert call(host, "GET", "short/list_sessions") == (200, {"sessions": []})
+
+
+def test_expire_sessions_reaps_idle_sessions_then_410(notes):
+    CounterSession.closed = 0
+    host = PluginHost("ep1", "standalone", {}, notes)
+    host.add("short", ShortLived)
+    sid = register(host, "short")
+    time.sleep(ShortLived.session_ttl + 0.1)
+    host.expire_sessions()
+    assert CounterSession.closed == 1
+    assert call(host, "GET", "short/health")[1]["sessions"] == 0
+    assert call(host, "GET", "short/count/%s" % sid)[0] == 410
+
+
+def test_session_route_refreshes_the_idle_timer(notes):
+    class HalfSecond(CounterPlugin):
+        session_ttl = 0.5
+
+    host = PluginHost("ep1", "standalone", {}, notes)
+    host.add("half", HalfSecond)
+    sid = register(host, "half")
+    for _ in range(4):                      # 0.8 s in all, never 0.5 s idle
+        time.sleep(0.2)
+        assert call(host, "GET", "half/count/%s" % sid)[0] == 200
+    host.expire_sessions()
+    assert call(host, "GET", "half/count/%s" % sid)[0] == 200
+    time.sleep(0.6)
+    assert call(host, "GET", "half/count/%s" % sid)[0] == 410
+
+
+def test_ttl_zero_never_expires(notes):
+    host = PluginHost("ep1", "standalone", {}, notes)
+    plugin = host.add("immortal", Immortal)
+    sid = register(host, "immortal")
+    plugin._sessions[sid].last_used -= 10 ** 6
+    host.expire_sessions()
+    assert call(host, "GET", "immortal/count/%s" % sid)[0] == 200
+
+
+def test_unregister_of_an_expired_session_is_404(notes):
+    host = PluginHost("ep1", "standalone", {}, notes)
+    host.add("short", ShortLived)
+    sid = register(host, "short")
+    time.sleep(ShortLived.session_ttl + 0.1)
+    assert call(host, "POST", "short/unregister_session/%s" % sid)[0] == 404
+
+
+def test_stop_closes_all_sessions(notes):
+    CounterSession.closed = 0
+    host = PluginHost("ep1", "standalone", {}, notes)
+    host.add("counter", CounterPlugin)
+    register(host)
+    register(host)
+    host.stop()
+    assert CounterSession.closed == 2
+
+
+# -- the _orbit control namespace -------------------------------------------------------------
+def test_control_lists_loaded_and_available(host):
+    status, body = call(host, "GET", "_orbit/plugins")
+    assert status == 200
+    assert list(body["loaded"]) == ["counter"]
+    assert {"echo", "sysinfo"} <= set(body["available"])
+
+
+def test_control_load_and_unload_announce_the_change(host):
+    assert call(host, "POST", "_orbit/plugins/load", {"plugin": "echo"}) == (
+        200, {"loaded": "echo", "plugins": ["counter", "echo"]})
+    assert call(host, "POST", "_orbit/plugins/load", {"plugin": "ech", "name": "echo2"}) == (
+        200, {"loaded": "echo2", "plugins": ["counter", "echo", "echo2"]})
+    assert call(host, "GET", "echo2/ping")[1]["pong"] is True
+    assert call(host, "POST", "_orbit/plugins/unload", {"name": "echo"}) == (
+        200, {"unloaded": "echo", "plugins": ["counter", "echo2"]})
+    assert len(host.changes) == 3
+    assert call(host, "GET", "echo/ping")[0] == 404
+
+
+def test_control_errors(host):
+    assert call(host, "POST", "_orbit/plugins/load", {})[0] == 400
+    assert call(host, "POST", "_orbit/plugins/load", {"plugin": "nosuchplugin"})[0] == 404
+    assert call(host, "POST", "_orbit/plugins/load", {"plugin": "echo", "name": "counter"})[0] == 409
+    assert call(host, "POST", "_orbit/plugins/unload", {})[0] == 400
+    assert call(host, "POST", "_orbit/plugins/unload", {"name": "nosuch"})[0] == 404
+    assert call(host, "GET", "_orbit/plugins/load")[0] == 405
+    assert host.changes == []
+
+
+# -- names ----------------------------------------------------------------------------------------
+BAD_NAMES = ["", "bad name", "-dash", "_orbit", ".hidden", "a/b", "x" * 65, "caf\u00e9", None, 7]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_instance_names_are_refused(notes, name):
+    host = PluginHost("ep1", "standalone", {}, notes)
+    with pytest.raises(BadRequest):
+        host.add(name, CounterPlugin)
+    assert host.names() == []
+
+
+@pytest.mark.parametrize("name", [n for n in BAD_NAMES if n])
+def test_run_time_load_with_a_bad_name_is_400(host, name):
+    status, body = call(host, "POST", "_orbit/plugins/load", {"plugin": "echo", "name": name})
+    assert status == 400, body
+    assert "invalid plugin instance" in body["detail"]
+    assert host.names() == ["counter"]
+
+
+@pytest.mark.parametrize("name", ["a", "A1", "queue_info", "echo-2", "v1.2", "x" * 64])
+def test_good_names_pass(name):
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("path, raw", [
+    ("_orbit/plugins/load", b'["echo"]'),
+    ("_orbit/plugins/load", b'{"plugin": 5}'),
+    ("_orbit/plugins/unload", b'"echo"'),
+])
+def test_control_with_a_malformed_body_is_400(host, path, raw):
+    resp = host.dispatch(Request("POST", path, stream=io.BytesIO(raw)))
+    assert resp.status == 400
+
+
+@pytest.mark.parametrize("spec", ["all", "echo,sysinfo"])
+def test_control_load_of_several_plugins_is_a_clear_400(host, spec):
+    status, body = call(host, "POST", "_orbit/plugins/load", {"plugin": spec})
+    assert status == 400 and "unpack" not in body["detail"]
