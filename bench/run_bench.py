@@ -32,10 +32,22 @@ import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import (BENCH, CpuMeter, MiB, Procs, duplex_post, median, percentile,  # noqa: E402
-                    rss_mib, status_kib, thread_count)
+from common import (BENCH, REPO, CpuMeter, MiB, Procs, duplex_post, median, percentile,  # noqa: E402
+                    rss_mib, thread_count)
 
 ENDPOINT = "bench"
+
+
+def source_state() -> str:
+    """Which code is measured: the commit, and whether radical_orbit/ has local changes."""
+    try:
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "radical_orbit"],
+                               capture_output=True, text=True, timeout=10).stdout.splitlines()
+        return "%s%s" % (head or "?", " + %d changed files under radical_orbit/" % len(dirty) if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
 
 
 def log(msg: str = "") -> None:
@@ -61,6 +73,10 @@ class Bench:
             "--quick" if self.quick else "(full)", platform.node(), platform.python_version(),
             os.cpu_count() or 0, time.strftime("%Y-%m-%d %H:%M:%S")))
         log("load average at start: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
+        log("source: %s" % source_state())
+        log("reference: stdlib ThreadingHTTPServer, %s" % (
+            "lean (head and body in one hand-built send)" if self.args.lean_reference
+            else "plain (send_response/send_header/end_headers, then the body), Nagle off"))
         self.ref, self.ref_url = P.start_reference(self.args.lean_reference)
         self.bridge = P.start_bridge("-p", "none")
         self.url = P.url
@@ -171,7 +187,7 @@ class Bench:
 
     # -- throughput: 4 client threads in a separate process -------------------------------------
     def throughput(self) -> None:
-        duration = 2.0 if self.quick else 4.0
+        duration = 2.0 if self.quick else 5.0
         order = ["ref", "orbit"] if self.quick else ["ref", "orbit", "orbit", "ref"]
         urls = {"orbit": "%s/%s/echo/ping" % (self.url, ENDPOINT), "ref": "%s/echo/ping" % self.ref_url}
         got = {"orbit": [], "ref": []}
@@ -356,13 +372,33 @@ class Bench:
                "--token", self.P.token, "-n", str(n), "--probe", ENDPOINT,
                "--baseline", "0.5" if self.quick else "1.0"]
         threads0 = thread_count(self.bridge.pid)
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        rss0 = rss_mib(self.bridge.pid)
+        peak = {"rss": rss0, "threads": threads0}
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                try:
+                    peak["rss"] = max(peak["rss"], rss_mib(self.bridge.pid))
+                    peak["threads"] = max(peak["threads"], thread_count(self.bridge.pid))
+                except OSError:
+                    pass
+                stop.wait(0.02)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        finally:
+            stop.set()
+            sampler.join()
         lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
         if out.returncode != 0 or not lines:
             raise RuntimeError("many_endpoints.py failed:\n%s\n%s" % (out.stdout[-2000:], out.stderr[-4000:]))
         res = json.loads(lines[-1][7:])
         self.fig["many"] = res
-        self.fig["many_rss_bridge_peak"] = status_kib(self.bridge.pid, "VmHWM") / 1024.0
+        self.fig["many_rss_bridge_before"] = rss0
+        self.fig["many_rss_bridge_peak"] = peak["rss"]
+        self.fig["many_threads_bridge_peak"] = peak["threads"]
         log("%d endpoints registering at once (%d threads, one process): %d registered, %d failed; "
             "all welcomed after %.2f s, all listed after %s s" % (
                 n, res["threads"], res["registered"], res["failures"], res["all_welcomed_s"],
@@ -371,8 +407,9 @@ class Bench:
             "storm p50 %.2f ms" % (res["probe_during_p50_ms"], res["probe_during_p99_ms"],
                                    res["probe_during_max_ms"], res["probe_during_n"],
                                    res["probe_before_p50_ms"]))
-        log("  bridge threads before %d; bridge peak RSS so far (VmHWM) %.1f MiB" % (
-            threads0, self.fig["many_rss_bridge_peak"]))
+        log("  bridge: RSS %.1f MiB before, peak %.1f MiB with them connected (%.0f KiB per "
+            "endpoint); threads %d before, peak %d" % (
+                rss0, peak["rss"], (peak["rss"] - rss0) * 1024 / max(n, 1), threads0, peak["threads"]))
 
 
 # -- the final table ----------------------------------------------------------------------------------
@@ -425,6 +462,8 @@ ROWS = [
     ("endpoint start to listed (median of 5)", "<= 0.25 s", lambda f: (
         "%.3f s" % f["start_to_listed"], "", "", f["start_to_listed"] <= 0.25)),
     ("{n} endpoints registering: all listed", "<= 3 s", lambda f: _many_listed(f["many"], f)),
+    ("  bridge RSS with them connected (peak)", "", lambda f: (
+        "%.1f MiB" % f["many_rss_bridge_peak"], "(%.1f before)" % f["many_rss_bridge_before"], "", None)),
     ("  proxied GET p50 / p99 during it", "p50 < 50 ms", lambda f: (
         "%.2f / %.2f ms" % (f["many"]["probe_during_p50_ms"], f["many"]["probe_during_p99_ms"]),
         "(before: %.2f ms)" % f["many"]["probe_before_p50_ms"], "",
@@ -435,7 +474,7 @@ ROWS = [
 def table(f: Dict[str, object], n_many: int, skip_many: bool) -> List[List[str]]:
     rows = []
     for name, target, get in ROWS:
-        if skip_many and name.startswith(("{n}", "  proxied GET p50 / p99 during")):
+        if skip_many and name.startswith(("{n}", "  proxied GET p50 / p99 during", "  bridge RSS with")):
             continue
         try:
             orbit, ref, ratio, met = get(f)

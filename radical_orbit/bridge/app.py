@@ -93,8 +93,10 @@ class Bridge:
         self._stopping.set()
         self.topology.stop()
         self.hub.close_all()
-        for conn in self.topology.connections():
-            conn.shutdown("bridge stopping")
+        closing = [_in_background(conn.shutdown, "bridge stopping") for conn in self.topology.connections()]
+        deadline = time.monotonic() + 5.0
+        for thread in closing:
+            thread.join(max(0.0, deadline - time.monotonic()))
         if self.local is not None:
             self.local.stop()
         self.server.server_close()
@@ -109,7 +111,7 @@ class Bridge:
             for conn in self.topology.connections():
                 if now - conn.ws.last_seen > limit:
                     log.warning("endpoint %s silent for %.0f s: dropping it", conn.name, now - conn.ws.last_seen)
-                    conn.shutdown("no answer to pings")
+                    _in_background(conn.shutdown, "no answer to pings")
                     continue
                 try:
                     conn.ws.ping()
@@ -177,6 +179,13 @@ class Bridge:
 
     def _on_note(self, endpoint: str, plugin: str, msg: Dict[str, Any]) -> None:
         self.hub.notify(endpoint, plugin, str(msg.get("topic", "")), msg.get("data"))
+
+
+def _in_background(func, *args) -> threading.Thread:
+    """Closing a WebSocket waits (boundedly) for the peer's close frame: never in a loop."""
+    thread = threading.Thread(target=func, args=args, name="ws-close", daemon=True)
+    thread.start()
+    return thread
 
 
 def _send(sock: ws.WebSocket, kind: str, **fields: Any) -> None:

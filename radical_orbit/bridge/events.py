@@ -1,8 +1,9 @@
 """The SSE hub: numbered events, a bounded replay ring, bounded per-listener queues.
 
 Event ids grow monotonically across bridge restarts (they start from the clock
-in microseconds), so a ``Last-Event-ID`` from an earlier run is recognised as
-older than the ring and answered with a fresh topology snapshot.
+in microseconds), so a ``Last-Event-ID`` from an earlier run is recognised: such
+a listener is sent everything this run published (while the ring still holds
+all of it), else one fresh topology snapshot.
 """
 import collections
 import json
@@ -87,7 +88,7 @@ class EventHub:
         self._ring: Deque[Event] = collections.deque(maxlen=ring_size)
         self._listeners: List[Listener] = []
         self._lock = threading.Lock()
-        self._seq = int(time.time() * 1e6)
+        self._seq = self._run_start = int(time.time() * 1e6)
         self.listener_queue = listener_queue
 
     def publish(self, topic: str, data: Any, endpoint: Optional[str] = None,
@@ -113,8 +114,12 @@ class EventHub:
         listener = Listener(flt, self.listener_queue)
         with self._lock:
             first = self._ring[0].seq if self._ring else self._seq + 1
+            whole_run = bool(self._ring) and first == self._run_start + 1
             if last_id is not None and first - 1 <= last_id <= self._seq:
                 backlog = [e for e in self._ring if e.seq > last_id and flt.accepts(e)]
+            elif last_id is not None and last_id <= self._run_start and whole_run:
+                # a listener of an earlier bridge run: everything of this run is news to it
+                backlog = [e for e in self._ring if flt.accepts(e)]
             else:
                 backlog = [Event(self._seq, TOPOLOGY, snapshot())]
             self._listeners.append(listener)

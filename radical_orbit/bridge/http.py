@@ -1,6 +1,7 @@
 """HTTP/1.1 plumbing on top of ``http.server``: the threaded server (TLS handshake
 in the connection thread), request-body readers and response writers."""
 import json
+import re
 import logging
 import socket
 import ssl
@@ -13,6 +14,7 @@ from ..tlssocket import TLSSocket
 log = logging.getLogger("radical_orbit.bridge.http")
 
 TLS_HANDSHAKE_TIMEOUT = 10.0
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
 READ_CHUNK = 256 * 1024
 
 
@@ -53,6 +55,9 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
+    # Session tickets arrive after the handshake, while a client may already be reading
+    # and writing from two threads; clients that share one TLS object that way trip on them.
+    ctx.num_tickets = 0
     return ctx
 
 
@@ -78,11 +83,11 @@ class BodyReader:
                 raise BadRequest("invalid Content-Length %r" % raw)
             if self.length < 0:
                 raise BadRequest("invalid Content-Length %r" % raw)
+            self._left = self.length
+            self._done = self.length == 0
             if self.length > limit:
                 raise PayloadTooLarge("request body of %d bytes exceeds the limit of %d bytes"
                                       % (self.length, limit))
-            self._left = self.length
-            self._done = self.length == 0
 
     @property
     def done(self) -> bool:
@@ -128,7 +133,11 @@ class BodyReader:
         return data
 
     def drain(self, max_bytes: int = 1 << 20) -> bool:
-        """Read and drop what is left (up to ``max_bytes``) so keep-alive can go on."""
+        """Read and drop what is left (up to ``max_bytes``, whatever the cap) so
+        keep-alive can go on; False when the body is longer."""
+        if self.length is not None and self.length - self.consumed > max_bytes:
+            return False
+        self.limit = max(self.limit, self.consumed + max_bytes)
         dropped = 0
         while not self._done and dropped <= max_bytes:
             piece = self.read(READ_CHUNK)
@@ -148,8 +157,9 @@ class Handler(BaseHTTPRequestHandler):
     #: idle keep-alive connections are closed after this many seconds
     timeout = 120
 
-    def log_message(self, fmt, *args):  # the access log goes to our logger, at debug
-        log.debug("%s %s", self.address_string(), fmt % args)
+    def log_message(self, fmt, *args):
+        """The access log goes to our logger at debug, with any ``token=`` redacted."""
+        log.debug("%s %s", self.address_string(), _TOKEN_IN_QUERY.sub(r"\1<redacted>", fmt % args))
 
     def send_bytes(self, status: int, body: bytes, content_type: str = "application/json",
                    headers: Optional[Dict[str, str]] = None) -> None:

@@ -23,6 +23,7 @@ log = logging.getLogger("radical_orbit.bridge.routes")
 
 PLUGIN_JS = re.compile(r"^[a-z_][a-z0-9_.]*\.js$")
 KEEPALIVE_S = 15.0
+DRAIN_LIMIT = 16 * 2**20
 SSE_RETRY_MS = 2000
 EXPLORER_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -67,6 +68,7 @@ class BridgeHandler(Handler):
         self.rel_path = raw_path.lstrip("/")
         self.query = parse_qs(self.query_string, keep_blank_values=True)
         self.request_id = self.headers.get("X-Request-ID")
+        self._body: Optional[BodyReader] = None
         try:
             try:
                 name, params = ROUTES.match(self.command, unquote(self.rel_path))
@@ -89,8 +91,7 @@ class BridgeHandler(Handler):
             self._fail(from_exception(exc))
 
     def _fail(self, err: OrbitError) -> None:
-        if getattr(self, "_body", None) is not None and not self._body.done:
-            self.close_connection = True   # an unread body would be taken for the next request
+        self._discard_body()
         headers = dict(err.headers)
         if self.request_id:
             headers["X-Request-ID"] = self.request_id
@@ -98,6 +99,17 @@ class BridgeHandler(Handler):
             self.send_json(err.envelope(), err.status_code, headers)
         except OSError:
             self.close_connection = True
+
+    def _discard_body(self) -> None:
+        """Read and drop an unread body (up to DRAIN_LIMIT) so that the client, still
+        sending, can read our answer, and keep-alive goes on; beyond that, close."""
+        try:
+            body = self._body or BodyReader(self.rfile, self.headers, DRAIN_LIMIT)
+            if body.drain(DRAIN_LIMIT):
+                return
+        except (OrbitError, OSError):
+            pass
+        self.close_connection = True
 
     def body(self, limit: Optional[int] = None) -> BodyReader:
         self._body = BodyReader(self.rfile, self.headers, limit or self.bridge.settings["max_json_body"])

@@ -291,6 +291,8 @@ class EndpointService:
             if len(self._notes) == self._notes.maxlen:
                 self._notes_dropped += 1
             self._notes.append((plugin, topic, data, ts))
+            log.debug("notification %s/%s buffered while disconnected (%d waiting)",
+                      plugin, topic, len(self._notes))
 
     def _plugins_changed(self) -> None:
         link = self._link

@@ -55,8 +55,20 @@ class EchoPlugin(Plugin):
 
     @route("POST", "notify/{topic}")
     def notify_route(self, req: Request, topic: str) -> Dict[str, Any]:
-        self.notify(topic, req.json())
-        return {"notified": topic}
+        """Publishes the body as a notification, now or after ``?delay_ms=`` (from a
+        timer thread, as a plugin watching jobs would)."""
+        data = req.json()
+        try:
+            delay = int(req.query.get("delay_ms", "0")) / 1000.0
+        except ValueError:
+            raise BadRequest("delay_ms must be an integer")
+        if delay > 0:
+            timer = threading.Timer(delay, self.notify, (topic, data))
+            timer.daemon = True
+            timer.start()
+        else:
+            self.notify(topic, data)
+        return {"notified": topic, "delay_ms": int(delay * 1000)}
 
 
 def _zeros(size: int):
