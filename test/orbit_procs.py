@@ -11,6 +11,8 @@ from typing import Dict, List, Optional
 import requests
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: ORBIT_TEST_INSTALLED=1 tests the installed package (the Python 3.8 tier), not the checkout
+INSTALLED = os.environ.get("ORBIT_TEST_INSTALLED") == "1"
 URL_LINE = re.compile(r"ORBIT bridge: (\S+)")
 
 
@@ -44,7 +46,8 @@ class Proc:
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.popen = subprocess.Popen([python] + argv, env=env, stdout=self._log,
-                                      stderr=subprocess.STDOUT, cwd=REPO)
+                                      stderr=subprocess.STDOUT,
+                                      cwd=os.path.dirname(log_path) if INSTALLED else REPO)
 
     @property
     def pid(self) -> int:
@@ -95,7 +98,8 @@ class Orbit:
         env.update({"RADICAL_ORBIT_HOME": self.home, "PYTHONUNBUFFERED": "1",
                     "RADICAL_ORBIT_BRIDGE_TOKEN": self.token,
                     "RADICAL_ORBIT_LOG_LVL": "DEBUG"})
-        env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+        if not INSTALLED:
+            env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
         if self.url:
             env["RADICAL_ORBIT_BRIDGE_URL"] = self.url
         if self.tls:

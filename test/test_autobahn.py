@@ -1,6 +1,7 @@
 """Optional tier: Autobahn|Testsuite (cases 1-11) against the echo server.
 
-Slow and needs Python 2.7, so it runs only with ORBIT_AUTOBAHN=1; see
+Needs Python 2.7 (skipped with one line without it); about 15 s plus a one-time
+install of autobahntestsuite. ORBIT_AUTOBAHN=0 turns it off; see
 test/autobahn/run_autobahn.py for the details.
 """
 
@@ -20,8 +21,8 @@ def load_runner():
 
 
 @pytest.mark.autobahn
-@pytest.mark.skipif(os.environ.get("ORBIT_AUTOBAHN") != "1",
-                    reason="Autobahn|Testsuite is slow: set ORBIT_AUTOBAHN=1 to run it")
+@pytest.mark.skipif(os.environ.get("ORBIT_AUTOBAHN") == "0",
+                    reason="Autobahn|Testsuite turned off by ORBIT_AUTOBAHN=0")
 def test_autobahn_fuzzingclient_has_no_failed_case(tmp_path):
     runner = load_runner()
     try:

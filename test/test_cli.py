@@ -1,0 +1,154 @@
+"""The commands as an operator meets them: the embedded default, set-up checks and
+fatal errors (exit 1 with one clear line)."""
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from orbit_procs import INSTALLED, REPO, Orbit, Proc, make_cert, wait_for
+
+from radical_orbit import BridgeClient
+
+
+def run_cmd(module, args, env, timeout=30):
+    return subprocess.run([sys.executable, "-m", module] + list(args), env=env, timeout=timeout,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                          cwd=REPO)
+
+
+def clean_env(home, **extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RADICAL_ORBIT")}
+    env.update(RADICAL_ORBIT_HOME=home, PYTHONUNBUFFERED="1", **extra)
+    if not INSTALLED:
+        env["PYTHONPATH"] = REPO
+    return env
+
+
+def one_error_line(stderr):
+    lines = [l for l in stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def isolate(monkeypatch, home):
+    """This test process sees only the config dir, like a fresh user."""
+    for key in list(os.environ):
+        if key.startswith("RADICAL_ORBIT"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("RADICAL_ORBIT_HOME", home)
+
+
+def test_embedded_default_and_the_example(tmp_path, monkeypatch):
+    home = str(tmp_path / "home")
+    env = clean_env(home)
+    isolate(monkeypatch, home)
+    bridge = Proc(["-m", "radical_orbit.bridge", "--port", "0"], env, str(tmp_path / "bridge.out"))
+    try:
+        match = wait_for(lambda: re.search(r"Explorer login: (http://127\.0\.0\.1:\d+)/\?token=(\S+)",
+                                           bridge.output()), 20, "the login URL")
+        url, token = match.group(1), match.group(2)
+        with open(os.path.join(home, "bridge.token")) as f:
+            assert f.read().strip() == token
+        assert os.stat(os.path.join(home, "bridge.token")).st_mode & 0o777 == 0o600
+        with open(os.path.join(home, "bridge.url")) as f:
+            assert f.read().strip() == url
+        bc = BridgeClient()  # everything from the config dir
+        bc.wait_for_endpoint("bridge", timeout=10)
+        with open(os.path.join(home, "logs", "bridge.log")) as f:
+            assert token not in f.read()
+        example = subprocess.run([sys.executable, os.path.join(REPO, "examples", "example_sysinfo.py")],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 universal_newlines=True, timeout=60)
+        assert example.returncode == 0, example.stdout
+        assert socket.gethostname() in example.stdout and "memory:" in example.stdout
+        bc.close()
+    finally:
+        assert bridge.stop() == 0, bridge.output()
+
+
+def test_bridge_url_file_is_never_overwritten(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "bridge.url").write_text("https://hub.example.org:8443\n")
+    env = clean_env(str(home))
+    bridge = Proc(["-m", "radical_orbit.bridge", "--port", "0", "--no-auth"], env, str(tmp_path / "b.out"))
+    try:
+        wait_for(lambda: "ORBIT bridge:" in bridge.output(), 20, "the bridge")
+        assert (home / "bridge.url").read_text() == "https://hub.example.org:8443\n"
+        assert "AUTH IS OFF" in bridge.output()
+    finally:
+        bridge.stop()
+
+
+def test_key_and_token_files_readable_by_others_stop_the_bridge(tmp_path):
+    certs = make_cert(str(tmp_path))
+    os.chmod(certs["key"], 0o644)
+    env = clean_env(str(tmp_path / "home"))
+    r = run_cmd("radical_orbit.bridge", ["--port", "0", "--cert", certs["cert"], "--key", certs["key"]], env)
+    assert r.returncode == 1
+    line = one_error_line(r.stderr)
+    assert "mode 0644" in line and "chmod 600" in line
+    os.makedirs(str(tmp_path / "home2"))
+    token = tmp_path / "home2" / "bridge.token"
+    token.write_text("secret\n")
+    os.chmod(str(token), 0o640)
+    r = run_cmd("radical_orbit.bridge", ["--port", "0"], clean_env(str(tmp_path / "home2")))
+    assert r.returncode == 1 and "bridge.token has mode 0640" in one_error_line(r.stderr)
+
+
+def test_plain_http_on_a_public_address_is_refused(tmp_path):
+    r = run_cmd("radical_orbit.bridge", ["--host", "0.0.0.0", "--port", "0"], clean_env(str(tmp_path)))
+    assert r.returncode == 1 and "--insecure" in one_error_line(r.stderr)
+
+
+def test_port_in_use_and_unknown_plugin_are_one_line_errors(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        r = run_cmd("radical_orbit.bridge", ["--port", str(port)], clean_env(str(tmp_path)))
+        assert r.returncode == 1 and "already in use" in one_error_line(r.stderr)
+    r = run_cmd("radical_orbit.bridge", ["--port", "0", "-p", "nosuchplugin"], clean_env(str(tmp_path)))
+    assert r.returncode == 1 and "unknown plugin 'nosuchplugin'" in one_error_line(r.stderr)
+
+
+def test_endpoint_without_url_names_all_three_sources(tmp_path, monkeypatch):
+    r = run_cmd("radical_orbit.endpoint", ["--name", "x"], clean_env(str(tmp_path)))
+    line = one_error_line(r.stderr)
+    assert r.returncode == 1
+    assert "--url" in line and "RADICAL_ORBIT_BRIDGE_URL" in line and "bridge.url" in line
+    r = run_cmd("radical_orbit.endpoint", ["--name", "x", "--url", "https://localhost:1"],
+                clean_env(str(tmp_path)))
+    line = one_error_line(r.stderr)
+    assert "RADICAL_ORBIT_BRIDGE_CERT" in line and "bridge_cert.pem" in line
+    r = run_cmd("radical_orbit.endpoint", ["--name", "bad name", "--url", "http://x"], clean_env(str(tmp_path)))
+    assert r.returncode == 1 and "invalid endpoint name" in one_error_line(r.stderr)
+    isolate(monkeypatch, str(tmp_path))
+    with pytest.raises(ValueError) as err:
+        BridgeClient()
+    assert "RADICAL_ORBIT_BRIDGE_URL" in str(err.value) and "bridge.url" in str(err.value)
+    with pytest.raises(ValueError) as err:
+        BridgeClient(url="https://localhost:1")
+    assert "RADICAL_ORBIT_BRIDGE_CERT" in str(err.value)
+
+
+def test_endpoint_with_a_bad_token_or_wrong_cert_exits_1(orbit, tmp_path):
+    orbit.start_bridge()
+    ep = orbit.start_endpoint("hpc1", wait=False, RADICAL_ORBIT_BRIDGE_TOKEN="wrong")
+    assert ep.wait(20) == 1
+    out = ep.output()
+    assert "refused the token" in out and "wrong" not in out.replace("RADICAL_ORBIT_BRIDGE_TOKEN", "")
+    other = make_cert(str(tmp_path))
+    ep = orbit.start_endpoint("hpc2", wait=False, RADICAL_ORBIT_BRIDGE_CERT=other["cert"])
+    assert ep.wait(20) == 1
+    assert "TLS failure" in ep.output()
+
+
+def test_sigterm_is_a_clean_stop(orbit):
+    orbit.start_bridge()
+    ep = orbit.start_endpoint("hpc1", "-p", "echo")
+    assert ep.stop() == 0
+    assert orbit.bridge.stop() == 0
