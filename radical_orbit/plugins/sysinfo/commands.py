@@ -65,3 +65,12 @@ def _kill(proc: "subprocess.Popen[str]") -> None:
         proc.wait(timeout=REAP_TIMEOUT)
     except subprocess.TimeoutExpired:
         log.warning("process %d did not die after SIGKILL", proc.pid)
+
+
+def read_text(path: str) -> str:
+    """A sysfs-style file's stripped text; "" when it is missing or unreadable."""
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""

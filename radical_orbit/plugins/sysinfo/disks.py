@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import psutil
 
+from .commands import read_text
+
 log = logging.getLogger("radical_orbit.plugins.sysinfo")
 
 SHARED, LOCAL_SSD, LOCAL_HDD, UNKNOWN = "shared", "local ssd", "local hdd", "unknown"
@@ -71,13 +73,6 @@ def is_shared(fstype: str, device: str = "") -> bool:
     return bool(NETWORK_DEVICE.match(device))
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as handle:
-            return handle.read().strip()
-    except (OSError, UnicodeDecodeError):
-        return ""
-
 
 def _listdir(path: str) -> List[str]:
     try:
@@ -89,7 +84,7 @@ def _listdir(path: str) -> List[str]:
 def _dm_by_name(name: str, sys_block: str) -> Optional[str]:
     """``dm-N`` for a ``/dev/mapper/<name>`` whose device node is not visible (containers)."""
     for entry in _listdir(sys_block):
-        if entry.startswith("dm-") and _read(os.path.join(sys_block, entry, "dm", "name")) == name:
+        if entry.startswith("dm-") and read_text(os.path.join(sys_block, entry, "dm", "name")) == name:
             return entry
     return None
 
@@ -126,7 +121,7 @@ def is_rotational(name: str, sys_block: str = SYS_CLASS_BLOCK, depth: int = 0) -
         if True in flags:
             return True
         return False if all(flag is False for flag in flags) else None
-    return {"0": False, "1": True}.get(_read(os.path.join(entry, "queue", "rotational")))
+    return {"0": False, "1": True}.get(read_text(os.path.join(entry, "queue", "rotational")))
 
 
 def classify_mount(fstype: str, device: str, sys_block: str = SYS_CLASS_BLOCK) -> str:

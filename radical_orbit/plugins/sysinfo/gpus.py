@@ -11,7 +11,7 @@ import re
 import shlex
 from typing import Any, Callable, Dict, List, Optional
 
-from .commands import COMMAND_TIMEOUT, run_command
+from .commands import COMMAND_TIMEOUT, read_text, run_command
 
 log = logging.getLogger("radical_orbit.plugins.sysinfo")
 
@@ -122,13 +122,6 @@ def probe_amd(timeout: float = COMMAND_TIMEOUT) -> List[GPU]:
 
 
 # -- Intel -------------------------------------------------------------------
-def _read(path: str) -> str:
-    try:
-        with open(path) as handle:
-            return handle.read().strip()
-    except (OSError, UnicodeDecodeError):
-        return ""
-
 
 def _card_number(entry: str) -> int:
     match = _CARD.match(entry)
@@ -147,8 +140,8 @@ def _lspci_name(slot: str, timeout: float) -> str:
 
 def _intel_memory(card: str) -> Dict[str, Optional[int]]:
     """Device memory of discrete Intel GPUs, where the driver exposes it."""
-    total = _int_or_none(_read(os.path.join(card, "lmem_total_bytes")))
-    avail = _int_or_none(_read(os.path.join(card, "lmem_avail_bytes")))
+    total = _int_or_none(read_text(os.path.join(card, "lmem_total_bytes")))
+    avail = _int_or_none(read_text(os.path.join(card, "lmem_avail_bytes")))
     used = total - avail if total is not None and avail is not None else None
     return {"memory_total": total, "memory_used": used}
 
@@ -164,10 +157,10 @@ def probe_intel(drm_root: str = SYS_CLASS_DRM, timeout: float = COMMAND_TIMEOUT)
         card = os.path.join(drm_root, entry)
         device = os.path.join(card, "device")
         driver = os.path.basename(os.path.realpath(os.path.join(device, "driver")))
-        if _read(os.path.join(device, "vendor")).lower() != INTEL_VENDOR or driver not in INTEL_DRIVERS:
+        if read_text(os.path.join(device, "vendor")).lower() != INTEL_VENDOR or driver not in INTEL_DRIVERS:
             continue
         slot = os.path.basename(os.path.realpath(device))
-        device_id = _read(os.path.join(device, "device")).lower().replace("0x", "")
+        device_id = read_text(os.path.join(device, "device")).lower().replace("0x", "")
         name = _lspci_name(slot, timeout) or "Intel GPU [8086:%s]" % device_id
         memory = _intel_memory(card)
         gpus.append(gpu_record("intel", len(gpus), name, memory["memory_total"],
