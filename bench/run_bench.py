@@ -1,11 +1,12 @@
 """ORBIT performance benchmark: every figure next to a reference measured in the same run.
 
-    python bench/run_bench.py            # full run, a few minutes
+    python bench/run_bench.py            # full run, about 30 s on 2 cores
     python bench/run_bench.py --quick    # smaller samples, under a minute
 
 Processes (all started here, all stopped in a finally):
 - the reference: bench/reference_server.py, a bare stdlib ThreadingHTTPServer
-  (HTTP/1.1 keep-alive, Nagle off, one send), in its own process;
+  (HTTP/1.1 keep-alive, Nagle off; ``--lean-reference``: head and body in one
+  send), in its own process;
 - the bridge: ``python -m radical_orbit.bridge --port 0 -p none`` (plain HTTP on
   loopback, token auth on, no bridge-hosted plugins);
 - the measured endpoint: ``python -m radical_orbit.endpoint --name bench -p echo``;
@@ -21,6 +22,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import socket
 import subprocess
 import sys
@@ -508,6 +510,12 @@ def main() -> int:
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args()
     t0 = time.perf_counter()
+    # the bridge inherits this limit: it holds one socket per registered endpoint
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = (args.n or 1000) + 512
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
     bench = Bench(args)
     try:
         fig = bench.run()

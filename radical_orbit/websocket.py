@@ -85,7 +85,7 @@ SEND_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 3.0
 # Small reads (frame headers) go through a buffer of this size; bigger payload
 # reads go straight into the payload buffer in chunks of at most MAX_RECV_CHUNK.
-RECV_BUFFER_SIZE = 64 * 1024
+RECV_BUFFER_SIZE = 16 * 1024
 MAX_RECV_CHUNK = 1024 * 1024
 
 Message = collections.namedtuple("Message", "opcode data")

@@ -31,34 +31,52 @@ class AnsweredEarly(OrbitError):
 
 
 class Pending:
-    """A proxied request waiting for its endpoint's answer."""
+    """A proxied request waiting for its endpoint's answer.
+
+    Most calls are one message each way, so the flow-control objects are made only
+    when a body actually streams: ``open_window`` before a request body is pumped,
+    the receive stream when a response head says more is coming.
+    """
 
     def __init__(self, conn: "EndpointConnection", rid: int, idle_timeout: float):
         self.conn = conn
         self.id = rid
-        self.window = SendWindow(conn.settings["window"])
+        self.idle_timeout = idle_timeout
+        self.window: Optional[SendWindow] = None
+        self.body: Optional[ReceiveStream] = None
         self.response: Optional[Dict[str, Any]] = None
         self.error: Optional[OrbitError] = None
-        self.body = ReceiveStream(lambda n: conn.send_quietly(protocol.CREDIT, id=rid, n=n),
-                                  idle_timeout)
-        self._ready = threading.Event()
+        self._ready = threading.Lock()
+        self._ready.acquire()
+
+    def open_window(self) -> SendWindow:
+        self.window = SendWindow(self.conn.settings["window"])
+        return self.window
 
     def on_response(self, msg: Dict[str, Any]) -> None:
-        self.response = msg
-        end = bool(msg.get("end", True))
-        self.body.feed(msg.get("body") or b"", end)
-        if end:
+        if self.response is not None or self.error is not None:
+            return
+        if not msg.get("end", True):
+            rid, conn = self.id, self.conn
+            self.body = ReceiveStream(lambda n: conn.send_quietly(protocol.CREDIT, id=rid, n=n),
+                                      self.idle_timeout)
+            self.body.feed(msg.get("body") or b"", False)
+        elif self.window is not None:
             self.window.fail(AnsweredEarly("the endpoint answered before the body ended"))
-        self._ready.set()
+        self.response = msg
+        self._ready.release()
 
     def fail(self, error: OrbitError) -> None:
+        first = self.response is None and self.error is None
         self.error = error
-        self.window.fail(error)
-        self.body.fail(error)
-        self._ready.set()
+        for stream in (self.window, self.body):
+            if stream is not None:
+                stream.fail(error)
+        if first:
+            self._ready.release()
 
     def wait(self, timeout: float) -> Dict[str, Any]:
-        if not self._ready.wait(timeout):
+        if not self._ready.acquire(timeout=timeout):
             raise Timeout("endpoint %s did not answer within %.0f s" % (self.conn.name, timeout))
         if self.response is None:
             raise self.error
@@ -159,9 +177,11 @@ class EndpointConnection:
         if kind == protocol.RESPONSE:
             pending.on_response(msg)
         elif kind == protocol.DATA:
-            pending.body.feed(msg.get("body") or b"", bool(msg.get("end")))
+            if pending.body is not None:
+                pending.body.feed(msg.get("body") or b"", bool(msg.get("end")))
         elif kind == protocol.CREDIT:
-            pending.window.grant(int(msg.get("n") or 0))
+            if pending.window is not None:
+                pending.window.grant(int(msg.get("n") or 0))
         else:
             pending.fail(Unavailable("endpoint %s abandoned the request: %s"
                                      % (self.name, msg.get("detail", "")), retry_after=1))

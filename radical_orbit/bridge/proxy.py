@@ -43,12 +43,13 @@ class ProxyCall:
             fwd = {k.lower(): v for k, v in headers.items() if k.lower() not in _DROP}
             if request_id:
                 fwd["x-request-id"] = request_id
+            window = pending.open_window() if not end else None
             self.conn.send(protocol.REQUEST, id=pending.id, method=method, path=path,
                            query=query, headers=fwd, body=first, end=end,
                            length=body.length, deadline=self.deadline)
             while not end:
                 try:
-                    pending.window.take(len(first), self.idle)
+                    window.take(len(first), self.idle)
                 except AnsweredEarly:
                     break
                 first = body.read(self.chunk)
