@@ -24,10 +24,17 @@ MAX_JSON_BODY = 16 * 2**20
 EXPIRED_MEMORY = 4096
 
 
-def route(method: str, rule: str) -> Callable:
-    """Declare a plugin route: ``@route("POST", "submit/{sid}")``."""
+def route(method: str, rule: str, inline: bool = False) -> Callable:
+    """Declare a plugin route: ``@route("POST", "submit/{sid}")``.
+
+    ``inline=True`` is for handlers that only compute from memory and never block
+    (no I/O, no subprocess, no waiting on locks others hold long): the endpoint runs
+    them on its link's reader thread, skipping the hand-off to a worker. A blocking
+    inline handler stalls every call on that endpoint, so when in doubt, leave it off.
+    """
     def mark(func):
         func.__dict__.setdefault("_orbit_routes", []).append((method.upper(), rule))
+        func._orbit_inline = inline
         return func
     return mark
 
@@ -283,22 +290,22 @@ class Plugin:
         self._close_session(session)
         return {"ok": True}
 
-    @route("GET", "version")
+    @route("GET", "version", inline=True)
     def get_version(self, req: Request) -> Dict[str, Any]:
         return {"name": self.name, "type": self.plugin_name, "version": self.version}
 
-    @route("GET", "list_sessions")
+    @route("GET", "list_sessions", inline=True)
     def list_sessions(self, req: Request) -> Dict[str, Any]:
         with self._lock:
             sessions = [s.describe() for s in self._sessions.values() if not self._is_expired(s)]
         return {"sessions": sessions}
 
-    @route("GET", "health")
+    @route("GET", "health", inline=True)
     def health(self, req: Request) -> Dict[str, Any]:
         with self._lock:
             count = len(self._sessions)
         return {"status": "ok", "plugin": self.name, "sessions": count, "pid": os.getpid()}
 
-    @route("GET", "ui_config")
+    @route("GET", "ui_config", inline=True)
     def get_ui_config(self, req: Request) -> Dict[str, Any]:
         return {"ui_config": self.ui_config, "ui_module": self.ui_module}

@@ -6,7 +6,7 @@ no instance name can take) lists, loads and unloads plugins at run time.
 """
 import logging
 import threading
-from typing import Any, Callable, Dict, List, Optional, Type
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 from urllib.parse import unquote
 
 from . import registry
@@ -124,27 +124,47 @@ class PluginHost:
     # -- dispatch ----------------------------------------------------------
     def dispatch(self, req: Request) -> Response:
         """Run one request; every failure becomes the error envelope."""
-        try:
-            return as_response(self._call(req))
-        except Exception as exc:
-            err = from_exception(exc)
-            if err.status_code >= 500:
-                log.exception("[%s] %s /%s failed", req.request_id, req.method, req.path)
-            return error_response(err)
+        call, _inline = self.prepare(req)
+        return call()
 
-    def _call(self, req: Request) -> Any:
+    def prepare(self, req: Request) -> Tuple[Callable[[], Response], bool]:
+        """Route ``req``; returns the call that answers it, and whether that call may run
+        inline on the caller's thread (routes declared ``inline``, and errors found while
+        routing) instead of being handed to a worker."""
+        try:
+            target, params, inline = self._resolve(req)
+        except Exception as exc:
+            resp = self._failure(req, exc)
+            return (lambda: resp), True
+        return (lambda: self._run(req, target, params)), inline
+
+    def _resolve(self, req: Request) -> Tuple[Callable, Dict[str, Any], bool]:
         instance, _, rest = unquote(req.path.strip("/")).partition("/")
         if instance == CONTROL:
             target, params = self._control.match(req.method, rest)
-            return target(req, **params)
+            return target, params, False
         with self._lock:
             plugin = self._plugins.get(instance)
         if plugin is None:
             raise NotFound("no plugin %r on endpoint %s" % (instance, self.endpoint))
         attr, params = plugin_router(type(plugin)).match(req.method, rest)
-        if "sid" in params:
-            params["session"] = plugin.get_session(params.pop("sid"))
-        return getattr(plugin, attr)(req, **params)
+        target = getattr(plugin, attr)
+        return target, params, getattr(target, "_orbit_inline", False)
+
+    def _run(self, req: Request, target: Callable, params: Dict[str, Any]) -> Response:
+        try:
+            if "sid" in params:
+                params["session"] = target.__self__.get_session(params.pop("sid"))
+            return as_response(target(req, **params))
+        except Exception as exc:
+            return self._failure(req, exc)
+
+    @staticmethod
+    def _failure(req: Request, exc: Exception) -> Response:
+        err = from_exception(exc)
+        if err.status_code >= 500:
+            log.error("[%s] %s /%s failed", req.request_id, req.method, req.path, exc_info=exc)
+        return error_response(err)
 
     # -- the _orbit control namespace ---------------------------------------
     def _ctl_list(self, req: Request) -> Dict[str, Any]:

@@ -5,7 +5,7 @@ import logging
 import os
 import re
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote
 
 from .. import protocol
@@ -66,17 +66,10 @@ class BridgeHandler(Handler):
     def dispatch(self) -> None:
         raw_path, _, self.query_string = self.path.partition("?")
         self.rel_path = raw_path.lstrip("/")
-        self.query = parse_qs(self.query_string, keep_blank_values=True)
         self.request_id = self.headers.get("X-Request-ID")
         self._body: Optional[BodyReader] = None
         try:
-            try:
-                name, params = ROUTES.match(self.command, unquote(self.rel_path))
-            except (NotFound, MethodNotAllowed):
-                first = unquote(self.rel_path.split("/", 1)[0])
-                if first in RESERVED and first != "bridge":
-                    raise
-                name, params = "proxy", {}
+            name, params = self._route()
             if name not in OPEN_ROUTES and not self.bridge.auth.allows(self.headers):
                 raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>'",
                                    headers={"WWW-Authenticate": "Bearer"})
@@ -89,6 +82,23 @@ class BridgeHandler(Handler):
         except Exception as exc:
             log.exception("[%s] %s %s failed", self.request_id or "-", self.command, self.rel_path)
             self._fail(from_exception(exc))
+
+    def _route(self) -> Tuple[str, Dict[str, Any]]:
+        """A bridge route, or the proxy for any path that does not start with a reserved
+        name (checked first: most traffic is proxied and needs no route matching)."""
+        first = unquote(self.rel_path.split("/", 1)[0])
+        if first and first not in RESERVED:
+            return "proxy", {}
+        try:
+            return ROUTES.match(self.command, unquote(self.rel_path))
+        except (NotFound, MethodNotAllowed):
+            if first == "bridge":
+                return "proxy", {}
+            raise
+
+    @property
+    def query(self) -> Dict[str, List[str]]:
+        return parse_qs(self.query_string, keep_blank_values=True)
 
     def _fail(self, err: OrbitError) -> None:
         self._discard_body()

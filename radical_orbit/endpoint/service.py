@@ -12,7 +12,7 @@ import os
 import random
 import threading
 import time
-from typing import Any, Deque, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, Optional, Tuple
 from urllib.parse import parse_qs
 
 from .. import __version__, protocol
@@ -230,19 +230,26 @@ class EndpointService:
                       parse_qs(msg.get("query") or "", keep_blank_values=True), headers, body,
                       headers.get("x-request-id") or "r%d" % rid, msg.get("length"))
         log.debug("[%s] %s /%s", req.request_id, req.method, req.path)
+        call, inline = self.host.prepare(req)
+        if inline and stream.body is None:
+            resp = call()
+            if isinstance(resp.body, bytes) and len(resp.body) <= link.settings["chunk"]:
+                self._respond(stream, resp)
+                return
+            call = lambda: resp  # noqa: E731 -- a streamed answer needs credit: a worker sends it
         with self._streams_lock:
             self._streams[rid] = stream
-        if not self.pool.submit(lambda: self._handle(stream, req)):
+        if not self.pool.submit(lambda: self._handle(stream, call)):
             self._forget(stream)
             busy = Unavailable("endpoint %s is busy: all %d workers taken and the queue is full"
                                % (self.name, self.settings["workers"]), retry_after=1)
             self._respond(stream, error_response(busy))
 
-    def _handle(self, stream: Stream, req: Request) -> None:
+    def _handle(self, stream: Stream, call: Callable[[], Response]) -> None:
         try:
             if stream.cancelled:
                 return
-            self._respond(stream, self.host.dispatch(req))
+            self._respond(stream, call())
         finally:
             self._forget(stream)
 

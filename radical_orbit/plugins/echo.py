@@ -20,7 +20,7 @@ class EchoPlugin(Plugin):
     client_class = "radical_orbit.plugins.echo_client.EchoClient"
     ui_config = {"title": "Echo", "description": "Diagnostics: echo requests and bodies"}
 
-    @route("GET", "ping")
+    @route("GET", "ping", inline=True)
     def ping(self, req: Request) -> Dict[str, Any]:
         return {"pong": True, "query": req.query}
 
