@@ -146,6 +146,7 @@ class PluginHost:
         with self._lock:
             plugin = self._plugins.get(instance)
         if plugin is None:
+            check_name(instance, "plugin name")
             raise NotFound("no plugin %r on endpoint %s" % (instance, self.endpoint))
         attr, params = plugin_router(type(plugin)).match(req.method, rest)
         target = getattr(plugin, attr)

@@ -50,6 +50,11 @@ def test_register_list_proxy_disconnect(orbit):
     envelope_of(orbit.get("hpc1/nosuchplugin/version"), 404)
     envelope_of(orbit.get("nosuchendpoint/sysinfo/version"), 404)
     envelope_of(orbit.get("bad%20name/sysinfo/version"), 400)
+    envelope_of(orbit.get("hpc1/bad%20plugin/version"), 400)
+    r = orbit.get("health", headers={"X-Request-ID": "h-2"})
+    assert r.headers["X-Request-ID"] == "h-2"
+    r = orbit.get("nosuchendpoint/x", headers={"X-Request-ID": "h-3"})
+    assert r.status_code == 404 and r.headers["X-Request-ID"] == "h-3"
 
     r = orbit.get("endpoint/disconnect/hpc1", "POST")
     assert r.json() == {"status": "shutdown", "endpoint": "hpc1"}

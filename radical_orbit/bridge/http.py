@@ -260,13 +260,21 @@ class Handler(BaseHTTPRequestHandler):
                  "Server: radical-orbit",
                  "Content-Type: %s" % content_type,
                  "Content-Length: %d" % len(body)]
-        for name, value in (headers or {}).items():
-            lines.append("%s: %s" % (name, value))
+        lines.extend(self._extra_headers(headers))
         if self.close_connection:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         self.wfile.write(head + body if self.command != "HEAD" else head)
         self.log_request(status, len(body))
+
+    def _extra_headers(self, headers: Optional[Dict[str, str]]) -> List[str]:
+        """The handler's headers, plus the client's X-Request-ID echoed on every answer."""
+        lines = ["%s: %s" % item for item in (headers or {}).items()]
+        parsed = getattr(self, "headers", None)
+        request_id = parsed.get("X-Request-ID") if parsed is not None else None
+        if request_id and not (headers and "X-Request-ID" in headers):
+            lines.append("X-Request-ID: %s" % request_id.replace("\r", "").replace("\n", ""))
+        return lines
 
     def send_json(self, data: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> None:
         self.send_bytes(status, json.dumps(data).encode(), "application/json", headers)
@@ -279,8 +287,7 @@ class Handler(BaseHTTPRequestHandler):
         """A body of unknown or large size: Content-Length when known, chunked otherwise."""
         lines = ["%s %d %s" % (self.protocol_version, status, self.responses.get(status, ("",))[0]),
                  "Server: radical-orbit", "Content-Type: %s" % content_type]
-        for name, value in (headers or {}).items():
-            lines.append("%s: %s" % (name, value))
+        lines.extend(self._extra_headers(headers))
         chunked = length is None
         lines.append("Transfer-Encoding: chunked" if chunked else "Content-Length: %d" % length)
         if self.close_connection:

@@ -103,8 +103,6 @@ class BridgeHandler(Handler):
     def _fail(self, err: OrbitError) -> None:
         self._discard_body()
         headers = dict(err.headers)
-        if self.request_id:
-            headers["X-Request-ID"] = self.request_id
         try:
             self.send_json(err.envelope(), err.status_code, headers)
         except OSError:
@@ -269,8 +267,6 @@ class BridgeHandler(Handler):
             self.close_connection = True
         msg = pending.response
         headers = call.response_headers(pending)
-        if self.request_id:
-            headers["X-Request-ID"] = self.request_id
         status = int(msg.get("status", 502))
         ctype = (msg.get("headers") or {}).get("content-type", "application/json")
         if msg.get("end", True):
@@ -288,8 +284,6 @@ class BridgeHandler(Handler):
         if not body.done and not body.drain():
             self.close_connection = True
         headers = dict(resp.headers)
-        if self.request_id:
-            headers["X-Request-ID"] = self.request_id
         if isinstance(resp.body, (bytes, bytearray)):
             return self.send_bytes(resp.status, bytes(resp.body), resp.content_type, headers)
         self._stream(resp.status, resp.chunks(256 * 1024), resp.content_type, resp.length, headers)
