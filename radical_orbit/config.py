@@ -4,6 +4,7 @@ Files live in the config dir ``~/.radical/orbit/`` (``RADICAL_ORBIT_HOME``
 overrides it). Secrets must not be readable by group or others.
 """
 import os
+import re
 import secrets
 import stat
 import tempfile
@@ -21,8 +22,20 @@ KEY_FILE = "bridge_key.pem"
 TOKEN_FILE = "bridge.token"
 
 
+#: Tokens travel in headers, cookies and URLs: keep them to characters all three carry.
+TOKEN_RE = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
+WEAK_TOKEN_LENGTH = 16
+
+
 class ConfigError(ValueError):
     """A configuration problem the user must fix; its message says how."""
+
+
+def check_token(token: str) -> str:
+    if not TOKEN_RE.match(token):
+        raise ConfigError("the token may only contain letters, digits and . _ ~ + / = - "
+                          "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return token
 
 
 def home() -> str:

@@ -152,3 +152,9 @@ def test_sigterm_is_a_clean_stop(orbit):
     ep = orbit.start_endpoint("hpc1", "-p", "echo")
     assert ep.stop() == 0
     assert orbit.bridge.stop() == 0
+
+
+def test_a_token_that_cannot_travel_in_a_cookie_is_refused(tmp_path):
+    r = run_cmd("radical_orbit.bridge", ["--port", "0", "--token", "has space;and semicolon"],
+                clean_env(str(tmp_path)))
+    assert r.returncode == 1 and "may only contain" in one_error_line(r.stderr)

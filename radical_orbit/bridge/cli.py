@@ -60,7 +60,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             config.check_private(key, "key file")
         if not cert and not is_loopback(args.host) and not args.insecure:
             fatal("refusing plain HTTP on %s: give --cert and --key, or --insecure" % args.host)
-        token = None if args.no_auth else config.ensure_token(args.token)
+        token = None if args.no_auth else config.check_token(config.ensure_token(args.token))
         bridge = Bridge(args.host, args.port, cert, key, token, args.plugins,
                         request_timeout=args.request_timeout, ping_interval=args.ping_interval,
                         max_pending=args.max_pending)
@@ -72,6 +72,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if exc.errno == errno.EADDRINUSE:
             fatal("port %d on %s is already in use" % (args.port, args.host))
         fatal("cannot start the bridge: %s" % exc)
+    if token and len(token) < config.WEAK_TOKEN_LENGTH:
+        log.warning("the token has only %d characters: anyone who guesses it controls every "
+                    "endpoint; use 32 random characters", len(token))
     if args.no_auth:
         log.warning("AUTH IS OFF (--no-auth): anyone who reaches %s controls every endpoint",
                     bridge.urls["url"])
