@@ -158,3 +158,15 @@ def test_a_token_that_cannot_travel_in_a_cookie_is_refused(tmp_path):
     r = run_cmd("radical_orbit.bridge", ["--port", "0", "--token", "has space;and semicolon"],
                 clean_env(str(tmp_path)))
     assert r.returncode == 1 and "may only contain" in one_error_line(r.stderr)
+
+
+def test_batch_wrapper_runs_the_setup_then_the_endpoint(tmp_path):
+    wrapper = (os.path.join(os.path.dirname(sys.executable), "radical-orbit-endpoint-wrapper.sh")
+               if INSTALLED else os.path.join(REPO, "scripts", "radical-orbit-endpoint-wrapper.sh"))
+    env = clean_env(str(tmp_path), RADICAL_ORBIT_SETUP="echo setup-ran >&2")
+    env.pop("PYTHONPATH", None)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    r = subprocess.run([wrapper, "--help"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=60, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "setup-ran" in r.stderr and "usage: radical-orbit-endpoint" in r.stdout

@@ -289,11 +289,17 @@ class BridgeHandler(Handler):
         self._stream(resp.status, resp.chunks(256 * 1024), resp.content_type, resp.length, headers)
 
     def _stream(self, status, chunks, ctype, length, headers) -> None:
+        """A streamed answer; a break (endpoint gone, client gone) closes this connection
+        and, through the iterator's close, cancels the stream on the endpoint."""
         try:
             self.send_stream(status, chunks, ctype, length, headers)
         except OrbitError as err:
             log.warning("[%s] response stream broke: %s", self.request_id or "-", err.detail)
             self.close_connection = True
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
 
 def _chunk(data: bytes) -> bytes:
