@@ -367,3 +367,17 @@ def test_sdk_typed_errors_and_plugin_clients(orbit):
     with pytest.raises(PermissionError):
         bad.health()
     bc.close()
+
+
+def test_a_client_leaving_mid_download_cancels_the_stream_on_the_endpoint(orbit):
+    orbit.start_bridge()
+    ep = orbit.start_endpoint("hpc1", "-p", "echo")
+    resp = orbit.get("hpc1/echo/blob/%d" % (2**30), stream=True, timeout=30)
+    got = 0
+    for piece in resp.iter_content(2**20):
+        got += len(piece)
+        if got >= 4 * 2**20:
+            break
+    resp.close()
+    wait_for(lambda: "response stream abandoned" in ep.output(), 15, "the endpoint to drop the stream")
+    assert orbit.get("hpc1/echo/ping").status_code == 200
