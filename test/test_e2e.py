@@ -381,3 +381,35 @@ def test_a_client_leaving_mid_download_cancels_the_stream_on_the_endpoint(orbit)
     resp.close()
     wait_for(lambda: "response stream abandoned" in ep.output(), 15, "the endpoint to drop the stream")
     assert orbit.get("hpc1/echo/ping").status_code == 200
+
+
+def test_a_frozen_endpoint_is_dropped_after_three_silent_ping_intervals(orbit):
+    orbit.start_bridge("--ping-interval", "1")
+    ep = orbit.start_endpoint("hpc1", "-p", "echo")
+    result = {}
+    t = threading.Thread(target=lambda: result.update(resp=orbit.get("hpc1/echo/sleep/60000", timeout=30)))
+    t.start()
+    wait_for(lambda: "sleep/60000" in ep.output(), 10, "the call to reach the endpoint")
+    frozen = time.monotonic()
+    ep.signal(signal.SIGSTOP)
+    try:
+        t.join(20)
+        envelope_of(result["resp"], 503)
+        assert time.monotonic() - frozen < 8
+        wait_for(lambda: "hpc1" not in orbit.get("endpoint/list", "POST").json()["data"]["endpoints"],
+                 5, "hpc1 to leave the list")
+    finally:
+        ep.signal(signal.SIGCONT)
+    orbit.wait_listed("hpc1", timeout=20, proc=ep)
+
+
+def test_an_endpoint_notices_a_frozen_bridge_and_comes_back(orbit):
+    orbit.start_bridge("--ping-interval", "1")
+    ep = orbit.start_endpoint("hpc1", "-p", "echo")
+    orbit.bridge.signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: "bridge silent for" in ep.output(), 8, "the endpoint to notice")
+    finally:
+        orbit.bridge.signal(signal.SIGCONT)
+    wait_for(lambda: ep.output().count("registered with") >= 2, 30, "the endpoint to register again")
+    orbit.wait_listed("hpc1", timeout=10, proc=ep)
