@@ -413,3 +413,22 @@ def test_an_endpoint_notices_a_frozen_bridge_and_comes_back(orbit):
         orbit.bridge.signal(signal.SIGCONT)
     wait_for(lambda: ep.output().count("registered with") >= 2, 30, "the endpoint to register again")
     orbit.wait_listed("hpc1", timeout=10, proc=ep)
+
+
+def test_garbage_http_gets_the_envelope(orbit_plain):
+    orbit_plain.start_bridge()
+    host, port = orbit_plain.url.rsplit("/", 1)[1].split(":")
+    for raw in (b"GARBAGE\r\n\r\n", b"GET / HTTP/2.0\r\n\r\n", b"GET /health HTTP/1.1\r\nBad Header\r\n\r\n",
+                b"GET /health HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 150 + b"\r\n"):
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(raw)
+            data = b""
+            while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+                piece = s.recv(65536)
+                if not piece:
+                    break
+                data += piece
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split()[1])
+        assert status in (400, 431, 505), head
+        assert json.loads(body) == {"error": True, "status_code": status, "detail": json.loads(body)["detail"]}

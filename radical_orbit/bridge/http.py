@@ -276,6 +276,16 @@ class Handler(BaseHTTPRequestHandler):
             lines.append("X-Request-ID: %s" % request_id.replace("\r", "").replace("\n", ""))
         return lines
 
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        """http.server's own errors (bad request line, header limits, unsupported method)
+        in the common JSON envelope instead of an HTML page."""
+        self.close_connection = True
+        detail = message or self.responses.get(code, ("error",))[0]
+        try:
+            self.send_json(envelope(code, detail), code)
+        except OSError:
+            pass
+
     def send_json(self, data: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> None:
         self.send_bytes(status, json.dumps(data).encode(), "application/json", headers)
 
