@@ -2,9 +2,14 @@
 
 One thread owns each connection and calls :meth:`WebSocket.recv`; any thread
 may send.  No extension is ever negotiated (so the RSV bits must stay 0) and
-no subprotocol is selected.  A ``ssl.SSLSocket`` works like a plain socket;
-since OpenSSL forbids entering one TLS session from two threads at once, its
-reads and writes are serialized (see _TlsTransport).
+no subprotocol is selected.
+
+The connection runs on a plain socket or on any socket-like object with
+``recv_into``, ``sendall``, ``settimeout``, ``shutdown``, ``close`` and
+``setsockopt``.  TLS comes from :class:`radical_orbit.tlssocket.TLSSocket`,
+which lets one reader and many senders share a TLS session; an
+``ssl.SSLSocket`` does not (OpenSSL forbids two threads inside one session),
+so never hand one to this module.
 
 Usage from a ``BaseHTTPRequestHandler.do_GET``::
 
@@ -22,16 +27,17 @@ import base64
 import binascii
 import codecs
 import collections
-import errno
 import hashlib
 import json
 import logging
-import select
 import socket
-import ssl
 import struct
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .tlssocket import TLSSocket
 
 log = logging.getLogger(__name__)
 
@@ -203,92 +209,6 @@ def _check_frame(fin: bool, rsv: int, opcode: int, masked: bool, length: int,
         raise _ProtocolError(CLOSE_MESSAGE_TOO_BIG, "message over %d bytes" % max_message_size)
 
 
-def _wait_socket(sock: socket.socket, for_write: bool, timeout: float) -> bool:
-    """Wait at most ``timeout`` seconds for ``sock`` to be readable (or writable)."""
-    if sock.fileno() < 0:
-        raise OSError(errno.EBADF, "socket is closed")
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(sock, select.POLLOUT if for_write else select.POLLIN)
-        return bool(poller.poll(max(timeout, 0.0) * 1000))
-    watched = [sock]
-    ready = select.select([] if for_write else watched, watched if for_write else [], [], timeout)
-    return bool(ready[0] or ready[1])
-
-
-class _PlainTransport:
-    """A plain socket: blocking calls with a timeout; the kernel keeps a concurrent
-    recv and send apart."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self._timeout = None
-
-    def _set_timeout(self, timeout: float) -> None:
-        if timeout != self._timeout:
-            self.sock.settimeout(timeout)
-            self._timeout = timeout
-
-    def recv_into(self, dest: memoryview, timeout: float) -> int:
-        """One recv_into; raises socket.timeout after ``timeout`` seconds."""
-        self._set_timeout(timeout)
-        return self.sock.recv_into(dest)
-
-    def sendall(self, data: bytes, timeout: float) -> None:
-        """All of ``data`` in one sendall, within ``timeout`` seconds."""
-        self._set_timeout(timeout)
-        self.sock.sendall(data)
-
-
-class _TlsTransport:
-    """A TLS socket shared by the reader and the senders.
-
-    OpenSSL does not allow two threads inside one session at once (a reader
-    blocked in SSL_read while another thread writes corrupts the session),
-    and a lock held across a blocking read would stall every sender.  So the
-    socket is non-blocking, each SSL call runs under one lock, and the wait
-    for the socket to be ready happens outside it.
-    """
-
-    def __init__(self, sock: ssl.SSLSocket) -> None:
-        self.sock = sock
-        self._lock = threading.Lock()
-        sock.settimeout(0.0)
-
-    def recv_into(self, dest: memoryview, timeout: float) -> int:
-        """Decrypted bytes into ``dest``; raises socket.timeout after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                try:
-                    return self.sock.recv_into(dest)
-                except ssl.SSLWantReadError:
-                    for_write = False
-                except ssl.SSLWantWriteError:
-                    for_write = True
-            self._wait(for_write, deadline)
-
-    def sendall(self, data: bytes, timeout: float) -> None:
-        """All of ``data`` (retried with the same buffer, as OpenSSL requires) within ``timeout``."""
-        view = memoryview(data)
-        deadline = time.monotonic() + timeout
-        while len(view):
-            with self._lock:
-                try:
-                    view = view[self.sock.send(view):]
-                    continue
-                except ssl.SSLWantWriteError:
-                    for_write = True
-                except ssl.SSLWantReadError:
-                    for_write = False
-            self._wait(for_write, deadline)
-
-    def _wait(self, for_write: bool, deadline: float) -> None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not _wait_socket(self.sock, for_write, remaining):
-            raise socket.timeout("timed out")
-
-
 def _header_tokens(handler, name: str):
     """Lower-cased comma-separated tokens of every ``name`` header of the request."""
     values = handler.headers.get_all(name) or []
@@ -412,7 +332,7 @@ class WebSocket:
     1005 for a close frame without a code, 1006 for a lost connection.
     """
 
-    def __init__(self, sock: socket.socket, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    def __init__(self, sock: "socket.socket | TLSSocket", max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                  idle_timeout: "float | None" = None, pending: bytes = b"") -> None:
         if idle_timeout is not None and idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive or None")
@@ -422,10 +342,6 @@ class WebSocket:
         self.close_code = None
         self.close_reason = ""
         self._sock = sock
-        if isinstance(sock, ssl.SSLSocket):
-            self._io = _TlsTransport(sock)
-        else:
-            self._io = _PlainTransport(sock)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._done = threading.Event()       # set once the socket is shut down
@@ -437,9 +353,11 @@ class WebSocket:
         self._rbuf[:len(pending)] = pending
         self._rstart = 0
         self._rend = len(pending)
-        # Bounds each frame's send; a read wait wakes up at least this often
-        # to check the idle and close deadlines.
+        # One socket timeout for the reader and the senders, set once: it bounds
+        # each frame's send, and a read wait wakes up at least this often to
+        # check the idle and close deadlines.
         self._tick = SEND_TIMEOUT if idle_timeout is None else min(idle_timeout, SEND_TIMEOUT)
+        sock.settimeout(self._tick)
 
     @property
     def closed(self) -> bool:
@@ -509,7 +427,7 @@ class WebSocket:
                 if self.close_code is None:
                     self.close_code = close_code
             try:
-                self._io.sendall(frame, self._tick)
+                self._sock.sendall(frame)
             except OSError as exc:
                 self._lost()
                 raise ConnectionClosed("WebSocket send failed: %s" % (exc,)) from exc
@@ -650,13 +568,17 @@ class WebSocket:
         return count
 
     def _recv_into(self, dest: memoryview) -> int:
-        """One receive; waits in ticks so the idle and close deadlines are checked."""
+        """One receive; waits in ticks so the idle and close deadlines are checked.
+
+        A socket timeout is never fatal by itself: only the deadlines decide.
+        """
         while True:
-            timeout = self._tick
             if self._close_deadline is not None:
-                timeout = max(min(timeout, self._close_deadline - time.monotonic()), 0.001)
+                # Closing: _close_sent keeps every sender out of sendall now,
+                # so the reader alone may narrow the shared timeout.
+                self._sock.settimeout(max(min(self._tick, self._close_deadline - time.monotonic()), 0.001))
             try:
-                count = self._io.recv_into(dest, timeout)
+                count = self._sock.recv_into(dest)
             except socket.timeout:
                 now = time.monotonic()
                 if self._close_deadline is not None and now >= self._close_deadline:
@@ -703,15 +625,9 @@ class WebSocket:
         self._shutdown_socket(socket.SHUT_RDWR)
 
     def _shutdown_socket(self, how: int) -> None:
-        """TCP-level shutdown that leaves a TLS session in place for a concurrent reader.
-
-        (ssl.SSLSocket.shutdown would drop the session under a thread still using it;
-        radical_orbit.tlssocket.TLSSocket.shutdown is already TCP-level.)
-        """
+        """TCP-level shutdown (TLSSocket.shutdown is TCP-level too, leaving the TLS
+        session in place for a concurrent reader); errors are ignored."""
         try:
-            if isinstance(self._sock, socket.socket):
-                socket.socket.shutdown(self._sock, how)
-            else:
-                self._sock.shutdown(how)
+            self._sock.shutdown(how)
         except OSError:
             pass

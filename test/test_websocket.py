@@ -26,6 +26,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from radical_orbit import websocket as ws  # noqa: E402
+from radical_orbit.tlssocket import TLSSocket  # noqa: E402
 
 ECHO_SERVER = os.path.join(HERE, "ws_echo_server.py")
 TIMEOUT = 20.0
@@ -534,20 +535,33 @@ def test_idle_timeout_counts_as_lost():
 
 
 def tls_pair(cert, key):
-    """(server-side WebSocket, server SSLSocket, client SSLSocket) over a socketpair."""
+    """(server-side WebSocket, server TLSSocket, client SSLSocket) over a socketpair.
+
+    The server side is wrapped as the bridge wraps its connections; the
+    client SSLSocket is only ever used by the test's main thread.
+    """
     server_raw, client_raw = socket.socketpair()
-    server_raw.settimeout(TIMEOUT)
     client_raw.settimeout(TIMEOUT)
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(cert, key)
     client_context = ssl.create_default_context(cafile=cert)
-    wrapped = queue.Queue()
-    thread = threading.Thread(target=lambda: wrapped.put(
-        server_context.wrap_socket(server_raw, server_side=True)))
+    server_sock = TLSSocket(server_raw, server_context, server_side=True)
+    outcome = queue.Queue()
+
+    def handshake():
+        try:
+            server_sock.do_handshake(TIMEOUT)
+            outcome.put(None)
+        except Exception as exc:  # reported below
+            outcome.put(exc)
+
+    thread = threading.Thread(target=handshake)
     thread.start()
     client_sock = client_context.wrap_socket(client_raw, server_hostname="localhost")
-    server_sock = wrapped.get(timeout=TIMEOUT)
+    error = outcome.get(timeout=TIMEOUT)
     thread.join(TIMEOUT)
+    if error is not None:
+        raise error
     return ws.WebSocket(server_sock), server_sock, client_sock
 
 

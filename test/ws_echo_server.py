@@ -19,6 +19,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from radical_orbit import websocket as ws  # noqa: E402
+from radical_orbit.tlssocket import TLSSocket  # noqa: E402
 
 DEFAULT_MAX_SIZE = 64 * 2 ** 20
 HANDSHAKE_TIMEOUT = 10.0
@@ -63,7 +64,8 @@ class EchoHandler(BaseHTTPRequestHandler):
 
 
 class EchoServer(ThreadingHTTPServer):
-    """Thread per connection; with an SSL context, the TLS handshake runs in that thread too."""
+    """Thread per connection; with an SSL context, the connection is wrapped in a
+    TLSSocket and its handshake runs in that thread too (as the bridge's server does)."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -76,15 +78,19 @@ class EchoServer(ThreadingHTTPServer):
         self.verbose = verbose
         super().__init__(address, EchoHandler)
 
-    def process_request_thread(self, request, client_address):
+    def finish_request(self, request, client_address):
         if self.ssl_context is not None:
+            request = TLSSocket(request, self.ssl_context, server_side=True)
             try:
-                request.settimeout(HANDSHAKE_TIMEOUT)
-                request = self.ssl_context.wrap_socket(request, server_side=True)
-            except (OSError, ValueError):
-                self.shutdown_request(request)
+                request.do_handshake(HANDSHAKE_TIMEOUT)
+            except (OSError, ssl.SSLError):
+                request.close()
                 return
-        super().process_request_thread(request, client_address)
+        super().finish_request(request, client_address)
+
+    def shutdown_request(self, request):
+        """The plain socket underneath a TLSSocket is what gets shut down and closed."""
+        super().shutdown_request(getattr(request, "_sock", request))
 
 
 def serve(port: int = 0, host: str = "127.0.0.1", max_size: int = DEFAULT_MAX_SIZE,
