@@ -5,8 +5,6 @@ server are always separate processes started with their own command lines.
 """
 import os
 import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -16,21 +14,12 @@ import requests
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "bench")
+sys.path.insert(0, os.path.join(REPO, "test"))
+from orbit_procs import Proc, wait_for  # noqa: E402  (one process helper for tests and benchmarks)
 URL_LINE = re.compile(r"ORBIT bridge: (\S+)")
 PORT_LINE = re.compile(r"REFERENCE PORT (\d+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MiB = 2 ** 20
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.005):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 # -- /proc ------------------------------------------------------------------------------
@@ -73,40 +62,6 @@ def median(values: Sequence[float]) -> float:
 
 
 # -- processes ------------------------------------------------------------------------------
-class Proc:
-    """A child process with its output in a file (no pipe to fill up); stopped by pid."""
-
-    def __init__(self, argv: List[str], env: Dict[str, str], log_path: str):
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.started = time.perf_counter()
-        self.popen = subprocess.Popen([sys.executable] + argv, env=env, stdout=self._log,
-                                      stderr=subprocess.STDOUT, cwd=REPO)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def output(self) -> str:
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> Optional[int]:
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        if not self._log.closed:
-            self._log.close()
-        return self.popen.returncode
-
-
 class Procs:
     """Every process a benchmark starts, stopped in reverse order by ``stop_all``."""
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from orbit_procs import INSTALLED, REPO, Orbit, Proc, make_cert, wait_for
+from orbit_procs import INSTALLED, REPO, Proc, make_cert, wait_for
 
 from radical_orbit import BridgeClient
 

@@ -13,8 +13,8 @@ import pytest
 import requests
 import websocket
 
-from orbit_procs import Orbit, wait_for
-from radical_orbit import BridgeClient, NotFound, Unavailable
+from orbit_procs import wait_for
+from radical_orbit import BridgeClient, NotFound
 from radical_orbit import protocol
 
 

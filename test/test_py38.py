@@ -2,11 +2,9 @@
 shipped constraints) and run the core tests there, so that the bridge, endpoint
 and client processes all run on 3.8. Skips with one line where no 3.8 exists."""
 import glob
-import hashlib
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 

@@ -9,7 +9,7 @@ import collections
 import json
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, List, Optional
 
 TOPOLOGY = "topology"
 NOTIFICATION = "notification"
