@@ -46,6 +46,18 @@ def path_in_home(name: str) -> str:
     return os.path.join(home(), name)
 
 
+def ensure_dir(path: str) -> str:
+    """Create ``path`` and any missing parents readable by the owner alone (0700)."""
+    path = os.path.abspath(path)
+    if not os.path.isdir(path):
+        ensure_dir(os.path.dirname(path))
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+    return path
+
+
 def _read_file(name: str) -> Optional[str]:
     try:
         with open(path_in_home(name)) as f:
@@ -109,7 +121,7 @@ def _read_secret_file(name: str) -> Optional[str]:
 
 def write_private(path: str, text: str, overwrite: bool = False) -> bool:
     """Atomically create ``path`` with mode 0600; False if it exists and ``overwrite`` is off."""
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    ensure_dir(os.path.dirname(path) or ".")
     if os.path.exists(path) and not overwrite:
         return False
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")

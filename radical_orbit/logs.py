@@ -29,7 +29,7 @@ def setup(program: str, cli_level: Optional[str] = None) -> logging.Logger:
     path = os.environ.get("RADICAL_ORBIT_LOG_FILE") or os.path.join(
         config.home(), "logs", "%s.log" % program)
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        config.ensure_dir(os.path.dirname(path))
         handler = logging.FileHandler(path)
         handler.setFormatter(formatter)
         root.addHandler(handler)

@@ -53,6 +53,8 @@ def test_embedded_default_and_the_example(tmp_path, monkeypatch):
         with open(os.path.join(home, "bridge.token")) as f:
             assert f.read().strip() == token
         assert os.stat(os.path.join(home, "bridge.token")).st_mode & 0o777 == 0o600
+        assert os.stat(home).st_mode & 0o777 == 0o700
+        assert os.stat(os.path.join(home, "logs")).st_mode & 0o777 == 0o700
         with open(os.path.join(home, "bridge.url")) as f:
             assert f.read().strip() == url
         bc = BridgeClient()  # everything from the config dir

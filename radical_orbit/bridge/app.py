@@ -1,7 +1,6 @@
 """The Bridge: owns the HTTP server, the endpoint table, the SSE hub, the bridge's
 own plugins and the housekeeping thread; starts and stops them together."""
 import logging
-import os
 import secrets
 import socket
 import threading
@@ -221,6 +220,4 @@ def advertised_urls(host: str, port: int, tls: bool) -> Dict[str, str]:
 
 def write_url_file(url: str) -> bool:
     """Write ``bridge.url`` once; an existing file is never overwritten."""
-    path = config.path_in_home(config.URL_FILE)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    return config.write_private(path, url)
+    return config.write_private(config.path_in_home(config.URL_FILE), url)
