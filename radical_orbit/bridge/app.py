@@ -28,7 +28,6 @@ DEFAULT_SETTINGS = {
     "max_json_body": 2**20,         # bytes accepted by the bridge's own routes
     "max_proxy_body": 2**40,        # bytes accepted on a proxied request
     "ping_interval": protocol.DEFAULT_SETTINGS["ping_interval"],
-    "hello_timeout": 10.0,
 }
 
 
