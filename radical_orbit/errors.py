@@ -4,7 +4,6 @@ Every error travels as the JSON envelope
 ``{"error": true, "status_code": N, "detail": "..."}``; each kind also
 inherits the builtin a Python user would naturally catch.
 """
-import json
 from typing import Any, Dict, Optional
 
 
@@ -85,10 +84,6 @@ _BY_STATUS = {cls.status_code: cls for cls in (
 
 def envelope(status_code: int, detail: str) -> Dict[str, Any]:
     return {"error": True, "status_code": int(status_code), "detail": str(detail)}
-
-
-def envelope_bytes(status_code: int, detail: str) -> bytes:
-    return json.dumps(envelope(status_code, detail)).encode()
 
 
 def error_for_status(status_code: int, detail: str,

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Callable, Iterator, Optional
 
-from .errors import OrbitError, Timeout, Unavailable
+from .errors import OrbitError, Timeout
 
 
 class SendWindow:
@@ -60,7 +60,6 @@ class ReceiveStream:
         self._cond = threading.Condition()
         self._ended = False
         self._error: Optional[OrbitError] = None
-        self._pending_credit = 0
 
     def feed(self, chunk: bytes, end: bool) -> None:
         with self._cond:
@@ -74,10 +73,6 @@ class ReceiveStream:
         with self._cond:
             self._error = error
             self._cond.notify_all()
-
-    @property
-    def ended(self) -> bool:
-        return self._ended
 
     def _next_chunk(self) -> bytes:
         """The next buffered chunk, b"" at the end; waits at most ``timeout`` for data."""
@@ -125,6 +120,3 @@ class ReceiveStream:
             got += len(chunk)
         return b"".join(out)
 
-
-def peer_gone(detail: str) -> Unavailable:
-    return Unavailable(detail, retry_after=1)

@@ -131,10 +131,6 @@ class EndpointConnection:
         if cancel:
             self.send_quietly(protocol.CANCEL, id=pending.id, detail="abandoned by the bridge")
 
-    def pending_count(self) -> int:
-        with self._lock:
-            return len(self._pending)
-
     # -- the reader loop -------------------------------------------------------
     def serve(self, on_note: Callable[[str, str, Any], None],
               on_plugins: Callable[["EndpointConnection"], None]) -> str:

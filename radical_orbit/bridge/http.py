@@ -8,7 +8,7 @@ import ssl
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from ..errors import BadRequest, OrbitError, PayloadTooLarge, envelope
+from ..errors import BadRequest, PayloadTooLarge, envelope
 from ..tlssocket import TLSSocket
 
 log = logging.getLogger("radical_orbit.bridge.http")
@@ -288,9 +288,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_json(self, data: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> None:
         self.send_bytes(status, json.dumps(data).encode(), "application/json", headers)
-
-    def send_error_envelope(self, err: OrbitError) -> None:
-        self.send_json(envelope(err.status_code, err.detail), err.status_code, err.headers)
 
     def send_stream(self, status: int, chunks: Iterable[bytes], content_type: str,
                     length: Optional[int] = None, headers: Optional[Dict[str, str]] = None) -> None:

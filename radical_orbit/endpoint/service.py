@@ -96,7 +96,6 @@ class EndpointService:
         self._note_lock = threading.Lock()
         self._stopping = threading.Event()
         self.exit_code = 0
-        self.fatal_error = ""
 
     # -- lifecycle -------------------------------------------------------------
     def load_plugins(self) -> None:
@@ -120,7 +119,6 @@ class EndpointService:
                     continue
                 except Fatal as exc:
                     log.error("%s", exc)
-                    self.fatal_error = str(exc)
                     self.exit_code = 1
                     break
                 backoff.reset()
