@@ -432,3 +432,13 @@ def test_garbage_http_gets_the_envelope(orbit_plain):
         status = int(head.split()[1])
         assert status in (400, 431, 505), head
         assert json.loads(body) == {"error": True, "status_code": status, "detail": json.loads(body)["detail"]}
+
+
+def test_an_oversized_notification_is_dropped_not_the_link(orbit):
+    orbit.start_bridge()
+    ep = orbit.start_endpoint("hpc1", "-p", "echo")
+    r = orbit.get("hpc1/echo/notify/huge", "POST", json={"blob": "x" * (5 * 2**20)}, timeout=30)
+    assert r.status_code == 200
+    wait_for(lambda: "notification echo/huge dropped" in ep.output(), 10, "the drop to be logged")
+    assert orbit.get("hpc1/echo/ping").status_code == 200
+    assert "lost the bridge connection" not in ep.output()

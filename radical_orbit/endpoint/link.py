@@ -46,10 +46,13 @@ class Link:
 
     def send(self, kind: str, **fields: Any) -> bool:
         """False when the link is gone (the caller drops or buffers)."""
+        return self.send_encoded(protocol.encode(kind, **fields))
+
+    def send_encoded(self, message: bytes) -> bool:
         if self.closed.is_set():
             return False
         try:
-            self.sock.send(protocol.encode(kind, **fields), websocket.ABNF.OPCODE_BINARY)
+            self.sock.send(message, websocket.ABNF.OPCODE_BINARY)
             return True
         except (websocket.WebSocketException, OSError):
             self.closed.set()

@@ -30,6 +30,7 @@ DEFAULT_SETTINGS = {
     "workers": 8,
     "queue_size": 64,             # requests waiting for a worker before 503
     "note_buffer": 10000,         # notifications kept while disconnected (oldest dropped)
+    "note_buffer_bytes": 64 * 2**20,  # ... and the bytes they may take
     "backoff_initial": 0.25,
     "backoff_max": float(os.environ.get("RADICAL_ORBIT_RECONNECT_MAX", "5")),
     "stream_idle_timeout": 60.0,
@@ -90,8 +91,8 @@ class EndpointService:
         self._resume: Optional[str] = None
         self._streams: Dict[int, Stream] = {}
         self._streams_lock = threading.Lock()
-        self._notes: Deque[Tuple[str, str, Any, float]] = collections.deque(
-            maxlen=self.settings["note_buffer"])
+        self._notes: Deque[bytes] = collections.deque()
+        self._notes_bytes = 0
         self._notes_dropped = 0
         self._note_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -172,10 +173,9 @@ class EndpointService:
                           data={"count": self._notes_dropped}, ts=time.time())
                 self._notes_dropped = 0
             while self._notes:
-                plugin, topic, data, ts = self._notes[0]
-                if not link.send(protocol.NOTE, plugin=plugin, topic=topic, data=data, ts=ts):
+                if not link.send_encoded(self._notes[0]):
                     return
-                self._notes.popleft()
+                self._notes_bytes -= len(self._notes.popleft())
             self._link = link
 
     def _detach(self, link: Link) -> None:
@@ -286,16 +286,24 @@ class EndpointService:
 
     # -- notifications and plugin changes ---------------------------------------------
     def notify(self, plugin: str, topic: str, data: Any) -> None:
-        """From any thread: send now, or buffer (bounded) until the link is back."""
-        ts = time.time()
+        """From any thread: send now, or buffer (bounded in count and bytes, oldest
+        dropped first) until the link is back. A notification too large for one
+        message is dropped with a log line: it would cost the whole link."""
+        message = protocol.encode(protocol.NOTE, plugin=plugin, topic=topic, data=data, ts=time.time())
+        if len(message) > protocol.MAX_MESSAGE:
+            log.warning("notification %s/%s dropped: %d bytes exceed the %d-byte message limit",
+                        plugin, topic, len(message), protocol.MAX_MESSAGE)
+            return
         with self._note_lock:
             link = self._link
-            if link is not None and link.send(protocol.NOTE, plugin=plugin, topic=topic,
-                                              data=data, ts=ts):
+            if link is not None and link.send_encoded(message):
                 return
-            if len(self._notes) == self._notes.maxlen:
+            self._notes.append(message)
+            self._notes_bytes += len(message)
+            while (len(self._notes) > self.settings["note_buffer"]
+                   or self._notes_bytes > self.settings["note_buffer_bytes"]):
+                self._notes_bytes -= len(self._notes.popleft())
                 self._notes_dropped += 1
-            self._notes.append((plugin, topic, data, ts))
             log.debug("notification %s/%s buffered while disconnected (%d waiting)",
                       plugin, topic, len(self._notes))
 
