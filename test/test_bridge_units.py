@@ -99,3 +99,12 @@ def test_a_burst_of_registrations_publishes_few_topology_events():
         assert len(topology.summary()["endpoints"]) == 1000
     finally:
         topology.stop()
+
+
+def test_ring_and_listener_queues_are_bounded_in_bytes():
+    hub = EventHub(ring_bytes=10000, listener_bytes=5000)
+    listener, _ = hub.subscribe(Filter(), None, lambda: {})
+    for i in range(20):
+        hub.notify("ep", "p", "big", "x" * 1000)
+    assert sum(len(e.wire) for e in hub._ring) <= 10000
+    assert listener.overflowed and listener.queued_bytes <= 5000

@@ -50,9 +50,11 @@ class Filter:
 class Listener:
     """One SSE client's queue. Overflow disconnects it; it resumes by id."""
 
-    def __init__(self, flt: Filter, max_queue: int):
+    def __init__(self, flt: Filter, max_queue: int, max_bytes: int):
         self.filter = flt
         self.max_queue = max_queue
+        self.max_bytes = max_bytes
+        self.queued_bytes = 0
         self.queue: Deque[Event] = collections.deque()
         self.cond = threading.Condition()
         self.overflowed = False
@@ -62,10 +64,12 @@ class Listener:
         if not self.filter.accepts(event):
             return
         with self.cond:
-            if len(self.queue) >= self.max_queue:
+            if (len(self.queue) >= self.max_queue
+                    or self.queued_bytes + len(event.wire) > self.max_bytes):
                 self.overflowed = True
             else:
                 self.queue.append(event)
+                self.queued_bytes += len(event.wire)
             self.cond.notify()
 
     def close(self) -> None:
@@ -80,16 +84,24 @@ class Listener:
                 self.cond.wait(timeout)
             out = list(self.queue)
             self.queue.clear()
+            self.queued_bytes = 0
             return out
 
 
 class EventHub:
-    def __init__(self, ring_size: int = 4096, listener_queue: int = 2048):
-        self._ring: Deque[Event] = collections.deque(maxlen=ring_size)
+    """Bounded in events and in bytes: the replay ring and every listener's queue."""
+
+    def __init__(self, ring_size: int = 4096, listener_queue: int = 2048,
+                 ring_bytes: int = 64 * 2**20, listener_bytes: int = 16 * 2**20):
+        self._ring: Deque[Event] = collections.deque()
+        self._ring_size = ring_size
+        self._ring_bytes = ring_bytes
+        self._ring_used = 0
         self._listeners: List[Listener] = []
         self._lock = threading.Lock()
         self._seq = self._run_start = int(time.time() * 1e6)
         self.listener_queue = listener_queue
+        self.listener_bytes = listener_bytes
 
     def publish(self, topic: str, data: Any, endpoint: Optional[str] = None,
                 plugin: Optional[str] = None, ntopic: Optional[str] = None) -> Event:
@@ -97,6 +109,10 @@ class EventHub:
             self._seq += 1
             event = Event(self._seq, topic, data, endpoint, plugin, ntopic)
             self._ring.append(event)
+            self._ring_used += len(event.wire)
+            while len(self._ring) > self._ring_size or (
+                    self._ring_used > self._ring_bytes and len(self._ring) > 1):
+                self._ring_used -= len(self._ring.popleft().wire)
             listeners = list(self._listeners)
         for listener in listeners:
             listener.offer(event)
@@ -111,7 +127,7 @@ class EventHub:
                   snapshot: Callable[[], Any]) -> "tuple":
         """Register a listener; returns it and what to send first: the missed events
         when ``last_id`` is inside the ring, else one topology snapshot."""
-        listener = Listener(flt, self.listener_queue)
+        listener = Listener(flt, self.listener_queue, self.listener_bytes)
         with self._lock:
             first = self._ring[0].seq if self._ring else self._seq + 1
             whole_run = bool(self._ring) and first == self._run_start + 1
