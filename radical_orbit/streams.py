@@ -52,19 +52,28 @@ class ReceiveStream:
     """
 
     def __init__(self, credit: Callable[[int], None], timeout: float,
-                 length: Optional[int] = None):
+                 length: Optional[int] = None, max_buffered: Optional[int] = None):
         self._credit = credit
         self._timeout = timeout
         self.length = length
+        self._max_buffered = max_buffered
+        self._buffered = 0
         self._chunks: "collections.deque[bytes]" = collections.deque()
         self._cond = threading.Condition()
         self._ended = False
         self._error: Optional[OrbitError] = None
 
     def feed(self, chunk: bytes, end: bool) -> None:
+        """Queue a chunk; a sender that ignores the window fails the stream (502)
+        instead of growing this buffer."""
         with self._cond:
             if chunk:
+                if self._max_buffered is not None and self._buffered + len(chunk) > self._max_buffered:
+                    self._error = OrbitError("the peer sent past its flow-control window", 502)
+                    self._cond.notify_all()
+                    return
                 self._chunks.append(chunk)
+                self._buffered += len(chunk)
             if end:
                 self._ended = True
             self._cond.notify_all()
@@ -87,7 +96,9 @@ class ReceiveStream:
                 if left <= 0:
                     raise Timeout("no body data arrived for %.0f s" % self._timeout)
                 self._cond.wait(left)
-            return self._chunks.popleft()
+            chunk = self._chunks.popleft()
+            self._buffered -= len(chunk)
+            return chunk
 
     def _consumed(self, n: int) -> None:
         if not self._ended and n:
@@ -114,6 +125,7 @@ class ReceiveStream:
             if len(chunk) > want:
                 with self._cond:
                     self._chunks.appendleft(chunk[want:])
+                    self._buffered += len(chunk) - want
                 chunk = chunk[:want]
             self._consumed(len(chunk))
             out.append(chunk)

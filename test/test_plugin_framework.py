@@ -13,7 +13,7 @@ import pytest
 
 from radical_orbit import plugin as plugin_mod
 from radical_orbit import registry
-from radical_orbit.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, Unavailable
+from radical_orbit.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, OrbitError, Unavailable
 from radical_orbit.names import check_name
 from radical_orbit.plugin import Plugin, PluginSession, Request, Response, route
 from radical_orbit.plugin_host import PluginHost, plugin_router
@@ -722,3 +722,16 @@ def test_control_with_a_malformed_body_is_400(host, path, raw):
 def test_control_load_of_several_plugins_is_a_clear_400(host, spec):
     status, body = call(host, "POST", "_orbit/plugins/load", {"plugin": spec})
     assert status == 400 and "unpack" not in body["detail"]
+
+
+def test_a_receive_stream_refuses_a_sender_past_its_window():
+    from radical_orbit.streams import ReceiveStream
+    credits = []
+    stream = ReceiveStream(credits.append, timeout=1.0, max_buffered=10)
+    stream.feed(b"12345", False)
+    stream.feed(b"67890", False)
+    stream.feed(b"x", False)
+    assert stream.read(5) == b"12345"
+    with pytest.raises(OrbitError) as err:
+        stream.read()
+    assert err.value.status_code == 502

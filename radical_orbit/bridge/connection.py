@@ -59,7 +59,8 @@ class Pending:
         if not msg.get("end", True):
             rid, conn = self.id, self.conn
             self.body = ReceiveStream(lambda n: conn.send_quietly(protocol.CREDIT, id=rid, n=n),
-                                      self.idle_timeout)
+                                      self.idle_timeout,
+                                      max_buffered=conn.settings["window"] + 2 * conn.settings["chunk"])
             self.body.feed(msg.get("body") or b"", False)
         elif self.window is not None:
             self.window.fail(AnsweredEarly("the endpoint answered before the body ended"))
