@@ -103,6 +103,12 @@ def test_wrong_token_shows_error_and_no_tree(orbit, page):
     page.click("#login-submit")
     expect(endpoint(page, "hpc1")).to_be_visible(timeout=T)
     expect(page.locator("#login")).to_be_hidden()
+    # log out: the cookie is gone, a reload shows the login panel again
+    page.click("#logout")
+    expect(page.locator("#login")).to_be_visible(timeout=T)
+    page.reload()
+    expect(page.locator("#login")).to_be_visible(timeout=T)
+    expect(page.locator("[data-endpoint]")).to_have_count(0)
 
 
 def test_notifications_are_text_not_html(orbit, page):

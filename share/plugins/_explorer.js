@@ -316,12 +316,7 @@
     request('DELETE', '/auth', null, {noLogin: true}).then(function () {
       showLogin('');
     }, function (err) {
-      if (err.status === 404 || err.status === 405) {
-        showBanner('This bridge has no logout route, and the login cookie is HttpOnly, so this page ' +
-                   'cannot remove it. Close the browser (or clear its cookies for this site) to log out.');
-      } else {
-        showBanner('Log out failed: ' + describeError(err), 'error');
-      }
+      showBanner('Log out failed: ' + describeError(err), 'error');
     });
   }
 
