@@ -442,3 +442,26 @@ def test_an_oversized_notification_is_dropped_not_the_link(orbit):
     wait_for(lambda: "notification echo/huge dropped" in ep.output(), 10, "the drop to be logged")
     assert orbit.get("hpc1/echo/ping").status_code == 200
     assert "lost the bridge connection" not in ep.output()
+
+
+def test_connections_beyond_the_cap_are_refused_and_the_bridge_recovers(orbit_plain):
+    orbit_plain.start_bridge("--max-connections", "3")
+    orbit_plain.start_endpoint("hpc1", "-p", "echo")           # connection 1: the endpoint
+    events = orbit_plain.get("events", stream=True, timeout=10)  # connection 2: an event stream
+    keep = orbit_plain.session()                                # connection 3: keep-alive client
+    assert keep.get(orbit_plain.url + "/hpc1/echo/ping", timeout=10).status_code == 200
+    with pytest.raises(requests.ConnectionError):
+        requests.get(orbit_plain.url + "/health", timeout=10,
+                     headers={"Authorization": "Bearer " + orbit_plain.token})
+    assert "refusing a connection" in orbit_plain.bridge.output()
+    events.close()
+    keep.close()
+    wait_for(lambda: _health_ok(orbit_plain), 10, "a free connection slot")
+
+
+def _health_ok(orbit):
+    try:
+        return requests.get(orbit.url + "/health", timeout=5,
+                            headers={"Authorization": "Bearer " + orbit.token}).status_code == 200
+    except requests.ConnectionError:
+        return False

@@ -28,6 +28,7 @@ DEFAULT_SETTINGS = {
     "max_json_body": 2**20,         # bytes accepted by the bridge's own routes
     "max_proxy_body": 2**40,        # bytes accepted on a proxied request
     "ping_interval": protocol.DEFAULT_SETTINGS["ping_interval"],
+    "max_connections": 10000,       # open HTTP + WebSocket connections (one thread each)
 }
 
 
@@ -55,7 +56,8 @@ class Bridge:
     def bind(self) -> None:
         from .routes import BridgeHandler
         handler = type("Handler", (BridgeHandler,), {"bridge": self})
-        self.server = Server((self.host, self.port), handler, self.tls)
+        self.server = Server((self.host, self.port), handler, self.tls,
+                             self.settings["max_connections"])
         self.port = self.server.server_address[1]
         self.urls = advertised_urls(self.host, self.port, self.tls is not None)
         self.topology = Topology(self.hub, self.urls["url"])

@@ -40,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds between pings; an endpoint silent for 3 intervals is dropped (default %(default)s)")
     p.add_argument("--max-pending", type=int, default=DEFAULT_SETTINGS["max_pending"],
                    help="requests in flight per endpoint before 503 (default %(default)s)")
+    p.add_argument("--max-connections", type=int, default=DEFAULT_SETTINGS["max_connections"],
+                   help="open connections (endpoints, clients, event streams) before new ones are "
+                        "refused (default %(default)s)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: env, else INFO)")
     return p
 
@@ -63,7 +66,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         token = None if args.no_auth else config.check_token(config.ensure_token(args.token))
         bridge = Bridge(args.host, args.port, cert, key, token, args.plugins,
                         request_timeout=args.request_timeout, ping_interval=args.ping_interval,
-                        max_pending=args.max_pending)
+                        max_pending=args.max_pending, max_connections=args.max_connections)
         bridge.bind()
         bridge.load_plugins()
     except (config.ConfigError, PluginSpecError, ValueError) as exc:

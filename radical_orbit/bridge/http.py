@@ -5,6 +5,7 @@ import re
 import logging
 import socket
 import ssl
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -22,17 +23,38 @@ READ_CHUNK = 256 * 1024
 
 class Server(ThreadingHTTPServer):
     """Thread per connection; a TLS handshake happens in that thread, so one slow
-    client cannot stall the accept loop."""
+    client cannot stall the accept loop. At most ``max_connections`` at once: beyond,
+    a new connection is closed at once (the thread budget is the bridge's memory)."""
 
     daemon_threads = True
+    block_on_close = False   # stopping must not wait for idle keep-alive connections
     allow_reuse_address = True
     request_queue_size = 1024
 
-    def __init__(self, address, handler, tls: Optional[ssl.SSLContext] = None):
+    def __init__(self, address, handler, tls: Optional[ssl.SSLContext] = None,
+                 max_connections: int = 10000):
         self.tls = tls
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            log.warning("refusing a connection from %s: %d connections open (--max-connections)",
+                        client_address[0], self.max_connections)
+            self.shutdown_request(request)
+            return
+        thread = threading.Thread(target=self._serve_connection, args=(request, client_address),
+                                  name="http-%s:%s" % client_address[:2], daemon=True)
+        thread.start()
+
+    def _serve_connection(self, request, client_address):
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def finish_request(self, request, client_address):
         if self.tls is not None:
