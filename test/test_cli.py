@@ -5,6 +5,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -153,7 +154,12 @@ def test_sigterm_is_a_clean_stop(orbit):
     orbit.start_bridge()
     ep = orbit.start_endpoint("hpc1", "-p", "echo")
     assert ep.stop() == 0
+    idle = orbit.session()   # an idle keep-alive connection must not hold the stop up
+    assert idle.get(orbit.url + "/health", verify=orbit.verify, timeout=10).status_code == 200
+    started = time.monotonic()
     assert orbit.bridge.stop() == 0
+    assert time.monotonic() - started < 5
+    idle.close()
 
 
 def test_a_token_that_cannot_travel_in_a_cookie_is_refused(tmp_path):
