@@ -178,3 +178,38 @@ def test_batch_wrapper_runs_the_setup_then_the_endpoint(tmp_path):
                        universal_newlines=True, timeout=60, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "setup-ran" in r.stderr and "usage: radical-orbit-endpoint" in r.stdout
+
+
+def test_wildcard_bind_prints_both_url_forms(tmp_path):
+    home = str(tmp_path / "home")
+    bridge = Proc(["-m", "radical_orbit.bridge", "--host", "0.0.0.0", "--port", "0", "--insecure"],
+                  clean_env(home), str(tmp_path / "b.out"))
+    try:
+        wait_for(lambda: "also reachable at" in bridge.output(), 20, "the bridge's URLs")
+        out = bridge.output()
+        fqdn_url = re.search(r"bridge serving at (http://\S+)", out).group(1)
+        ip_url = re.search(r"also reachable at (http://\S+)", out).group(1)
+        assert socket.getfqdn() in fqdn_url and re.match(r"http://\d+\.\d+\.\d+\.\d+:\d+$", ip_url)
+        with open(os.path.join(home, "bridge.url")) as f:
+            assert f.read().strip() == fqdn_url
+    finally:
+        bridge.stop()
+
+
+def test_role_detection(tmp_path):
+    from radical_orbit.host import detect_role
+    assert detect_role({"PATH": str(tmp_path), "SLURM_JOB_ID": "42"}) == "compute"
+    assert detect_role({"PATH": str(tmp_path), "PBS_JOBID": "7.pbs"}) == "compute"
+    assert detect_role({"PATH": str(tmp_path)}) == "standalone"
+    sbatch = tmp_path / "sbatch"
+    sbatch.write_text("#!/bin/sh\n")
+    sbatch.chmod(0o755)
+    assert detect_role({"PATH": str(tmp_path)}) == "login"
+
+
+def test_default_plugin_set_follows_the_role(orbit):
+    orbit.start_bridge()
+    orbit.start_endpoint("node1", "--role", "compute")
+    info = orbit.get("endpoint/list", "POST").json()["data"]["endpoints"]["node1"]
+    assert info["endpoint"]["type"] == "compute"
+    assert sorted(info["plugins"]) == ["sysinfo"]
