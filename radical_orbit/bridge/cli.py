@@ -104,6 +104,7 @@ def announce(bridge: Bridge, token: Optional[str]) -> None:
             out.append("  Token file: %s" % config.path_in_home(config.TOKEN_FILE))
     else:
         out.append("  Explorer: %s/" % login)
+    out.append("  Connect an endpoint: radical-orbit-endpoint --name NAME --url %s" % urls["url"])
     sys.stdout.write("\n".join(out) + "\n\n")
     sys.stdout.flush()
 
