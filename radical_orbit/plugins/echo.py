@@ -24,6 +24,11 @@ class EchoPlugin(Plugin):
     def ping(self, req: Request) -> Dict[str, Any]:
         return {"pong": True, "query": req.query}
 
+    @route("GET", "headers", inline=True)
+    def headers(self, req: Request) -> Dict[str, Any]:
+        """The request headers as the plugin sees them (after the bridge's filtering)."""
+        return {"headers": req.headers, "request_id": req.request_id}
+
     @route("POST", "echo")
     def echo(self, req: Request) -> Response:
         """Sends the request body back. The body is spooled (to disk past 1 MiB) before the
