@@ -6,7 +6,7 @@ arrive, returning credit as they go. Memory per request is bounded by the
 window whatever the body size.
 """
 import logging
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator
 
 from .. import protocol
 from .connection import AnsweredEarly, EndpointConnection, Pending
@@ -21,6 +21,12 @@ _HOP_BY_HOP_RESPONSE = frozenset(("connection", "keep-alive", "transfer-encoding
                                   "content-length", "content-type"))
 
 
+def plugin_headers(headers) -> Dict[str, str]:
+    """What a plugin may see of the client's headers (lower-case names): never the
+    client's credentials, never HTTP's hop-by-hop headers."""
+    return {k.lower(): v for k, v in headers.items() if k.lower() not in _DROP}
+
+
 class ProxyCall:
     """One forwarded request. The whole request body is pumped before the response is
     relayed (HTTP clients read only after sending); a complete early answer (an error)
@@ -33,16 +39,13 @@ class ProxyCall:
         self.idle = settings["stream_idle_timeout"]
         self.max_pending = settings["max_pending"]
 
-    def forward(self, method: str, path: str, query: str, headers, body: BodyReader,
-                request_id: Optional[str]) -> Pending:
+    def forward(self, method: str, path: str, query: str, headers, body: BodyReader) -> Pending:
         """Send the request (and its body) and wait for the response head."""
         pending = self.conn.open_request(self.max_pending, self.idle)
         try:
             first = body.read(self.chunk)
             end = body.done
-            fwd = {k.lower(): v for k, v in headers.items() if k.lower() not in _DROP}
-            if request_id:
-                fwd["x-request-id"] = request_id
+            fwd = plugin_headers(headers)
             window = pending.open_window() if not end else None
             self.conn.send(protocol.REQUEST, id=pending.id, method=method, path=path,
                            query=query, headers=fwd, body=first, end=end,

@@ -17,7 +17,7 @@ from ..router import Router
 from ..share import share_dir
 from .events import Filter
 from .http import BodyReader, Handler
-from .proxy import ProxyCall
+from .proxy import ProxyCall, plugin_headers
 
 log = logging.getLogger("radical_orbit.bridge.routes")
 
@@ -262,7 +262,7 @@ class BridgeHandler(Handler):
         if conn is None:
             raise NotFound("no endpoint %r" % endpoint)
         call = ProxyCall(conn, self.bridge.settings)
-        pending = call.forward(self.command, rest, self.query_string, self.headers, body, self.request_id)
+        pending = call.forward(self.command, rest, self.query_string, self.headers, body)
         if not body.done:
             self.close_connection = True
         msg = pending.response
@@ -278,7 +278,7 @@ class BridgeHandler(Handler):
         host = self.bridge.local
         if host is None:
             raise NotFound("this bridge hosts no plugins")
-        req = Request(self.command, unquote(rest), self.query, dict(self.headers.items()), body,
+        req = Request(self.command, unquote(rest), self.query, plugin_headers(self.headers), body,
                       self.request_id or "", body.length)
         resp = host.dispatch(req)
         if not body.done and not body.drain():
