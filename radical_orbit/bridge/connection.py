@@ -48,13 +48,22 @@ class Pending:
         self.error: Optional[OrbitError] = None
         self._ready = threading.Lock()
         self._ready.acquire()
+        self._settled = False
+        self._state = threading.Lock()
+
+    def _settle(self) -> bool:
+        """True for the first of an answer and a failure: only that one wakes the waiter
+        (the reader and a shutdown may race)."""
+        with self._state:
+            first, self._settled = not self._settled, True
+            return first
 
     def open_window(self) -> SendWindow:
         self.window = SendWindow(self.conn.settings["window"])
         return self.window
 
     def on_response(self, msg: Dict[str, Any]) -> None:
-        if self.response is not None or self.error is not None:
+        if not self._settle():
             return
         if not msg.get("end", True):
             rid, conn = self.id, self.conn
@@ -68,12 +77,11 @@ class Pending:
         self._ready.release()
 
     def fail(self, error: OrbitError) -> None:
-        first = self.response is None and self.error is None
         self.error = error
         for stream in (self.window, self.body):
             if stream is not None:
                 stream.fail(error)
-        if first:
+        if self._settle():
             self._ready.release()
 
     def wait(self, timeout: float) -> Dict[str, Any]:
