@@ -71,6 +71,8 @@ class Pending:
                                       self.idle_timeout,
                                       max_buffered=conn.settings["window"] + 2 * conn.settings["chunk"])
             self.body.feed(msg.get("body") or b"", False)
+            if self.error is not None:          # a failure raced this answer
+                self.body.fail(self.error)
         elif self.window is not None:
             self.window.fail(AnsweredEarly("the endpoint answered before the body ended"))
         self.response = msg
