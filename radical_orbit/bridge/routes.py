@@ -24,6 +24,7 @@ log = logging.getLogger("radical_orbit.bridge.routes")
 PLUGIN_JS = re.compile(r"^[a-z_][a-z0-9_.]*\.js$")
 KEEPALIVE_S = 15.0
 DRAIN_LIMIT = 16 * 2**20
+ANONYMOUS_DRAIN_LIMIT = 64 * 1024
 SSE_RETRY_MS = 2000
 EXPLORER_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -101,19 +102,20 @@ class BridgeHandler(Handler):
         return parse_qs(self.query_string, keep_blank_values=True)
 
     def _fail(self, err: OrbitError) -> None:
-        self._discard_body()
+        # a client without the token gets no more of our reading than a small body's worth
+        self._discard_body(DRAIN_LIMIT if err.status_code != 401 else ANONYMOUS_DRAIN_LIMIT)
         headers = dict(err.headers)
         try:
             self.send_json(err.envelope(), err.status_code, headers)
         except OSError:
             self.close_connection = True
 
-    def _discard_body(self) -> None:
-        """Read and drop an unread body (up to DRAIN_LIMIT) so that the client, still
+    def _discard_body(self, limit: int) -> None:
+        """Read and drop an unread body (up to ``limit`` bytes) so that the client, still
         sending, can read our answer, and keep-alive goes on; beyond that, close."""
         try:
-            body = self._body or BodyReader(self.rfile, self.headers, DRAIN_LIMIT)
-            if body.drain(DRAIN_LIMIT):
+            body = self._body or BodyReader(self.rfile, self.headers, limit)
+            if body.drain(limit):
                 return
         except (OrbitError, OSError):
             pass
