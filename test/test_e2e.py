@@ -91,9 +91,12 @@ def test_every_route_needs_the_token(orbit):
     assert r.status_code == 303 and r.headers["Location"] == "/" and "HttpOnly" in r.headers["Set-Cookie"]
     # the token is printed once for the user (the login URL) but never logged
     log_file = os.path.join(orbit.home, "logs", "bridge.log")
-    with open(log_file) as f:
-        logged = f.read()
-    assert "?token=<redacted>" in logged and orbit.token not in logged
+
+    def logged():
+        with open(log_file) as f:
+            return f.read()
+    wait_for(lambda: "?token=<redacted>" in logged(), 10, "the login request in the access log")
+    assert orbit.token not in logged()
 
 
 def test_proxy_strips_credentials(orbit):
