@@ -433,6 +433,21 @@ def test_apply_mask_matches_bytewise_xor():
     assert ws.apply_mask(key, data) == expected
     assert ws.apply_mask(key, data[5:], 5) == expected[5:]
     assert ws.apply_mask(key, b"") == b""
+    for size in (ws.LANE_MASK_MIN - 1, ws.LANE_MASK_MIN, 300001):
+        data = os.urandom(size)
+        expected = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+        for offset in (0, 1, 2, 3, 6):
+            assert ws.apply_mask(key, data[offset:], offset) == expected[offset:]
+
+
+def test_client_frames_are_masked_and_decode_back():
+    payload = os.urandom(70000)
+    frame = ws.encode_client_frame(ws.OPCODE_BINARY, payload)
+    assert frame[0] == 0x82 and frame[1] == 0x80 | 127
+    length = int.from_bytes(frame[2:10], "big")
+    key = frame[10:14]
+    assert length == len(payload) and ws.apply_mask(key, frame[14:]) == payload
+    assert frame[14:] != payload
 
 
 def test_concurrent_senders_never_interleave_frames():

@@ -12,6 +12,7 @@ import websocket
 from .. import protocol
 from ..tls import pinned_context
 from ..tlssocket import TLSSocket
+from ..websocket import OPCODE_BINARY, encode_client_frame
 
 log = logging.getLogger("radical_orbit.endpoint.link")
 
@@ -49,10 +50,15 @@ class Link:
         return self.send_encoded(protocol.encode(kind, **fields))
 
     def send_encoded(self, message: bytes) -> bool:
+        """One binary frame, built by ``encode_client_frame`` (a faster mask than
+        websocket-client's) and written under websocket-client's own send lock, so it
+        never interleaves with the pings and close frames the library sends."""
         if self.closed.is_set():
             return False
+        frame = encode_client_frame(OPCODE_BINARY, message)
         try:
-            self.sock.send(message, websocket.ABNF.OPCODE_BINARY)
+            with self.sock.lock:
+                self.sock.sock.sendall(frame)
             return True
         except (websocket.WebSocketException, OSError):
             self.closed.set()
