@@ -62,9 +62,14 @@ class PluginHost:
         targets = registry.available()
         for name in registry.resolve(spec, self.role, targets):
             cls = registry.load_class(targets[name], name)
-            if cls is not None:
+            if cls is None:
+                continue
+            try:
                 self.add(name, cls, announce=False)
-                loaded.append(name)
+            except Exception as exc:
+                log.error("plugin %s skipped: it failed to start: %s: %s", name, type(exc).__name__, exc)
+                continue
+            loaded.append(name)
         return loaded
 
     def add(self, name: str, cls: Type[Plugin], config: Optional[Dict[str, Any]] = None,

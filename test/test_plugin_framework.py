@@ -735,3 +735,24 @@ def test_a_receive_stream_refuses_a_sender_past_its_window():
     with pytest.raises(OrbitError) as err:
         stream.read()
     assert err.value.status_code == 502
+
+
+def test_a_plugin_that_fails_to_start_is_skipped_with_one_line(monkeypatch, caplog):
+    from radical_orbit import registry
+
+    class Broken(Plugin):
+        plugin_name = "broken"
+
+        def start(self):
+            raise RuntimeError("no scheduler here")
+
+    monkeypatch.setattr(registry, "available", lambda: {"broken": "x:Broken", "echo": "radical_orbit.plugins.echo:EchoPlugin"})
+    real_load = registry.load_class
+    monkeypatch.setattr(registry, "load_class",
+                        lambda target, name="": Broken if name == "broken" else real_load(target, name))
+    host = PluginHost("ep1", "standalone", {}, lambda *a: None)
+    with caplog.at_level("ERROR", logger="radical_orbit.plugin_host"):
+        assert host.load_spec("broken,echo") == ["echo"]
+    lines = [r for r in caplog.records if "broken" in r.getMessage()]
+    assert len(lines) == 1 and "no scheduler here" in lines[0].getMessage()
+    assert host.names() == ["echo"]
