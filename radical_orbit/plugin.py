@@ -261,8 +261,13 @@ class Plugin:
 
     # -- description -------------------------------------------------------
     def describe(self, host: Dict[str, Any]) -> Dict[str, Any]:
+        try:
+            enabled = bool(self.is_enabled(host))
+        except Exception:
+            self.log.exception("is_enabled of plugin %s failed: shown as disabled", self.name)
+            enabled = False
         return {"type": self.plugin_name, "namespace": "/%s/%s" % (self.context.endpoint, self.name),
-                "version": self.version, "enabled": bool(self.is_enabled(host)),
+                "version": self.version, "enabled": enabled,
                 "ui_config": self.ui_config, "ui_module": self.ui_module,
                 "client_class": self.client_class}
 
