@@ -133,9 +133,13 @@ class Bridge:
             return
         log.info("endpoint %s registered from %s (pid %s, %d plugins)", conn.name, address,
                  conn.pid, len(conn.plugins))
-        reason = conn.serve(self._on_note, lambda c: self.topology.changed())
-        if self.topology.remove(conn):
-            log.info("endpoint %s disconnected: %s", conn.name, reason)
+        reason = "bridge error"
+        try:
+            reason = conn.serve(self._on_note, lambda c: self.topology.changed())
+        finally:
+            conn.shutdown(reason)
+            if self.topology.remove(conn):
+                log.info("endpoint %s disconnected: %s", conn.name, reason)
 
     def _handshake(self, sock: ws.WebSocket, address: str) -> Optional[EndpointConnection]:
         message = sock.recv()
@@ -145,30 +149,30 @@ class Bridge:
             hello = protocol.decode(message.data)
             if hello["k"] != protocol.HELLO:
                 raise protocol.ProtocolError("expected hello, got %s" % hello["k"])
+            name = hello.get("name")
+            check_endpoint_name(name)
+            settings = dict(protocol.DEFAULT_SETTINGS, ping_interval=self.settings["ping_interval"])
+            conn = EndpointConnection(sock, name, hello, settings, secrets.token_hex(16), address)
+        except OrbitError as exc:
+            return self._refuse(sock, 400, exc.detail, retry=False)
         except protocol.ProtocolError as exc:
             log.warning("registration from %s refused: %s", address, exc)
             _send(sock, protocol.ERROR, detail=str(exc))
             sock.close(ws.CLOSE_PROTOCOL_ERROR, "bad hello")
             return None
-        name = hello.get("name")
-        try:
-            check_endpoint_name(name)
-        except OrbitError as exc:
-            return self._refuse(sock, 400, exc.detail, retry=False)
-        settings = dict(protocol.DEFAULT_SETTINGS, ping_interval=self.settings["ping_interval"])
-        conn = EndpointConnection(sock, name, hello, settings, secrets.token_hex(16), address)
         with self._register_lock:
             old = self.topology.get(name)
             if old is not None and not old.closed:
                 if not hello.get("resume") or not secrets.compare_digest(
-                        str(hello["resume"]), old.resume_key):
+                        str(hello["resume"]).encode(), old.resume_key.encode()):
                     return self._refuse(sock, 409, "endpoint name %r is taken by a live endpoint" % name,
                                         retry=True)
                 log.info("endpoint %s reconnected: replacing its stale socket", name)
+            # welcome first: once listed, calls may be sent on this socket at once
+            _send(sock, protocol.WELCOME, resume=conn.resume_key, settings=settings)
             self.topology.add(conn)
         if old is not None:
-            old.shutdown("replaced by a reconnect")
-        _send(sock, protocol.WELCOME, resume=conn.resume_key, settings=settings)
+            _in_background(old.shutdown, "replaced by a reconnect")
         return conn
 
     def _refuse(self, sock: ws.WebSocket, status: int, detail: str, retry: bool) -> None:

@@ -103,8 +103,11 @@ class EndpointConnection:
         self.resume_key = resume_key
         self.address = address
         self.pid = hello.get("pid")
-        self.info = dict(hello.get("endpoint") or {})
-        self.plugins: Dict[str, Any] = dict(hello.get("plugins") or {})
+        info, plugins = hello.get("endpoint") or {}, hello.get("plugins") or {}
+        if not isinstance(info, dict) or not isinstance(plugins, dict):
+            raise protocol.ProtocolError("hello: 'endpoint' and 'plugins' must be maps")
+        self.info = dict(info)
+        self.plugins: Dict[str, Any] = dict(plugins)
         self.connected_at = time.time()
         self._pending: Dict[int, Pending] = {}
         self._lock = threading.Lock()
@@ -145,7 +148,8 @@ class EndpointConnection:
     # -- the reader loop -------------------------------------------------------
     def serve(self, on_note: Callable[[str, str, Any], None],
               on_plugins: Callable[["EndpointConnection"], None]) -> str:
-        """Read until the socket closes; returns why it ended."""
+        """Read until the socket closes or the endpoint breaks the protocol; returns why.
+        The caller shuts the connection down."""
         reason = "closed by the endpoint"
         while True:
             message = self.ws.recv()
@@ -161,24 +165,40 @@ class EndpointConnection:
                 self.ws.close(ws.CLOSE_PROTOCOL_ERROR, "bad message")
                 reason = "protocol error: %s" % exc
                 break
-            kind = msg["k"]
-            if kind in (protocol.RESPONSE, protocol.DATA, protocol.CREDIT, protocol.CANCEL):
-                self._on_stream(kind, msg)
-            elif kind == protocol.NOTE:
-                on_note(self.name, str(msg.get("plugin", "")), msg)
-            elif kind == protocol.PLUGINS:
-                self.plugins = dict(msg.get("plugins") or {})
-                on_plugins(self)
-            elif kind == protocol.ERROR:
-                log.warning("endpoint %s reports a protocol error: %s", self.name, msg.get("detail"))
-            else:
-                log.debug("endpoint %s sent unexpected %s", self.name, kind)
-        self.shutdown(reason)
+            try:
+                self._on_message(msg, on_note, on_plugins)
+            except (TypeError, ValueError, KeyError) as exc:
+                detail = "malformed %s message: %s" % (msg.get("k"), exc)
+                log.warning("endpoint %s sent a %s", self.name, detail)
+                self.send_quietly(protocol.ERROR, detail=detail)
+                self.ws.close(ws.CLOSE_PROTOCOL_ERROR, "bad message")
+                reason = "protocol error: %s" % detail
+                break
         return reason
 
+    def _on_message(self, msg: Dict[str, Any], on_note, on_plugins) -> None:
+        kind = msg["k"]
+        if kind in (protocol.RESPONSE, protocol.DATA, protocol.CREDIT, protocol.CANCEL):
+            self._on_stream(kind, msg)
+        elif kind == protocol.NOTE:
+            on_note(self.name, str(msg.get("plugin", "")), msg)
+        elif kind == protocol.PLUGINS:
+            plugins = msg.get("plugins")
+            if not isinstance(plugins, dict):
+                raise TypeError("'plugins' must be a map")
+            self.plugins = plugins
+            on_plugins(self)
+        elif kind == protocol.ERROR:
+            log.warning("endpoint %s reports a protocol error: %s", self.name, msg.get("detail"))
+        else:
+            log.debug("endpoint %s sent unexpected %s", self.name, kind)
+
     def _on_stream(self, kind: str, msg: Dict[str, Any]) -> None:
+        rid = msg.get("id")
+        if not isinstance(rid, int):
+            raise TypeError("'id' must be an integer")
         with self._lock:
-            pending = self._pending.get(msg.get("id"))
+            pending = self._pending.get(rid)
         if pending is None:
             return
         if kind == protocol.RESPONSE:
@@ -187,8 +207,11 @@ class EndpointConnection:
             if pending.body is not None:
                 pending.body.feed(msg.get("body") or b"", bool(msg.get("end")))
         elif kind == protocol.CREDIT:
+            credit = msg.get("n")
+            if not isinstance(credit, int) or credit < 0:
+                raise TypeError("'n' must be a non-negative integer")
             if pending.window is not None:
-                pending.window.grant(int(msg.get("n") or 0))
+                pending.window.grant(credit)
         else:
             pending.fail(Unavailable("endpoint %s abandoned the request: %s"
                                      % (self.name, msg.get("detail", "")), retry_after=1))

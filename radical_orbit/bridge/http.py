@@ -278,25 +278,30 @@ class Handler(BaseHTTPRequestHandler):
     def send_bytes(self, status: int, body: bytes, content_type: str = "application/json",
                    headers: Optional[Dict[str, str]] = None) -> None:
         """Status line, headers and body in one write (no Nagle stall on keep-alive)."""
-        lines = ["%s %d %s" % (self.protocol_version, status, self.responses.get(status, ("",))[0]),
-                 "Server: radical-orbit",
-                 "Content-Type: %s" % content_type,
-                 "Content-Length: %d" % len(body)]
-        lines.extend(self._extra_headers(headers))
-        if self.close_connection:
-            lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        head = self._head(status, content_type, headers, "Content-Length: %d" % len(body))
         self.wfile.write(head + body if self.command != "HEAD" else head)
         self.log_request(status, len(body))
 
-    def _extra_headers(self, headers: Optional[Dict[str, str]]) -> List[str]:
-        """The handler's headers, plus the client's X-Request-ID echoed on every answer."""
-        lines = ["%s: %s" % item for item in (headers or {}).items()]
+    def _head(self, status: int, content_type: str, headers: Optional[Dict[str, str]],
+              framing: Optional[str]) -> bytes:
+        """The response head. Names and values that come from plugins are checked here:
+        no header splitting (CR, LF, NUL), names must be tokens, values must be latin-1."""
+        lines = ["%s %d %s" % (self.protocol_version, status, self.responses.get(status, ("",))[0]),
+                 "Server: radical-orbit", "Content-Type: %s" % _header_value(content_type)]
+        if framing:
+            lines.append(framing)
+        for name, value in (headers or {}).items():
+            if _HEADER_NAME.match(name):
+                lines.append("%s: %s" % (name, _header_value(value)))
+            else:
+                log.warning("dropped a response header with an invalid name %r", name[:80])
         parsed = getattr(self, "headers", None)
         request_id = parsed.get("X-Request-ID") if parsed is not None else None
         if request_id and not (headers and "X-Request-ID" in headers):
-            lines.append("X-Request-ID: %s" % request_id.replace("\r", "").replace("\n", ""))
-        return lines
+            lines.append("X-Request-ID: %s" % _header_value(request_id))
+        if self.close_connection:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
         """http.server's own errors (bad request line, header limits, unsupported method)
@@ -313,26 +318,39 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_stream(self, status: int, chunks: Iterable[bytes], content_type: str,
                     length: Optional[int] = None, headers: Optional[Dict[str, str]] = None) -> None:
-        """A body of unknown or large size: Content-Length when known, chunked otherwise."""
-        lines = ["%s %d %s" % (self.protocol_version, status, self.responses.get(status, ("",))[0]),
-                 "Server: radical-orbit", "Content-Type: %s" % content_type]
-        lines.extend(self._extra_headers(headers))
-        chunked = length is None
-        lines.append("Transfer-Encoding: chunked" if chunked else "Content-Length: %d" % length)
-        if self.close_connection:
-            lines.append("Connection: close")
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        """A body of unknown or large size: Content-Length when known, else chunked
+        (HTTP/1.1) or written until the connection closes (HTTP/1.0). HEAD gets the head only."""
+        chunked = length is None and self.request_version == "HTTP/1.1"
+        if length is None and not chunked:
+            self.close_connection = True
+        framing = ("Content-Length: %d" % length if length is not None
+                   else "Transfer-Encoding: chunked" if chunked else None)
+        self.wfile.write(self._head(status, content_type, headers, framing))
+        if self.command == "HEAD":
+            self.log_request(status, 0)
+            return
         sent = 0
         for chunk in chunks:
             if not chunk:
                 continue
             sent += len(chunk)
-            if chunked:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            else:
-                self.wfile.write(chunk)
+            self.wfile.write(http_chunk(chunk) if chunked else chunk)
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
-        elif sent != length:
+        elif length is not None and sent != length:
             self.close_connection = True
         self.log_request(status, sent)
+
+
+def http_chunk(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_BREAKERS = re.compile(r"[\r\n\x00]")
+
+
+def _header_value(value: Any) -> str:
+    text = _HEADER_BREAKERS.sub(" ", str(value))
+    return text.encode("latin-1", "replace").decode("latin-1")

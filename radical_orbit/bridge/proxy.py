@@ -18,7 +18,10 @@ log = logging.getLogger("radical_orbit.bridge.proxy")
 _DROP = frozenset(("authorization", "cookie", "connection", "keep-alive", "transfer-encoding",
                    "te", "upgrade", "proxy-authorization", "host", "content-length"))
 _HOP_BY_HOP_RESPONSE = frozenset(("connection", "keep-alive", "transfer-encoding",
-                                  "content-length", "content-type"))
+                                  "content-length", "content-type", "set-cookie", "set-cookie2",
+                                  "x-content-type-options", "content-security-policy"))
+PROXIED_ANSWER_HEADERS = {"X-Content-Type-Options": "nosniff",
+                          "Content-Security-Policy": "sandbox; default-src 'none'"}
 
 
 def plugin_headers(headers) -> Dict[str, str]:
@@ -38,6 +41,7 @@ class ProxyCall:
         self.deadline = settings["request_timeout"]
         self.idle = settings["stream_idle_timeout"]
         self.max_pending = settings["max_pending"]
+        self.finished = False
 
     def forward(self, method: str, path: str, query: str, headers, body: BodyReader) -> Pending:
         """Send the request (and its body) and wait for the response head."""
@@ -66,15 +70,16 @@ class ProxyCall:
 
     @staticmethod
     def response_headers(pending: Pending) -> Dict[str, str]:
-        return {k: str(v) for k, v in (pending.response.get("headers") or {}).items()
-                if k.lower() not in _HOP_BY_HOP_RESPONSE}
+        """The endpoint's headers minus hop-by-hop ones and cookies (the bridge's origin
+        belongs to the Explorer), plus headers that keep an answer served from that
+        origin from running as a page there."""
+        headers = {str(k): str(v) for k, v in (pending.response.get("headers") or {}).items()
+                   if str(k).lower() not in _HOP_BY_HOP_RESPONSE}
+        headers.update(PROXIED_ANSWER_HEADERS)
+        return headers
 
     def body_chunks(self, pending: Pending) -> Iterator[bytes]:
-        """The response body; an abandoned stream is cancelled on the endpoint."""
-        finished = False
-        try:
-            for chunk in pending.body.iter_chunks():
-                yield chunk
-            finished = True
-        finally:
-            self.conn.close_request(pending, cancel=not finished)
+        """The response body as it arrives; ``finished`` tells whether it was read to its end."""
+        for chunk in pending.body.iter_chunks():
+            yield chunk
+        self.finished = True

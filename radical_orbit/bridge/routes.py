@@ -16,7 +16,7 @@ from ..plugin import Request
 from ..router import Router
 from ..share import share_dir
 from .events import Filter
-from .http import BodyReader, Handler
+from .http import READ_CHUNK, BodyReader, Handler, http_chunk
 from .proxy import ProxyCall, plugin_headers
 
 log = logging.getLogger("radical_orbit.bridge.routes")
@@ -26,6 +26,7 @@ KEEPALIVE_S = 15.0
 DRAIN_LIMIT = 16 * 2**20
 ANONYMOUS_DRAIN_LIMIT = 64 * 1024
 SSE_RETRY_MS = 2000
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 EXPLORER_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
@@ -226,19 +227,25 @@ class BridgeHandler(Handler):
         hub = self.bridge.hub
         listener, backlog = hub.subscribe(flt, last_id, self.bridge.topology.snapshot)
         self.close_connection = True
+        # each write reaches the client as its own chunk (HTTP/1.1) or raw bytes (HTTP/1.0)
+        chunked = self.request_version == "HTTP/1.1"
+        frame = http_chunk if chunked else bytes
         try:
-            head = ("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                    "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+            head = self._head(200, "text/event-stream", SSE_HEADERS,
+                              "Transfer-Encoding: chunked" if chunked else None)
+            if self.command == "HEAD":
+                self.wfile.write(head)
+                return
             first = b"retry: %d\n\n" % SSE_RETRY_MS + b"".join(e.wire for e in backlog)
-            self.wfile.write(head.encode() + _chunk(first))
+            self.wfile.write(head + frame(first))
             while True:
                 events = listener.take(KEEPALIVE_S)
                 if events:
-                    self.wfile.write(_chunk(b"".join(e.wire for e in events)))
+                    self.wfile.write(frame(b"".join(e.wire for e in events)))
                 elif listener.overflowed or listener.closed:
                     break
                 else:
-                    self.wfile.write(_chunk(b": keepalive\n\n"))
+                    self.wfile.write(frame(b": keepalive\n\n"))
                 if listener.overflowed:
                     log.warning("SSE listener %s too slow: disconnected", self.client_address[0])
                     break
@@ -246,10 +253,11 @@ class BridgeHandler(Handler):
             pass
         finally:
             hub.unsubscribe(listener)
-            try:
-                self.wfile.write(b"0\r\n\r\n")
-            except OSError:
-                pass
+            if chunked and self.command != "HEAD":
+                try:
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    pass
 
     # -- the proxy ---------------------------------------------------------------------
     def route_proxy(self) -> None:
@@ -265,22 +273,30 @@ class BridgeHandler(Handler):
             raise NotFound("no endpoint %r" % endpoint)
         call = ProxyCall(conn, self.bridge.settings)
         pending = call.forward(self.command, rest, self.query_string, self.headers, body)
-        if not body.done:
-            self.close_connection = True
-        msg = pending.response
-        headers = call.response_headers(pending)
-        status = int(msg.get("status", 502))
-        ctype = (msg.get("headers") or {}).get("content-type", "application/json")
-        if msg.get("end", True):
-            conn.close_request(pending)
-            return self.send_bytes(status, msg.get("body") or b"", ctype, headers)
-        self._stream(status, call.body_chunks(pending), ctype, msg.get("length"), headers)
+        answered = False
+        try:
+            if not body.done:
+                self.close_connection = True
+            msg = pending.response
+            headers = call.response_headers(pending)
+            status = msg.get("status")
+            if not isinstance(status, int) or not 100 <= status <= 599:
+                raise OrbitError("endpoint %s answered with an invalid status %r" % (endpoint, status), 502)
+            ctype = str((msg.get("headers") or {}).get("content-type", "application/json"))
+            if msg.get("end", True):
+                self.send_bytes(status, msg.get("body") or b"", ctype, headers)
+                answered = True
+            else:
+                self._stream(status, call.body_chunks(pending), ctype, msg.get("length"), headers)
+                answered = call.finished
+        finally:
+            conn.close_request(pending, cancel=not answered)
 
     def _local(self, rest: str, body: BodyReader) -> None:
         host = self.bridge.local
         if host is None:
             raise NotFound("this bridge hosts no plugins")
-        req = Request(self.command, unquote(rest), self.query, plugin_headers(self.headers), body,
+        req = Request(self.command, rest, self.query, plugin_headers(self.headers), body,
                       self.request_id or "", body.length)
         resp = host.dispatch(req)
         if not body.done and not body.drain():
@@ -288,11 +304,11 @@ class BridgeHandler(Handler):
         headers = dict(resp.headers)
         if isinstance(resp.body, (bytes, bytearray)):
             return self.send_bytes(resp.status, bytes(resp.body), resp.content_type, headers)
-        self._stream(resp.status, resp.chunks(256 * 1024), resp.content_type, resp.length, headers)
+        self._stream(resp.status, resp.chunks(READ_CHUNK), resp.content_type, resp.length, headers)
 
     def _stream(self, status, chunks, ctype, length, headers) -> None:
         """A streamed answer; a break (endpoint gone, client gone) closes this connection
-        and, through the iterator's close, cancels the stream on the endpoint."""
+        (the caller cancels what is left on the endpoint)."""
         try:
             self.send_stream(status, chunks, ctype, length, headers)
         except OrbitError as err:
@@ -303,7 +319,3 @@ class BridgeHandler(Handler):
             if close is not None:
                 close()
 
-
-def _chunk(data: bytes) -> bytes:
-    """One HTTP/1.1 chunk: each SSE write reaches the client as its own chunk."""
-    return b"%x\r\n%s\r\n" % (len(data), data)
