@@ -162,15 +162,21 @@ class BodyReader:
         return self._done
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes, fewer only at the end of the body (across HTTP chunks)."""
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(READ_CHUNK), b""))
-        if self._done or size == 0:
-            return b""
-        data = self._read_chunked(size) if self.chunked else self._read_plain(size)
-        self.consumed += len(data)
-        if self.consumed > self.limit:
-            raise PayloadTooLarge("request body exceeds the limit of %d bytes" % self.limit)
-        return data
+        pieces = []
+        wanted = size
+        while wanted > 0 and not self._done:
+            data = self._read_chunked(wanted) if self.chunked else self._read_plain(wanted)
+            if not data:
+                continue
+            self.consumed += len(data)
+            if self.consumed > self.limit:
+                raise PayloadTooLarge("request body exceeds the limit of %d bytes" % self.limit)
+            pieces.append(data)
+            wanted -= len(data)
+        return b"".join(pieces)
 
     def _read_plain(self, size: int) -> bytes:
         data = self._rfile.read(min(size, self._left))
