@@ -108,3 +108,19 @@ def test_ring_and_listener_queues_are_bounded_in_bytes():
         hub.notify("ep", "p", "big", "x" * 1000)
     assert sum(len(e.wire) for e in hub._ring) <= 10000
     assert listener.overflowed and listener.queued_bytes <= 5000
+
+
+def test_concurrent_publishers_reach_every_listener_in_id_order():
+    hub = EventHub(listener_queue=100000)
+    listener, _ = hub.subscribe(Filter(), None, lambda: {})
+
+    def publish(n):
+        for i in range(500):
+            hub.notify("ep%d" % n, "p", "t", i)
+    threads = [threading.Thread(target=publish, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seqs = [e.seq for e in listener.take(1.0)]
+    assert len(seqs) == 2000 and seqs == sorted(seqs)

@@ -15,23 +15,29 @@ TOPOLOGY = "topology"
 NOTIFICATION = "notification"
 
 
-class Event:
-    __slots__ = ("seq", "topic", "endpoint", "plugin", "ntopic", "wire")
+def serialise(topic: str, data: Any) -> str:
+    """An event's ``data:`` line, made once, outside the hub's lock."""
+    return json.dumps({"topic": topic, "data": data}, separators=(",", ":"), default=str)
 
-    def __init__(self, seq: int, topic: str, data: Any, endpoint: Optional[str] = None,
+
+class Event:
+    __slots__ = ("seq", "topic", "endpoint", "plugin", "ntopic", "payload", "wire")
+
+    def __init__(self, seq: int, topic: str, payload: str, endpoint: Optional[str] = None,
                  plugin: Optional[str] = None, ntopic: Optional[str] = None):
         self.seq = seq
         self.topic = topic
         self.endpoint = endpoint
         self.plugin = plugin
         self.ntopic = ntopic
-        payload = json.dumps({"topic": topic, "data": data}, separators=(",", ":"), default=str)
+        self.payload = payload
         self.wire = ("id: %d\ndata: %s\n\n" % (seq, payload)).encode()
 
 
 class Filter:
     """``?endpoint=&plugin=&topic=``; ``topic`` matches the SSE topic or a notification's topic.
-    Topology events pass every filter: they describe the world the filtered events live in."""
+    Topology events pass the endpoint and plugin filters: they describe the world the
+    filtered events live in."""
 
     def __init__(self, endpoint: Optional[str] = None, plugin: Optional[str] = None,
                  topic: Optional[str] = None):
@@ -105,17 +111,19 @@ class EventHub:
 
     def publish(self, topic: str, data: Any, endpoint: Optional[str] = None,
                 plugin: Optional[str] = None, ntopic: Optional[str] = None) -> Event:
+        """Numbered and offered under one lock, so every listener sees ids in order
+        (a resume by ``Last-Event-ID`` then never skips one); serialised before it."""
+        payload = serialise(topic, data)
         with self._lock:
             self._seq += 1
-            event = Event(self._seq, topic, data, endpoint, plugin, ntopic)
+            event = Event(self._seq, topic, payload, endpoint, plugin, ntopic)
             self._ring.append(event)
             self._ring_used += len(event.wire)
             while len(self._ring) > self._ring_size or (
                     self._ring_used > self._ring_bytes and len(self._ring) > 1):
                 self._ring_used -= len(self._ring.popleft().wire)
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener.offer(event)
+            for listener in self._listeners:
+                listener.offer(event)
         return event
 
     def notify(self, endpoint: str, plugin: str, topic: str, data: Any) -> Event:
@@ -128,6 +136,8 @@ class EventHub:
         """Register a listener; returns it and what to send first: the missed events
         when ``last_id`` is inside the ring, else one topology snapshot."""
         listener = Listener(flt, self.listener_queue, self.listener_bytes)
+        seen = self._seq
+        snap = serialise(TOPOLOGY, snapshot()) if last_id is None or last_id > seen else None
         with self._lock:
             first = self._ring[0].seq if self._ring else self._seq + 1
             whole_run = bool(self._ring) and first == self._run_start + 1
@@ -137,7 +147,12 @@ class EventHub:
                 # a listener of an earlier bridge run: everything of this run is news to it
                 backlog = [e for e in self._ring if flt.accepts(e)]
             else:
-                backlog = [Event(self._seq, TOPOLOGY, snapshot())]
+                newer = [e for e in self._ring if e.seq > seen and e.topic == TOPOLOGY]
+                if newer:               # the topology changed while the snapshot was made
+                    snap = newer[-1].payload
+                elif snap is None:
+                    snap = serialise(TOPOLOGY, snapshot())
+                backlog = [Event(self._seq, TOPOLOGY, snap)]
             self._listeners.append(listener)
         return listener, backlog
 
