@@ -113,7 +113,9 @@ class Response:
     def chunks(self, size: int) -> Iterable[bytes]:
         """The body in pieces of at most ``size`` bytes."""
         body = self.body
-        if isinstance(body, (bytes, bytearray, memoryview)):
+        if isinstance(body, bytes) and len(body) <= size:
+            yield body
+        elif isinstance(body, (bytes, bytearray, memoryview)):
             view = memoryview(body)
             for pos in range(0, len(view), size):
                 yield bytes(view[pos:pos + size])
@@ -161,11 +163,14 @@ class PluginContext:
 
     def __init__(self, endpoint: str, role: str,
                  notify: Callable[[str, str, Any], None],
-                 config: Optional[Dict[str, Any]] = None):
+                 config: Optional[Dict[str, Any]] = None,
+                 facts: Optional[Dict[str, Any]] = None):
         self.endpoint = endpoint
         self.role = role
         self._notify = notify
         self.config = dict(config or {})
+        #: the host's facts (radical_orbit.host.host_facts), gathered once by the host
+        self.facts = facts
 
 
 class Plugin:

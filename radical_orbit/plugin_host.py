@@ -75,7 +75,7 @@ class PluginHost:
     def add(self, name: str, cls: Type[Plugin], config: Optional[Dict[str, Any]] = None,
             announce: bool = True) -> Plugin:
         check_name(name, "plugin instance")
-        context = PluginContext(self.endpoint, self.role, self._notify, config)
+        context = PluginContext(self.endpoint, self.role, self._notify, config, self.facts)
         with self._lock:
             if name in self._plugins:
                 raise Conflict("plugin instance %r is already loaded" % name)

@@ -91,8 +91,11 @@ def announce(bridge: Bridge, token: Optional[str]) -> None:
     """Where to find the bridge. The login URL carries the token, so it goes to the
     terminal only, never to the log file."""
     urls = bridge.urls
-    if write_url_file(urls["url"]):
-        log.info("wrote %s", config.path_in_home(config.URL_FILE))
+    try:
+        if write_url_file(urls["url"]):
+            log.info("wrote %s", config.path_in_home(config.URL_FILE))
+    except OSError as exc:
+        log.warning("cannot write %s: %s", config.path_in_home(config.URL_FILE), exc)
     log.info("bridge serving at %s", urls["url"])
     if "ip" in urls:
         log.info("also reachable at %s", urls["ip"])

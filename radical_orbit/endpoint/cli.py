@@ -1,6 +1,7 @@
 """``radical-orbit-endpoint``: parse the command line, resolve the set-up, run."""
 import argparse
 import logging
+import os
 import socket
 import sys
 from typing import List, Optional
@@ -43,6 +44,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def reconnect_max() -> Optional[float]:
+    raw = os.environ.get("RADICAL_ORBIT_RECONNECT_MAX")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ValueError("RADICAL_ORBIT_RECONNECT_MAX must be a positive number of seconds, not %r" % raw)
+    return value
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     name = args.name or socket.gethostname().split(".")[0]
@@ -58,7 +72,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         token = config.resolve_token(args.token)
         role = args.role or detect_role()
         service = EndpointService(name, url, cert, token, args.plugins, role, workers=args.workers,
-                                  queue_size=args.queue_size)
+                                  queue_size=args.queue_size, backoff_max=reconnect_max())
         service.load_plugins()
     except (OrbitError, config.ConfigError, PluginSpecError, ValueError) as exc:
         fatal(getattr(exc, "detail", None) or str(exc))

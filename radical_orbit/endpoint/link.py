@@ -60,8 +60,8 @@ class Link:
             with self.sock.lock:
                 self.sock.sock.sendall(frame)
             return True
-        except (websocket.WebSocketException, OSError):
-            self.closed.set()
+        except (websocket.WebSocketException, OSError, AttributeError):
+            self.abort()            # a half-written frame leaves the stream unusable
             return False
 
     def recv(self) -> Optional[Dict[str, Any]]:
@@ -82,7 +82,7 @@ class Link:
         try:
             self.sock.ping()
         except (websocket.WebSocketException, OSError):
-            self.closed.set()
+            self.abort()
 
     def close(self) -> None:
         self.closed.set()
@@ -141,7 +141,12 @@ def dial(url: str, cert: Optional[str], token: Optional[str], hello: Dict[str, A
         raise Retry("cannot reach %s: %s" % (url, exc))
     try:
         sock.send(protocol.encode(protocol.HELLO, **hello), websocket.ABNF.OPCODE_BINARY)
-        reply = protocol.decode(sock.recv())
+        raw = sock.recv()
+        if not raw:
+            sock.abort()
+            raise Retry("bridge closed the connection during registration (code %s)"
+                        % getattr(sock, "status", None))
+        reply = protocol.decode(raw)
     except protocol.ProtocolError as exc:
         sock.abort()
         raise Fatal("bridge spoke an unexpected protocol: %s" % exc)

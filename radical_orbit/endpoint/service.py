@@ -32,7 +32,7 @@ DEFAULT_SETTINGS = {
     "note_buffer": 10000,         # notifications kept while disconnected (oldest dropped)
     "note_buffer_bytes": 64 * 2**20,  # ... and the bytes they may take
     "backoff_initial": 0.25,
-    "backoff_max": float(os.environ.get("RADICAL_ORBIT_RECONNECT_MAX", "5")),
+    "backoff_max": 5.0,           # RADICAL_ORBIT_RECONNECT_MAX overrides (see endpoint/cli.py)
     "stream_idle_timeout": 60.0,
 }
 
@@ -55,22 +55,28 @@ class Backoff:
 
 
 class Stream:
-    """A request in flight on this endpoint: its body in, its window out."""
+    """A request in flight on this endpoint: its body in, its window out (made only
+    when the answer needs more than one message)."""
 
-    def __init__(self, link: Link, rid: int, window: int, idle: float):
+    def __init__(self, link: Link, rid: int, idle: float):
         self.link = link
         self.id = rid
-        self.window = SendWindow(window)
+        self.window: Optional[SendWindow] = None
         self.body: Optional[ReceiveStream] = None
-        self.cancelled = False
+        self.cancelled: Optional[str] = None
         self.idle = idle
 
+    def open_window(self) -> SendWindow:
+        self.window = SendWindow(self.link.settings["window"])
+        if self.cancelled:
+            self.window.fail(Unavailable(self.cancelled))
+        return self.window
+
     def cancel(self, detail: str) -> None:
-        self.cancelled = True
-        error = Unavailable(detail)
-        self.window.fail(error)
-        if self.body is not None:
-            self.body.fail(error)
+        self.cancelled = detail
+        for stream in (self.window, self.body):
+            if stream is not None:
+                stream.fail(Unavailable(detail))
 
 
 class EndpointService:
@@ -208,14 +214,15 @@ class EndpointService:
         if kind == protocol.DATA and stream.body is not None:
             stream.body.feed(msg.get("body") or b"", bool(msg.get("end")))
         elif kind == protocol.CREDIT:
-            stream.window.grant(int(msg.get("n") or 0))
+            if stream.window is not None:
+                stream.window.grant(int(msg.get("n") or 0))
         elif kind == protocol.CANCEL:
             stream.cancel("cancelled by the bridge: %s" % msg.get("detail", ""))
 
     # -- requests --------------------------------------------------------------------
     def _on_request(self, link: Link, msg: Dict[str, Any]) -> None:
         rid = msg["id"]
-        stream = Stream(link, rid, link.settings["window"], self.settings["stream_idle_timeout"])
+        stream = Stream(link, rid, self.settings["stream_idle_timeout"])
         if msg.get("end", True):
             body = io.BytesIO(msg.get("body") or b"")
         else:
@@ -264,12 +271,13 @@ class EndpointService:
         chunks = _lookahead(resp.chunks(link.settings["chunk"]))
         try:
             first, last = next(chunks, (b"", True))
+            window = stream.open_window() if not last else None
             if not link.send(protocol.RESPONSE, id=rid, status=resp.status, headers=headers,
                              body=first, end=last, length=resp.length):
                 return
             sent = len(first)
             while not last:
-                stream.window.take(sent, stream.idle)
+                window.take(sent, stream.idle)
                 chunk, last = next(chunks, (b"", True))
                 sent = len(chunk)
                 if not link.send(protocol.DATA, id=rid, body=chunk, end=last):

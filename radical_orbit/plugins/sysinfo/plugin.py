@@ -102,7 +102,10 @@ class SysinfoPlugin(Plugin):
 
     @route("GET", "host_role")
     def host_role(self, req: Request) -> Dict[str, Any]:
-        return host_facts(self.context.role)
+        """Gathered once by the host: ``getfqdn`` can take seconds on a badly resolving node."""
+        if not self.context.facts:
+            self.context.facts = host_facts(self.context.role)
+        return dict(self.context.facts)
 
     @route("GET", "metrics/{sid}")
     def metrics(self, req: Request, session: PluginSession) -> Dict[str, Any]:
