@@ -3,7 +3,6 @@
 One pooled ``requests`` session per BridgeClient, a timeout on every call, and
 typed errors (``radical_orbit.errors``) for every non-2xx answer.
 """
-import importlib
 import json
 import logging
 import random
@@ -15,6 +14,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 import requests
 
 from . import config
+from .dotted import import_dotted
 from .errors import NotFound, OrbitError, Timeout, Unavailable, error_for_status
 
 log = logging.getLogger("radical_orbit.client")
@@ -234,14 +234,11 @@ class PluginClient:
 
 
 def _client_class(path: Optional[str]) -> type:
-    """Resolve ``module.Class`` (or ``module:Class``) without importing the plugin."""
+    """The plugin's client class, by dotted path: the plugin itself is never imported."""
     if not path:
         return PluginClient
-    module, sep, attr = path.partition(":")
-    if not sep:
-        module, _, attr = path.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), attr)
+        return import_dotted(path)
     except (ImportError, AttributeError) as exc:
         log.warning("client class %s unavailable (%s): using the generic PluginClient", path, exc)
         return PluginClient

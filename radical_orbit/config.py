@@ -74,11 +74,22 @@ def resolve_url(cli: Optional[str] = None) -> str:
     return url.rstrip("/")
 
 
+def _resolve_path(cli: Optional[str], env: str, name: str) -> Optional[str]:
+    """A file setting: the flag, else the environment, else the file in the config dir if it exists."""
+    path = cli or os.environ.get(env)
+    if not path and os.path.exists(path_in_home(name)):
+        path = path_in_home(name)
+    return path
+
+
+def bridge_cert(cli: Optional[str] = None) -> Optional[str]:
+    """The bridge's own certificate, when it has one (then it serves HTTPS and WSS)."""
+    return _resolve_path(cli, ENV_CERT, CERT_FILE)
+
+
 def resolve_cert(url: str, cli: Optional[str] = None) -> Optional[str]:
     """The pinned cert for https/wss URLs (None for plain http/ws)."""
-    cert = cli or os.environ.get(ENV_CERT)
-    if not cert and os.path.exists(path_in_home(CERT_FILE)):
-        cert = path_in_home(CERT_FILE)
+    cert = bridge_cert(cli)
     if url.split(":", 1)[0].lower() in ("https", "wss"):
         if not cert:
             raise ValueError("%s needs the bridge certificate: pass --cert/cert=, set %s, or put it at %s"
@@ -94,10 +105,7 @@ def resolve_token(cli: Optional[str] = None) -> Optional[str]:
 
 
 def resolve_key(cli: Optional[str] = None) -> Optional[str]:
-    key = cli or os.environ.get(ENV_KEY)
-    if not key and os.path.exists(path_in_home(KEY_FILE)):
-        key = path_in_home(KEY_FILE)
-    return key
+    return _resolve_path(cli, ENV_KEY, KEY_FILE)
 
 
 def check_private(path: str, what: str) -> None:

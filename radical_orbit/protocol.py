@@ -11,14 +11,14 @@ import msgpack
 VERSION = 1
 
 # endpoint -> bridge
-HELLO = "hello"        # name, resume, endpoint, plugins
-RESPONSE = "res"       # id, status, headers, body, end
+HELLO = "hello"        # name, resume, pid, endpoint, plugins
+RESPONSE = "res"       # id, status, headers, body, end, length
 NOTE = "note"          # plugin, topic, data, ts
 PLUGINS = "plugins"    # plugins: the endpoint's plugin table after a change
 # bridge -> endpoint
 WELCOME = "welcome"    # resume, settings
 REFUSE = "refuse"      # status, detail, retry
-REQUEST = "req"        # id, method, path, query, headers, body, end, deadline
+REQUEST = "req"        # id, method, path, query, headers, body, end, length, deadline
 SHUTDOWN = "shutdown"  # reason
 # both ways
 DATA = "data"          # id, body, end: the next chunk of a request or response body

@@ -6,10 +6,10 @@ Plugins are named by dotted path (``module:Class``): built-ins from
 plugin whose extra is missing is skipped with one log line.
 """
 import fnmatch
-import importlib
 import logging
 from typing import Dict, List, Optional, Type
 
+from .dotted import import_dotted
 from .plugins import BUILTIN, DEFAULT_ROLES
 
 ENTRY_POINT_GROUP = "radical_orbit.plugins"
@@ -42,26 +42,17 @@ def available() -> Dict[str, str]:
 
 def load_class(target: str, name: str = "") -> Optional[Type]:
     """Import ``module:Class``; None (with one log line) when its dependency is missing."""
-    module_name, _, attr = target.partition(":")
+    name = name or target
     try:
-        module = importlib.import_module(module_name)
+        return import_dotted(target)
     except ImportError as exc:
         log.warning("plugin %s skipped: %s (install its extra, e.g. pip install 'radical.orbit[%s]')",
-                    name or module_name, exc, name or module_name)
-        return None
+                    name, exc, name)
+    except AttributeError as exc:
+        log.warning("plugin %s skipped: %s", name, exc)
     except Exception as exc:
-        log.warning("plugin %s skipped: importing %s failed: %s: %s",
-                    name or module_name, module_name, type(exc).__name__, exc)
-        return None
-    obj = module
-    try:
-        for part in (attr or "").split("."):
-            if part:
-                obj = getattr(obj, part)
-    except AttributeError:
-        log.warning("plugin %s skipped: %s has no %s", name or target, module_name, attr)
-        return None
-    return obj
+        log.warning("plugin %s skipped: importing %s failed: %s: %s", name, target, type(exc).__name__, exc)
+    return None
 
 
 def resolve(spec: str, role: str, names: Optional[Dict[str, str]] = None) -> List[str]:

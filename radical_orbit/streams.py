@@ -22,7 +22,10 @@ class SendWindow:
         self._error: Optional[OrbitError] = None
 
     def take(self, n: int, timeout: float) -> None:
-        """Wait until ``n`` bytes may be sent (the first chunk of a window always may)."""
+        """Account for ``n`` bytes just sent, waiting first while the window is used up.
+
+        Callers pass the size of the chunk they sent last, so at most a window plus one
+        chunk is in flight; receivers allow for that (``max_buffered``)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._available <= 0 and self._error is None:
@@ -52,10 +55,9 @@ class ReceiveStream:
     """
 
     def __init__(self, credit: Callable[[int], None], timeout: float,
-                 length: Optional[int] = None, max_buffered: Optional[int] = None):
+                 max_buffered: Optional[int] = None):
         self._credit = credit
         self._timeout = timeout
-        self.length = length
         self._max_buffered = max_buffered
         self._buffered = 0
         self._chunks: "collections.deque[bytes]" = collections.deque()

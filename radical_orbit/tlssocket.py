@@ -30,7 +30,7 @@ class TLSSocket:
                                      server_hostname=server_hostname)
         self._tls_lock = threading.Lock()     # guards the SSL object and the BIOs
         self._send_lock = threading.Lock()    # keeps ciphertext in order on the wire
-        self._closed = False
+        self._closed = False          # websocket-client reads this before closing a socket
 
     # -- handshake ----------------------------------------------------------------------
     def do_handshake(self, timeout: float) -> None:

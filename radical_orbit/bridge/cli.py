@@ -51,9 +51,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     try:
         logs.setup("bridge", args.log_level)
-        cert = args.cert or os.environ.get(config.ENV_CERT)
-        if not cert and os.path.exists(config.path_in_home(config.CERT_FILE)):
-            cert = config.path_in_home(config.CERT_FILE)
+        cert = config.bridge_cert(args.cert)
         key = config.resolve_key(args.key) if cert or args.key else None
         if cert and not key:
             fatal("--cert needs --key (or %s, or %s)" % (config.ENV_KEY, config.path_in_home(config.KEY_FILE)))

@@ -131,7 +131,8 @@ class Headers:
 
 class BodyReader:
     """The request body as a stream: Content-Length or chunked transfer encoding,
-    with a size cap (413) checked before the bytes are read."""
+    with a size cap (413): checked against Content-Length before anything is read, and
+    against the bytes read so far for a chunked body."""
 
     def __init__(self, rfile, headers, limit: int):
         self._rfile = rfile

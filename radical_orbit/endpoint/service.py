@@ -227,8 +227,7 @@ class EndpointService:
             body = io.BytesIO(msg.get("body") or b"")
         else:
             stream.body = ReceiveStream(lambda n: link.send(protocol.CREDIT, id=rid, n=n),
-                                        stream.idle, msg.get("length"),
-                                        max_buffered=link.settings["window"] + 2 * link.settings["chunk"])
+                                        stream.idle, max_buffered=link.settings["window"] + 2 * link.settings["chunk"])
             stream.body.feed(msg.get("body") or b"", False)
             body = stream.body
         headers = dict(msg.get("headers") or {})
