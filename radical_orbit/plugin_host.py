@@ -49,6 +49,7 @@ class PluginHost:
         self._notify = notify
         self._on_change = on_change
         self._plugins: Dict[str, Plugin] = {}
+        self._starting: set = set()
         self._lock = threading.Lock()
         self._control = Router()
         self._control.add("GET", "plugins", self._ctl_list)
@@ -74,19 +75,22 @@ class PluginHost:
 
     def add(self, name: str, cls: Type[Plugin], config: Optional[Dict[str, Any]] = None,
             announce: bool = True) -> Plugin:
+        """Construct and start the plugin outside the lock every request's routing takes
+        (a slow constructor must not stall the endpoint); it is routable once started."""
         check_name(name, "plugin instance")
         context = PluginContext(self.endpoint, self.role, self._notify, config, self.facts)
         with self._lock:
-            if name in self._plugins:
+            if name in self._plugins or name in self._starting:
                 raise Conflict("plugin instance %r is already loaded" % name)
-            plugin = cls(name, context)
-            self._plugins[name] = plugin
+            self._starting.add(name)
         try:
+            plugin = cls(name, context)
             plugin.start()
-        except Exception:
             with self._lock:
-                self._plugins.pop(name, None)
-            raise
+                self._plugins[name] = plugin
+        finally:
+            with self._lock:
+                self._starting.discard(name)
         log.info("plugin %s loaded (%s %s)", name, cls.plugin_name, cls.version)
         if announce and self._on_change:
             self._on_change()
