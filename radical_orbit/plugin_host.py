@@ -85,7 +85,11 @@ class PluginHost:
             self._starting.add(name)
         try:
             plugin = cls(name, context)
-            plugin.start()
+            try:
+                plugin.start()
+            except Exception:
+                plugin.stop()           # release what a half-done start took
+                raise
             with self._lock:
                 self._plugins[name] = plugin
         finally:
