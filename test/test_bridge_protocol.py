@@ -40,6 +40,17 @@ class FakeEndpoint:
                 return msg
 
 
+def answered(orbit, fake, path, **response):
+    """The client's answer to ``GET path`` when ``fake`` answers the call with ``response``."""
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=orbit.get(path)))
+    t.start()
+    req = fake.next_request()
+    fake.send(protocol.RESPONSE, id=req["id"], **response)
+    t.join(10)
+    return result["r"]
+
+
 def listed(orbit):
     return orbit.get("endpoint/list", "POST").json()["data"]["endpoints"]
 
@@ -98,25 +109,16 @@ def test_a_client_gone_before_the_answer_cancels_the_stream(orbit_plain):
             assert msg["id"] == req["id"]
             break
     # and the bridge keeps no pending call for it: a new call still gets through
-    t = threading.Thread(target=lambda: orbit_plain.get("fake/fake/small"))
-    t.start()
-    second = fake.next_request()
-    fake.send(protocol.RESPONSE, id=second["id"], status=200, headers={}, body=b"{}", end=True)
-    t.join(10)
+    r = answered(orbit_plain, fake, "fake/fake/small", status=200, headers={}, body=b"{}", end=True)
+    assert r.status_code == 200
 
 
 def test_endpoint_headers_cannot_split_the_answer_or_set_cookies(orbit_plain):
     orbit_plain.start_bridge()
     fake = FakeEndpoint(orbit_plain)
-    result = {}
-    t = threading.Thread(target=lambda: result.update(r=orbit_plain.get("fake/fake/x")))
-    t.start()
-    req = fake.next_request()
-    fake.send(protocol.RESPONSE, id=req["id"], status=200, end=True, body=b"<script>x</script>",
-              headers={"content-type": "text/html\r\nSet-Cookie: a=1", "x-evil": "v\r\nSet-Cookie: evil=1",
-                       "set-cookie": "orbit_token=stolen", "bad name": "x"})
-    t.join(10)
-    r = result["r"]
+    r = answered(orbit_plain, fake, "fake/fake/x", status=200, end=True, body=b"<script>x</script>",
+                 headers={"content-type": "text/html\r\nSet-Cookie: a=1", "x-evil": "v\r\nSet-Cookie: evil=1",
+                          "set-cookie": "orbit_token=stolen", "bad name": "x"})
     assert r.status_code == 200 and "Set-Cookie" not in r.headers
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert r.headers["Content-Security-Policy"].startswith("sandbox")
@@ -126,13 +128,8 @@ def test_endpoint_headers_cannot_split_the_answer_or_set_cookies(orbit_plain):
 def test_an_invalid_status_from_an_endpoint_is_502(orbit_plain):
     orbit_plain.start_bridge()
     fake = FakeEndpoint(orbit_plain)
-    result = {}
-    t = threading.Thread(target=lambda: result.update(r=orbit_plain.get("fake/fake/x")))
-    t.start()
-    req = fake.next_request()
-    fake.send(protocol.RESPONSE, id=req["id"], status="200 OK", end=True, body=b"", headers={})
-    t.join(10)
-    assert result["r"].status_code == 502 and result["r"].json()["error"] is True
+    r = answered(orbit_plain, fake, "fake/fake/x", status="200 OK", end=True, body=b"", headers={})
+    assert r.status_code == 502 and r.json()["error"] is True
 
 
 def test_head_of_a_streamed_answer_keeps_the_connection_usable(orbit_plain):

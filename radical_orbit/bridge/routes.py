@@ -90,12 +90,12 @@ class BridgeHandler(Handler):
         name (checked first: most traffic is proxied and needs no route matching)."""
         first = unquote(self.rel_path.split("/", 1)[0])
         if first and first not in RESERVED:
-            return "proxy", {}
+            return "proxy", {"endpoint": first}
         try:
             return ROUTES.match(self.command, unquote(self.rel_path))
         except (NotFound, MethodNotAllowed):
             if first == "bridge":
-                return "proxy", {}
+                return "proxy", {"endpoint": first}
             raise
 
     @property
@@ -260,9 +260,8 @@ class BridgeHandler(Handler):
                     pass
 
     # -- the proxy ---------------------------------------------------------------------
-    def route_proxy(self) -> None:
-        endpoint, _, rest = self.rel_path.partition("/")
-        endpoint = unquote(endpoint)
+    def route_proxy(self, endpoint: str) -> None:
+        rest = self.rel_path.partition("/")[2]
         if not NAME_RE.match(endpoint):
             raise BadRequest("invalid endpoint name %r" % endpoint)
         body = self.body(self.bridge.settings["max_proxy_body"])
