@@ -15,8 +15,10 @@ from radical_orbit.errors import Gone, NotFound
 from radical_orbit.host import host_facts
 from radical_orbit.plugin import PluginContext, Request
 from radical_orbit.plugin_host import PluginHost
-from radical_orbit.plugins.sysinfo import SysinfoPlugin, disks, gpus, system
+from radical_orbit.plugins.sysinfo import SysinfoPlugin, cpu, disks, gpus, system
 from radical_orbit.plugins.sysinfo.commands import run_command
+
+from orbit_procs import wait_for
 
 Part = collections.namedtuple("Part", "device mountpoint fstype opts")
 #: Small enough to keep the suite fast, large enough for a loaded CI machine.
@@ -95,12 +97,14 @@ def test_metrics_shape_and_values(host):
     assert system_["hostname"] == socket.gethostname()
     assert system_["uptime"] > 0 and system_["boot_time"] > 0
     assert system_["kernel"] and system_["arch"] and system_["os"] and system_["user"]
-    cpu = metrics["cpu"]
-    assert cpu["cores_logical"] >= 1
-    assert cpu["cores_physical"] is None or cpu["cores_physical"] >= 1
-    assert 0.0 <= cpu["percent"] <= 100.0
-    assert len(cpu["load"]) == 3
-    assert isinstance(cpu["model"], str)
+    cpu_ = metrics["cpu"]
+    assert cpu_["cores_logical"] >= 1
+    assert cpu_["cores_physical"] is None or cpu_["cores_physical"] >= 1
+    assert 0.0 <= cpu_["percent"] <= 100.0
+    assert len(cpu_["percent_per_core"]) == cpu_["cores_logical"]
+    assert all(0.0 <= p <= 100.0 for p in cpu_["percent_per_core"])
+    assert len(cpu_["load"]) == 3
+    assert isinstance(cpu_["model"], str)
     memory = metrics["memory"]
     assert memory["total"] > 0 and 0 < memory["available"] <= memory["total"]
     assert metrics["disks"], "at least one disk"
@@ -151,6 +155,95 @@ def test_prefetch_thread_is_named_daemon_and_stops():
     plugin.stop()
     assert not thread.is_alive()
     assert time.monotonic() - started < PROMPT
+
+
+# -- CPU utilisation ---------------------------------------------------------------
+Times = collections.namedtuple("Times", "user nice system idle iowait irq softirq steal guest guest_nice")
+
+
+def times(busy, idle, guest=0.0):
+    """A per-core cpu_times record with ``busy`` s of user time (guest time is inside it)."""
+    return Times(busy, 0.0, 0.0, idle, 0.0, 0.0, 0.0, 0.0, guest, 0.0)
+
+
+def test_utilisation_total_and_per_core_from_deltas():
+    before = [times(10, 10), times(10, 10)]
+    after = [times(19, 11), times(10.5, 19.5, guest=1.0)]   # core 0: 90 % busy; core 1: 5 %
+    figures = cpu.utilisation(before, after)
+    assert figures["percent_per_core"] == [90.0, 5.0]
+    assert figures["percent"] == 47.5
+    assert cpu.utilisation(before, before) == {"percent": 0.0, "percent_per_core": [0.0, 0.0]}
+
+
+def test_cpu_sampler_owns_the_counters_and_every_thread_reads_its_figures(monkeypatch):
+    """Readers never touch the counters: eight threads get the one latest window, where
+    ``psutil.cpu_percent`` would have given each thread its own (a first call says 0 %)."""
+    samples = iter([[times(0, 0), times(0, 0)], [times(8, 2), times(3, 7)]])
+    monkeypatch.setattr(cpu.psutil, "cpu_times", lambda percpu=False: next(samples))
+    monkeypatch.setattr(cpu, "MIN_WINDOW", 0.0)
+    sampler = cpu.CpuSampler()
+    assert sampler.sample() is None            # one sample is no window yet
+    expected = {"percent": 55.0, "percent_per_core": [80.0, 30.0]}
+    assert sampler.sample() == expected
+    readings = []
+    threads = [threading.Thread(target=lambda: readings.append(sampler.latest())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(PROMPT)
+    assert readings == [expected] * 8          # and no further sample was taken (none left)
+
+
+def test_cpu_sampler_thread_publishes_and_stops():
+    sampler = cpu.CpuSampler(interval=0.05, first_interval=0.05)
+    sampler.start()
+    try:
+        figures = sampler.latest(wait=PROMPT)
+        assert 0.0 <= figures["percent"] <= 100.0
+        assert len(figures["percent_per_core"]) == psutil.cpu_count()
+    finally:
+        sampler.stop(PROMPT)
+    assert not sampler._thread.is_alive()
+
+
+#: The utilisation a busy core must show: well below 100, far above what the old
+#: per-thread readings gave (11-27 %, and 0 % for a worker's first call).
+BUSY_PERCENT = 60.0
+#: Readings taken once the endpoint is up: more than its worker threads, so that every
+#: worker answers at least one of them.
+BUSY_READINGS = 12
+BUSY_LOOP = "import time\nwhile True:\n    pass\n"
+
+
+def test_metrics_show_busy_cores_busy_through_bridge_and_endpoint(orbit_plain):
+    """N busy processes on N cores: every reading of ``metrics`` through a real bridge and
+    endpoint, from the first one on, shows the machine and every core busy."""
+    import subprocess
+    import sys
+    orbit = orbit_plain
+    orbit.start_bridge("-p", "none")
+    cores = psutil.cpu_count()
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(cores)]
+    try:
+        handles = [psutil.Process(proc.pid) for proc in busy]
+        wait_for(lambda: all(h.cpu_times().user > 0.2 for h in handles), 30.0,
+                 "the busy loops to be running")
+        orbit.start_endpoint("ep", "-p", "sysinfo", timeout=60.0)
+        sid = orbit.get("ep/sysinfo/register_session", "POST", timeout=30.0).json()["sid"]
+        readings = []
+        for _ in range(BUSY_READINGS):
+            resp = orbit.get("ep/sysinfo/metrics/%s" % sid, timeout=30.0)
+            assert resp.status_code == 200, resp.text
+            readings.append(resp.json()["cpu"])
+        for reading in readings:
+            assert reading["percent"] > BUSY_PERCENT, readings
+            assert len(reading["percent_per_core"]) == cores
+            assert all(p > BUSY_PERCENT for p in reading["percent_per_core"]), readings
+    finally:
+        for proc in busy:
+            proc.kill()
+        for proc in busy:
+            proc.wait(10)
 
 
 # -- disk classification ---------------------------------------------------------

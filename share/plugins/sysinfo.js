@@ -44,11 +44,13 @@
     var load = arr(c.load).map(function (l) { return num(l) ? l.toFixed(2) : '—'; });
     var cores = (num(c.cores_physical) ? c.cores_physical : '—') + ' physical / ' +
                 (num(c.cores_logical) ? c.cores_logical : '—') + ' logical';
+    var perCore = arr(c.percent_per_core).map(function (p) { return u.fmtPercent(p); });
     return el('section', {class: 'card'}, el('h3', null, 'CPU'),
       el('div', {class: 'sysinfo-model', title: txt(c.model)}, txt(c.model)),
       meter('utilisation', c.percent),
       u.kvTable({
         cores: cores,
+        'per core': perCore.length ? perCore.join('  ') : '—',
         frequency: num(c.freq_mhz) ? (c.freq_mhz / 1000).toFixed(2) + ' GHz' : '—',
         'load 1/5/15 min': load.length ? load.join('  ') : '—'
       }));

@@ -1,6 +1,8 @@
 """The sysinfo plugin: what is this machine, and how busy is it?
 
-Cheap facts (CPU load, memory, disks, network) are taken per request. Slow
+Cheap facts (memory, disks, network) are taken per request. CPU utilisation is
+sampled by its own thread (see ``cpu.py``): per-request readings would each cover
+a different window. Slow
 probes (GPU tools, CPU model) run in a background thread started by ``start``
 and refreshed every ``prefetch_interval`` seconds, so a request never waits
 for ``nvidia-smi``; ``metrics`` serves the latest prefetched result.
@@ -10,11 +12,10 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
-import psutil
-
 from ...host import host_facts
 from ...plugin import Plugin, PluginContext, PluginSession, Request, route
 from .commands import COMMAND_TIMEOUT
+from .cpu import CPU_INTERVAL, CpuSampler
 from .disks import DiskProbe
 from .gpus import GPU, probe_gpus
 from .system import cpu_info, cpu_model, memory_info, network_info, os_name, system_info
@@ -37,10 +38,12 @@ class SysinfoPlugin(Plugin):
     prefetch_interval = PREFETCH_INTERVAL
     first_probe_wait = FIRST_PROBE_WAIT
     probe_timeout = COMMAND_TIMEOUT
+    cpu_interval = CPU_INTERVAL
 
     def __init__(self, name: str, context: PluginContext):
         super().__init__(name, context)
         self.disks = DiskProbe()
+        self.cpu = CpuSampler(self.cpu_interval)
         # Replaced whole by the prefetch thread; readers see the old or the new value.
         self._gpus: List[GPU] = []
         self._cpu_model = ""
@@ -52,8 +55,8 @@ class SysinfoPlugin(Plugin):
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
-        """Prime the CPU counter (its first reading is meaningless) and start prefetching."""
-        psutil.cpu_percent(interval=None)
+        """Start sampling the CPU and prefetching the slow probes."""
+        self.cpu.start("sysinfo-cpu-%s" % self.name)
         self._started_at = time.monotonic()
         self._thread = threading.Thread(target=self._prefetch_loop, daemon=True,
                                         name="sysinfo-prefetch-%s" % self.name)
@@ -63,6 +66,7 @@ class SysinfoPlugin(Plugin):
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(STOP_JOIN_TIMEOUT)
+        self.cpu.stop(STOP_JOIN_TIMEOUT)
         super().stop()
 
     def _prefetch_loop(self) -> None:
@@ -87,11 +91,15 @@ class SysinfoPlugin(Plugin):
     def _probe_gpus(self) -> None:
         self._gpus = probe_gpus(self.probe_timeout)
 
+    def _first_probe_remaining(self) -> float:
+        """Seconds a request may still wait for the first probes (only right after start)."""
+        if self._started_at is None:
+            return 0.0
+        return max(0.0, self._started_at + self.first_probe_wait - time.monotonic())
+
     def _wait_first_probe(self) -> None:
         """Right after start, give the first probe a moment so GPUs show up at once."""
-        if self._started_at is None:
-            return
-        remaining = self._started_at + self.first_probe_wait - time.monotonic()
+        remaining = self._first_probe_remaining()
         if remaining > 0:
             self._probed.wait(remaining)
 
@@ -109,7 +117,8 @@ class SysinfoPlugin(Plugin):
 
     @route("GET", "metrics/{sid}")
     def metrics(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        usage = self.cpu.latest(self._first_probe_remaining())
         self._wait_first_probe()
-        return {"system": system_info(self._os_name), "cpu": cpu_info(self._cpu_model),
+        return {"system": system_info(self._os_name), "cpu": cpu_info(self._cpu_model, usage),
                 "memory": memory_info(), "disks": self.disks.snapshot(),
                 "network": network_info(), "gpus": list(self._gpus)}

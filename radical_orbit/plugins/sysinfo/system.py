@@ -119,12 +119,12 @@ def _load() -> List[float]:
         return []
 
 
-def cpu_info(model: str) -> Dict[str, Any]:
-    """CPU facts; ``percent`` is the usage since the previous call (primed in ``start``)."""
+def cpu_info(model: str, usage: Dict[str, Any]) -> Dict[str, Any]:
+    """CPU facts; ``usage`` is the sampler's latest ``percent`` and ``percent_per_core``."""
     return {"model": model, "cores_physical": psutil.cpu_count(logical=False),
             "cores_logical": psutil.cpu_count(logical=True),
-            "percent": psutil.cpu_percent(interval=None), "load": _load(),
-            "freq_mhz": _freq_mhz()}
+            "percent": usage["percent"], "percent_per_core": list(usage["percent_per_core"]),
+            "load": _load(), "freq_mhz": _freq_mhz()}
 
 
 def memory_info() -> Dict[str, Any]:
