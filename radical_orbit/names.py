@@ -1,12 +1,17 @@
 """Name rules for endpoints and plugin instances (SPEC 3)."""
 import re
+from typing import FrozenSet
 
 from .errors import BadRequest
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-#: ``bridge`` names the bridge's own plugins; the rest are the bridge's route prefixes.
-RESERVED = frozenset(("bridge", "auth", "endpoint", "endpoints", "events", "health",
-                      "plugins", "register"))
+
+
+def reserved() -> FrozenSet[str]:
+    """Names no endpoint can take: ``bridge`` (the bridge's own plugins) and the first
+    path segments of the bridge's routes, read from its route table (declared once there)."""
+    from .bridge.routes import RESERVED
+    return RESERVED
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -17,6 +22,6 @@ def check_name(name: str, what: str = "name") -> str:
 
 def check_endpoint_name(name: str) -> str:
     check_name(name, "endpoint name")
-    if name in RESERVED:
+    if name in reserved():
         raise BadRequest("endpoint name %r is reserved" % name)
     return name

@@ -16,6 +16,7 @@ import uuid
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, Optional, Union
 
+from . import router
 from .errors import BadRequest, Gone, NotFound, PayloadTooLarge
 
 #: A JSON body larger than this is refused with 413; large data goes through ``req.stream``.
@@ -32,10 +33,11 @@ def route(method: str, rule: str, inline: bool = False) -> Callable:
     them on its link's reader thread, skipping the hand-off to a worker. A blocking
     inline handler stalls every call on that endpoint, so when in doubt, leave it off.
     """
+    declare = router.route(method, rule)
+
     def mark(func):
-        func.__dict__.setdefault("_orbit_routes", []).append((method.upper(), rule))
         func._orbit_inline = inline
-        return func
+        return declare(func)
     return mark
 
 

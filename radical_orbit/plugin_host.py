@@ -13,28 +13,11 @@ from . import registry
 from .errors import BadRequest, Conflict, NotFound, OrbitError, from_exception
 from .names import check_name
 from .plugin import Plugin, PluginContext, Request, Response
-from .router import Router
+from .router import Router, class_router
 
 log = logging.getLogger("radical_orbit.plugin_host")
 
 CONTROL = "_orbit"
-
-
-def plugin_router(cls: Type[Plugin]) -> Router:
-    """The class's routes (its own and inherited), compiled once per class."""
-    cached = cls.__dict__.get("_orbit_router")
-    if cached is not None:
-        return cached
-    router = Router()
-    taken = set()
-    for klass in cls.__mro__:
-        for attr, func in vars(klass).items():
-            for method, rule in getattr(func, "_orbit_routes", ()):
-                if (method, rule) not in taken:   # the most derived declaration wins
-                    taken.add((method, rule))
-                    router.add(method, rule, attr)
-    cls._orbit_router = router
-    return router
 
 
 class PluginHost:
@@ -161,7 +144,7 @@ class PluginHost:
         if plugin is None:
             check_name(instance, "plugin name")
             raise NotFound("no plugin %r on endpoint %s" % (instance, self.endpoint))
-        attr, params = plugin_router(type(plugin)).match(req.method, rest)
+        attr, params = class_router(type(plugin)).match(req.method, rest)
         target = getattr(plugin, attr)
         return target, params, getattr(target, "_orbit_inline", False)
 

@@ -1,16 +1,44 @@
 """The small router shared by the bridge and the endpoint.
 
-Rules such as ``GET metrics/{sid}`` or ``GET files/{path:path}`` are compiled
-once to regular expressions; ``match`` returns the target and the path
-parameters, or raises NotFound / MethodNotAllowed.
+Routes are declared once, on the methods that serve them, with ``@route``;
+``class_router`` collects a class's declarations into a ``Router``. Rules such
+as ``GET metrics/{sid}`` or ``GET files/{path:path}`` are compiled once to
+regular expressions; ``match`` returns the target and the path parameters, or
+raises NotFound / MethodNotAllowed.
 """
 import re
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Tuple, Type
 
 from .errors import MethodNotAllowed, NotFound
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(segment|path|int))?\}")
 _KINDS = {"segment": r"[^/]+", "path": r".+", "int": r"-?\d+"}
+
+
+def route(method: str, rule: str) -> Callable:
+    """Declare that the decorated method serves ``method rule``; stackable."""
+    def mark(func):
+        func.__dict__.setdefault("_orbit_routes", []).append((method.upper(), rule))
+        return func
+    return mark
+
+
+def class_router(cls: Type) -> "Router":
+    """The ``@route`` declarations of ``cls`` and its bases (the most derived wins),
+    compiled once per class; each target is the method's attribute name."""
+    cached = cls.__dict__.get("_orbit_router")
+    if cached is not None:
+        return cached
+    router = Router()
+    taken = set()
+    for klass in cls.__mro__:
+        for attr, func in vars(klass).items():
+            for method, rule in getattr(func, "_orbit_routes", ()):
+                if (method, rule) not in taken:
+                    taken.add((method, rule))
+                    router.add(method, rule, attr)
+    cls._orbit_router = router
+    return router
 
 
 def compile_rule(rule: str) -> Tuple["re.Pattern", Dict[str, str]]:
@@ -47,6 +75,15 @@ class Router:
     def rules(self) -> List[Tuple[str, str]]:
         out = [(m, r) for r, methods in self._static.items() for m in methods]
         return out + [(m, r) for m, _x, _k, r, _t in self._dynamic]
+
+    def first_segments(self) -> FrozenSet[str]:
+        """The literal first path segment of every rule (the root rule has none)."""
+        out = set()
+        for _method, rule in self.rules():
+            first = rule.split("/", 1)[0]
+            if first and not _PARAM.search(first):
+                out.add(first)
+        return frozenset(out)
 
     def match(self, method: str, path: str) -> Tuple[Any, Dict[str, Any]]:
         method = method.upper()

@@ -16,9 +16,9 @@ from radical_orbit import registry
 from radical_orbit.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, OrbitError, Unavailable
 from radical_orbit.names import check_name
 from radical_orbit.plugin import Plugin, PluginSession, Request, Response, route
-from radical_orbit.plugin_host import PluginHost, plugin_router
+from radical_orbit.plugin_host import PluginHost
 from radical_orbit.plugins import ALL_ROLES
-from radical_orbit.router import Router, compile_rule
+from radical_orbit.router import Router, class_router, compile_rule
 
 
 # -- plugins used by these tests ----------------------------------------------------------
@@ -229,13 +229,13 @@ def test_router_rejects_duplicate_parameters_and_escapes_literals():
 
 
 def test_plugin_router_collects_inherited_routes_once_per_class():
-    rules = set(plugin_router(CounterPlugin).rules())
+    rules = set(class_router(CounterPlugin).rules())
     assert {("POST", "register_session"), ("POST", "unregister_session/{session_id}"),
             ("GET", "version"), ("GET", "list_sessions"), ("GET", "health"),
             ("GET", "ui_config"), ("GET", "count/{sid}")} <= rules
-    assert plugin_router(CounterPlugin) is plugin_router(CounterPlugin)
-    assert plugin_router(ShortLived) is not plugin_router(CounterPlugin)
-    assert ("GET", "count/{sid}") in plugin_router(ShortLived).rules()
+    assert class_router(CounterPlugin) is class_router(CounterPlugin)
+    assert class_router(ShortLived) is not class_router(CounterPlugin)
+    assert ("GET", "count/{sid}") in class_router(ShortLived).rules()
 
 
 def test_overriding_a_base_handler_keeps_its_route(notes):

@@ -1,19 +1,23 @@
 """The bridge's HTTP handler: its own routes (SPEC 5), the Explorer files, the
-event stream, endpoint registration, and the proxy for everything else."""
+event stream, endpoint registration, and the proxy for everything else.
+
+Each bridge route is declared once, with ``@route`` on the method that serves it;
+the first path segments of those routes (plus ``bridge``) are the names no
+endpoint can take (``RESERVED``, read by ``names.check_endpoint_name``)."""
 import json
 import logging
 import os
 import re
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote
 
 from .. import protocol
 from ..errors import (BadRequest, MethodNotAllowed, NotFound, OrbitError, Unauthorized,
                       from_exception)
-from ..names import NAME_RE, RESERVED
+from ..names import NAME_RE
 from ..plugin import Request
-from ..router import Router
+from ..router import Router, class_router, route
 from ..share import share_dir
 from .events import Filter
 from .http import READ_CHUNK, BodyReader, Handler, http_chunk
@@ -26,6 +30,8 @@ KEEPALIVE_S = 15.0
 DRAIN_LIMIT = 16 * 2**20
 ANONYMOUS_DRAIN_LIMIT = 64 * 1024
 SSE_RETRY_MS = 2000
+#: the pseudo-endpoint of the bridge's own plugins
+BRIDGE = "bridge"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 EXPLORER_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -37,23 +43,8 @@ EXPLORER_HEADERS = {
     "Cache-Control": "no-cache",
 }
 
-ROUTES = Router()
-for _method, _rule, _name in (
-        ("GET", "", "explorer"),
-        ("GET", "plugins/{file}", "plugin_module"),
-        ("POST", "auth", "login"),
-        ("DELETE", "auth", "logout"),
-        ("POST", "endpoint/list", "endpoint_list"),
-        ("GET", "endpoint/list", "endpoint_list"),
-        ("GET", "endpoints", "endpoints"),
-        ("POST", "endpoint/disconnect/{name}", "disconnect"),
-        ("POST", "bridge/terminate", "terminate"),
-        ("GET", "events", "events"),
-        ("GET", "health", "health"),
-        ("GET", "register", "register")):
-    ROUTES.add(_method, _rule, _name)
 #: routes a browser reaches before it has logged in
-OPEN_ROUTES = frozenset(("explorer", "plugin_module", "login", "logout"))
+OPEN_ROUTES = frozenset(("route_explorer", "route_plugin_module", "route_login", "route_logout"))
 
 
 class BridgeHandler(Handler):
@@ -75,7 +66,7 @@ class BridgeHandler(Handler):
             if name not in OPEN_ROUTES and not self.bridge.auth.allows(self.headers):
                 raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>'",
                                    headers={"WWW-Authenticate": "Bearer"})
-            getattr(self, "route_" + name)(**params)
+            getattr(self, name)(**params)
         except OrbitError as err:
             self._fail(err)
         except (ConnectionError, TimeoutError, OSError) as exc:
@@ -90,12 +81,12 @@ class BridgeHandler(Handler):
         name (checked first: most traffic is proxied and needs no route matching)."""
         first = unquote(self.rel_path.split("/", 1)[0])
         if first and first not in RESERVED:
-            return "proxy", {"endpoint": first}
+            return "route_proxy", {"endpoint": first}
         try:
             return ROUTES.match(self.command, unquote(self.rel_path))
         except (NotFound, MethodNotAllowed):
-            if first == "bridge":
-                return "proxy", {"endpoint": first}
+            if first == BRIDGE:
+                return "route_proxy", {"endpoint": first}
             raise
 
     @property
@@ -139,6 +130,7 @@ class BridgeHandler(Handler):
         return data
 
     # -- the Explorer --------------------------------------------------------------
+    @route("GET", "")
     def route_explorer(self) -> None:
         token = self.query.get("token", [None])[-1]
         if token is not None:
@@ -150,6 +142,7 @@ class BridgeHandler(Handler):
             return self.send_bytes(303, b"", "text/plain", headers)
         self._static("index.html", "text/html; charset=utf-8")
 
+    @route("GET", "plugins/{file}")
     def route_plugin_module(self, file: str) -> None:
         if not PLUGIN_JS.match(file):
             raise NotFound("no Explorer module %r" % file)
@@ -166,6 +159,7 @@ class BridgeHandler(Handler):
             raise NotFound("no such file: %s" % rel)
         self.send_bytes(200, data, content_type, EXPLORER_HEADERS)
 
+    @route("POST", "auth")
     def route_login(self) -> None:
         token = self.json_body().get("token")
         if not self.bridge.auth.enabled:
@@ -175,28 +169,34 @@ class BridgeHandler(Handler):
         self.send_json({"ok": True}, headers={
             "Set-Cookie": self.bridge.auth.cookie_header(self.bridge.tls is not None)})
 
+    @route("DELETE", "auth")
     def route_logout(self) -> None:
         self.body().drain()
         self.send_json({"ok": True}, headers={
             "Set-Cookie": self.bridge.auth.expired_cookie_header(self.bridge.tls is not None)})
 
     # -- bridge routes ---------------------------------------------------------------
+    @route("GET", "endpoint/list")
+    @route("POST", "endpoint/list")
     def route_endpoint_list(self) -> None:
         if self.command == "POST":
             self.body().drain()
         self.send_bytes(200, self.bridge.topology.snapshot_json())
 
+    @route("GET", "endpoints")
     def route_endpoints(self) -> None:
         self.send_json(self.bridge.topology.summary())
 
+    @route("GET", "health")
     def route_health(self) -> None:
         self.send_json({"status": "ok", "endpoints": self.bridge.topology.count(),
                         "uptime_s": round(time.time() - self.bridge.started, 3),
                         "listeners": self.bridge.hub.listener_count})
 
+    @route("POST", "endpoint/disconnect/{name}")
     def route_disconnect(self, name: str) -> None:
         self.body().drain()
-        if name == "bridge":
+        if name == BRIDGE:
             raise BadRequest("the bridge's own plugins cannot be disconnected; use /bridge/terminate")
         conn = self.bridge.topology.get(name)
         if conn is None:
@@ -205,6 +205,7 @@ class BridgeHandler(Handler):
         log.info("endpoint %s asked to shut down", name)
         self.send_json({"status": "shutdown", "endpoint": name})
 
+    @route("POST", "bridge/terminate")
     def route_terminate(self) -> None:
         self.body().drain()
         log.info("terminate requested by %s", self.client_address[0])
@@ -212,10 +213,12 @@ class BridgeHandler(Handler):
         self.send_json({"status": "terminating", "endpoints": self.bridge.topology.count()})
         self.bridge.stop()
 
+    @route("GET", "register")
     def route_register(self) -> None:
         self.bridge.register(self)
 
     # -- events ------------------------------------------------------------------------
+    @route("GET", "events")
     def route_events(self) -> None:
         q = lambda key: (self.query.get(key) or [None])[-1]
         last = self.headers.get("Last-Event-ID") or q("last_event_id")
@@ -265,7 +268,7 @@ class BridgeHandler(Handler):
         if not NAME_RE.match(endpoint):
             raise BadRequest("invalid endpoint name %r" % endpoint)
         body = self.body(self.bridge.settings["max_proxy_body"])
-        if endpoint == "bridge":
+        if endpoint == BRIDGE:
             return self._local(rest, body)
         conn = self.bridge.topology.get(endpoint)
         if conn is None:
@@ -318,3 +321,12 @@ class BridgeHandler(Handler):
             if close is not None:
                 close()
 
+
+def reserved_names(routes: Router) -> FrozenSet[str]:
+    """The names no endpoint can take: the bridge's own plugins, and each first segment of
+    the bridge's routes (an endpoint of that name would be shadowed by the route)."""
+    return routes.first_segments() | {BRIDGE}
+
+
+ROUTES = class_router(BridgeHandler)
+RESERVED = reserved_names(ROUTES)
