@@ -4,11 +4,15 @@ A body larger than one chunk crosses as DATA messages. The receiver keeps at
 most ``window`` bytes buffered per stream and returns CREDIT as its consumer
 reads, so memory stays bounded on both sides for any body size, and a slow
 stream never blocks others on the same socket.
+
+``pump`` is the sending side, one implementation for every body that streams:
+the bridge's request bodies, the endpoint's response bodies, and plugins that
+move data (staging).
 """
 import collections
 import threading
 import time
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
 
 from .errors import OrbitError, Timeout
 
@@ -24,8 +28,8 @@ class SendWindow:
     def take(self, n: int, timeout: float) -> None:
         """Account for ``n`` bytes just sent, waiting first while the window is used up.
 
-        Callers pass the size of the chunk they sent last, so at most a window plus one
-        chunk is in flight; receivers allow for that (``max_buffered``)."""
+        Callers pass the size of the chunk they sent last, so less than a window plus two
+        chunks is ever in flight; receivers allow for that (``max_buffered``)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._available <= 0 and self._error is None:
@@ -46,6 +50,51 @@ class SendWindow:
         with self._cond:
             self._error = error
             self._cond.notify_all()
+
+
+#: a body piece and whether it is the last one
+Piece = Tuple[bytes, bool]
+
+
+def pump(pieces: Iterator[Piece], send_head: Callable[[bytes, bool], Any],
+         send_data: Callable[[bytes, bool], Any], open_window: Callable[[], SendWindow],
+         idle: float) -> bool:
+    """Send a body under flow control: the first piece with the message head
+    (``send_head(chunk, last)``), each further one as DATA (``send_data``) once the
+    window has room.
+
+    The window is opened before the head goes out (the peer may grant credit at once),
+    and only when more than one piece follows. Returns False when a send returned
+    False (the link is gone); the window's errors (no credit in ``idle`` s, the peer
+    cancelled or answered early) propagate to the caller."""
+    chunk, last = next(pieces, (b"", True))
+    window = open_window() if not last else None
+    if send_head(chunk, last) is False:
+        return False
+    while not last:
+        window.take(len(chunk), idle)
+        chunk, last = next(pieces, (b"", True))
+        if send_data(chunk, last) is False:
+            return False
+    return True
+
+
+def with_last(chunks: Iterable[bytes]) -> Iterator[Piece]:
+    """Each chunk with a flag telling whether it is the last one (for ``pump``)."""
+    it = iter(chunks)
+    try:
+        prev = next(it)
+    except StopIteration:
+        return
+    try:
+        for chunk in it:
+            yield prev, False
+            prev = chunk
+        yield prev, True
+    finally:
+        close = getattr(it, "close", None)
+        if close:
+            close()
 
 
 class ReceiveStream:

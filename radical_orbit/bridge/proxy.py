@@ -9,6 +9,7 @@ import logging
 from typing import Any, Dict, Iterator
 
 from .. import protocol
+from ..streams import Piece, pump
 from .connection import AnsweredEarly, EndpointConnection, Pending
 from .http import BodyReader
 
@@ -47,21 +48,16 @@ class ProxyCall:
         """Send the request (and its body) and wait for the response head."""
         pending = self.conn.open_request(self.max_pending, self.idle)
         try:
-            first = body.read(self.chunk)
-            end = body.done
             fwd = plugin_headers(headers)
-            window = pending.open_window() if not end else None
-            self.conn.send(protocol.REQUEST, id=pending.id, method=method, path=path,
-                           query=query, headers=fwd, body=first, end=end,
-                           length=body.length, deadline=self.deadline)
-            while not end:
-                try:
-                    window.take(len(first), self.idle)
-                except AnsweredEarly:
-                    break
-                first = body.read(self.chunk)
-                end = body.done
-                self.conn.send(protocol.DATA, id=pending.id, body=first, end=end)
+            try:
+                pump(_pieces(body, self.chunk),
+                     lambda first, end: self.conn.send(
+                         protocol.REQUEST, id=pending.id, method=method, path=path, query=query,
+                         headers=fwd, body=first, end=end, length=body.length, deadline=self.deadline),
+                     lambda chunk, end: self.conn.send(protocol.DATA, id=pending.id, body=chunk, end=end),
+                     pending.open_window, self.idle)
+            except AnsweredEarly:
+                pass
             pending.wait(self.deadline)
             return pending
         except Exception:
@@ -83,3 +79,12 @@ class ProxyCall:
         for chunk in pending.body.iter_chunks():
             yield chunk
         self.finished = True
+
+
+def _pieces(body: BodyReader, size: int) -> Iterator[Piece]:
+    """The client's request body in chunks of at most ``size`` bytes, each flagged last or not."""
+    while True:
+        chunk = body.read(size)
+        yield chunk, body.done
+        if body.done:
+            return

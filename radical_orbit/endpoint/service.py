@@ -12,7 +12,7 @@ import os
 import random
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Optional
 from urllib.parse import parse_qs
 
 from .. import __version__, protocol
@@ -20,7 +20,7 @@ from ..errors import OrbitError, Unavailable
 from ..host import host_facts
 from ..plugin import Request, Response
 from ..plugin_host import PluginHost, error_response
-from ..streams import ReceiveStream, SendWindow
+from ..streams import ReceiveStream, SendWindow, pump, with_last
 from .link import Fatal, Link, Retry, dial
 from .workers import WorkerPool
 
@@ -267,20 +267,13 @@ class EndpointService:
         link, rid = stream.link, stream.id
         headers = dict(resp.headers)
         headers["content-type"] = resp.content_type
-        chunks = _lookahead(resp.chunks(link.settings["chunk"]))
+        chunks = with_last(resp.chunks(link.settings["chunk"]))
         try:
-            first, last = next(chunks, (b"", True))
-            window = stream.open_window() if not last else None
-            if not link.send(protocol.RESPONSE, id=rid, status=resp.status, headers=headers,
-                             body=first, end=last, length=resp.length):
-                return
-            sent = len(first)
-            while not last:
-                window.take(sent, stream.idle)
-                chunk, last = next(chunks, (b"", True))
-                sent = len(chunk)
-                if not link.send(protocol.DATA, id=rid, body=chunk, end=last):
-                    return
+            pump(chunks,
+                 lambda body, end: link.send(protocol.RESPONSE, id=rid, status=resp.status, headers=headers,
+                                             body=body, end=end, length=resp.length),
+                 lambda body, end: link.send(protocol.DATA, id=rid, body=body, end=end),
+                 stream.open_window, stream.idle)
         except OrbitError as exc:
             log.info("[%s] response stream abandoned: %s", rid, exc.detail)
             link.send(protocol.CANCEL, id=rid, detail=exc.detail)
@@ -330,21 +323,3 @@ class EndpointService:
     def _ping_interval(self) -> float:
         link = self._link
         return link.settings["ping_interval"] if link else protocol.DEFAULT_SETTINGS["ping_interval"]
-
-
-def _lookahead(chunks: Iterator[bytes]) -> Iterator[Tuple[bytes, bool]]:
-    """Each chunk with a flag telling whether it is the last one."""
-    it = iter(chunks)
-    try:
-        prev = next(it)
-    except StopIteration:
-        return
-    try:
-        for chunk in it:
-            yield prev, False
-            prev = chunk
-        yield prev, True
-    finally:
-        close = getattr(it, "close", None)
-        if close:
-            close()
