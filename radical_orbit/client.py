@@ -20,7 +20,7 @@ from .errors import NotFound, OrbitError, Timeout, Unavailable, error_for_status
 log = logging.getLogger("radical_orbit.client")
 
 DEFAULT_TIMEOUT = 30.0
-#: The bridge sends a keepalive every ~15 s; silence for this long means it is gone.
+#: The bridge sends a keepalive every 15 s (``--keepalive``, at most 30 s); silence for this long means it is gone.
 SSE_READ_TIMEOUT = 45.0
 
 

@@ -145,13 +145,13 @@ class PluginSession:
         self.plugin = plugin
         self.sid = sid
         self.created = time.time()
-        self.last_used = time.monotonic()
+        self.last_used = plugin.clock()
 
     def touch(self) -> None:
-        self.last_used = time.monotonic()
+        self.last_used = self.plugin.clock()
 
     def idle_s(self) -> float:
-        return time.monotonic() - self.last_used
+        return self.plugin.clock() - self.last_used
 
     def close(self) -> None:
         """Release what this session holds; called once, on unregister or expiry."""
@@ -183,6 +183,8 @@ class Plugin:
     session_class = PluginSession
     client_class: str = "radical_orbit.client.PluginClient"
     session_ttl: float = 3600.0
+    #: the monotonic clock that sessions' idle time is measured by (tests set one they can move)
+    clock: Callable[[], float] = staticmethod(time.monotonic)
     ui_config: Dict[str, Any] = {}
     ui_module: Optional[str] = None
     #: host roles (bridge, login, compute, standalone) whose default set includes this plugin

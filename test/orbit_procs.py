@@ -28,6 +28,20 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
         time.sleep(interval)
 
 
+class ManualClock:
+    """A monotonic clock that moves only when told: ``plugin.clock = ManualClock()``, then
+    ``clock.advance(ttl + 1)`` expires a session without waiting for it."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def make_cert(directory: str, host: str = "localhost") -> Dict[str, str]:
     """A self-signed cert for localhost and 127.0.0.1, key mode 0600."""
     cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")

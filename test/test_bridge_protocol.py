@@ -3,7 +3,6 @@ misbehaving or reconnecting endpoint, and odd HTTP clients, get."""
 import json
 import socket
 import threading
-import time
 
 import pytest
 import requests
@@ -69,7 +68,7 @@ def test_a_reconnecting_endpoint_gets_its_welcome_before_any_call(orbit_plain):
                 pass
     threading.Thread(target=traffic, daemon=True).start()
     try:
-        time.sleep(0.2)   # let calls pile up on the stale socket: that is the situation tested
+        first.next_request()   # calls are going to the stale socket: that is the situation tested
         second = FakeEndpoint(orbit_plain, resume=first.welcome["resume"])
         assert second.welcome["k"] == protocol.WELCOME
     finally:

@@ -107,6 +107,12 @@ def test_plain_http_on_a_public_address_is_refused(tmp_path):
     assert r.returncode == 1 and "--insecure" in one_error_line(r.stderr)
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "31", "nan"])
+def test_a_keepalive_out_of_range_is_a_one_line_error(tmp_path, value):
+    r = run_cmd("radical_orbit.bridge", ["--port", "0", "--keepalive", value], clean_env(str(tmp_path)))
+    assert r.returncode == 1 and "--keepalive must be" in one_error_line(r.stderr)
+
+
 def test_port_in_use_and_unknown_plugin_are_one_line_errors(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,7 +6,6 @@ import json
 import logging
 import sys
 import threading
-import time
 import types
 
 import pytest
@@ -19,6 +18,7 @@ from radical_orbit.plugin import Plugin, PluginSession, Request, Response, route
 from radical_orbit.plugin_host import PluginHost
 from radical_orbit.plugins import ALL_ROLES
 from radical_orbit.router import Router, class_router, compile_rule
+from orbit_procs import ManualClock
 
 
 # -- plugins used by these tests ----------------------------------------------------------
@@ -105,8 +105,9 @@ class CounterPlugin(Plugin):
 
 
 class ShortLived(CounterPlugin):
+    """Expires by the tests' ManualClock: a minute of real time never passes in a test."""
     plugin_name = "short"
-    session_ttl = 0.05
+    session_ttl = 60.0
 
 
 class Immortal(CounterPlugin):
@@ -586,12 +587,21 @@ def test_error_envelope_shape(host):
 
 
 # -- sessions and their TTL -----------------------------------------------------------------
+def short_lived(host):
+    """Add a ShortLived plugin whose sessions age by a clock the test moves."""
+    plugin = host.add("short", ShortLived)
+    plugin.clock = ManualClock()
+    return plugin.clock
+
+
 def test_session_idle_longer_than_ttl_answers_410_and_is_closed(notes):
     CounterSession.closed = 0
     host = PluginHost("ep1", "standalone", {}, notes)
-    host.add("short", ShortLived)
+    clock = short_lived(host)
     sid = register(host, "short")
-    time.sleep(ShortLived.session_ttl + 0.1)
+    clock.advance(ShortLived.session_ttl - 1)
+    assert call(host, "GET", "short/count/%s" % sid)[0] == 200
+    clock.advance(ShortLived.session_ttl + 1)
     status, body = call(host, "GET", "short/count/%s" % sid)
     assert status == 410 and body["status_code"] == 410
     assert CounterSession.closed == 1
@@ -601,9 +611,11 @@ def test_session_idle_longer_than_ttl_answers_410_and_is_closed(notes):
 def test_expire_sessions_reaps_idle_sessions_then_410(notes):
     CounterSession.closed = 0
     host = PluginHost("ep1", "standalone", {}, notes)
-    host.add("short", ShortLived)
+    clock = short_lived(host)
     sid = register(host, "short")
-    time.sleep(ShortLived.session_ttl + 0.1)
+    host.expire_sessions()
+    assert CounterSession.closed == 0
+    clock.advance(ShortLived.session_ttl + 1)
     host.expire_sessions()
     assert CounterSession.closed == 1
     assert call(host, "GET", "short/health")[1]["sessions"] == 0
@@ -611,35 +623,33 @@ def test_expire_sessions_reaps_idle_sessions_then_410(notes):
 
 
 def test_session_route_refreshes_the_idle_timer(notes):
-    class HalfSecond(CounterPlugin):
-        session_ttl = 0.5
-
     host = PluginHost("ep1", "standalone", {}, notes)
-    host.add("half", HalfSecond)
-    sid = register(host, "half")
-    for _ in range(4):                      # 0.8 s in all, never 0.5 s idle
-        time.sleep(0.2)
-        assert call(host, "GET", "half/count/%s" % sid)[0] == 200
+    clock = short_lived(host)
+    sid = register(host, "short")
+    for _ in range(4):                      # 1.6 TTLs in all, never a whole TTL idle
+        clock.advance(0.4 * ShortLived.session_ttl)
+        assert call(host, "GET", "short/count/%s" % sid)[0] == 200
     host.expire_sessions()
-    assert call(host, "GET", "half/count/%s" % sid)[0] == 200
-    time.sleep(0.6)
-    assert call(host, "GET", "half/count/%s" % sid)[0] == 410
+    assert call(host, "GET", "short/count/%s" % sid)[0] == 200
+    clock.advance(1.2 * ShortLived.session_ttl)
+    assert call(host, "GET", "short/count/%s" % sid)[0] == 410
 
 
 def test_ttl_zero_never_expires(notes):
     host = PluginHost("ep1", "standalone", {}, notes)
     plugin = host.add("immortal", Immortal)
+    clock = plugin.clock = ManualClock()
     sid = register(host, "immortal")
-    plugin._sessions[sid].last_used -= 10 ** 6
+    clock.advance(10 ** 6)
     host.expire_sessions()
     assert call(host, "GET", "immortal/count/%s" % sid)[0] == 200
 
 
 def test_unregister_of_an_expired_session_is_404(notes):
     host = PluginHost("ep1", "standalone", {}, notes)
-    host.add("short", ShortLived)
+    clock = short_lived(host)
     sid = register(host, "short")
-    time.sleep(ShortLived.session_ttl + 0.1)
+    clock.advance(ShortLived.session_ttl + 1)
     assert call(host, "POST", "short/unregister_session/%s" % sid)[0] == 404
 
 

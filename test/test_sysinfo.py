@@ -18,7 +18,7 @@ from radical_orbit.plugin_host import PluginHost
 from radical_orbit.plugins.sysinfo import SysinfoPlugin, cpu, disks, gpus, system
 from radical_orbit.plugins.sysinfo.commands import run_command
 
-from orbit_procs import wait_for
+from orbit_procs import ManualClock, wait_for
 
 Part = collections.namedtuple("Part", "device mountpoint fstype opts")
 #: Small enough to keep the suite fast, large enough for a loaded CI machine.
@@ -134,14 +134,12 @@ def test_unknown_session_is_404(host, plugin):
 
 def test_expired_session_is_410(host, plugin):
     sysinfo = host._plugins["sysinfo"]
-    sysinfo.session_ttl = 0.01
+    clock = sysinfo.clock = plugin.clock = ManualClock()
     _, body = call(host, "POST", "sysinfo/register_session")
-    time.sleep(0.05)
+    sid = new_sid(plugin)
+    clock.advance(sysinfo.session_ttl + 1)
     status, _ = call(host, "GET", "sysinfo/metrics/%s" % body["sid"])
     assert status == 410
-    plugin.session_ttl = 0.01
-    sid = new_sid(plugin)
-    time.sleep(0.05)
     with pytest.raises(Gone):
         plugin.get_session(sid)
 

@@ -171,6 +171,17 @@ def test_hello_without_the_package_installed_is_unknown(orbit_plain):
     assert "error: unknown plugin 'hello'" in proc.output()
 
 
+def sse_thread_is_reading() -> bool:
+    """Whether the SDK's listener thread is blocked in a socket read (its innermost
+    Python frame is the socket file's ``readinto``)."""
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident) if thread.name == "orbit-sse" else None
+        if frame is not None and frame.f_code.co_name == "readinto":
+            return True
+    return False
+
+
 def test_closing_the_sdk_while_listening_is_prompt_and_quiet(orbit_plain, monkeypatch):
     orbit = orbit_plain
     orbit.start_bridge()
@@ -180,7 +191,7 @@ def test_closing_the_sdk_while_listening_is_prompt_and_quiet(orbit_plain, monkey
     bridge = radical_orbit.BridgeClient(url=orbit.url, token=orbit.token)
     bridge.register_topology_callback(lambda data: connected.set())
     assert connected.wait(EVENT_TIMEOUT)
-    time.sleep(0.2)                 # the listener is now blocked reading the stream
+    wait_for(sse_thread_is_reading, EVENT_TIMEOUT, "the SDK's listener to block on the stream")
     started = time.monotonic()
     bridge.close()
     assert time.monotonic() - started < 5.0

@@ -29,7 +29,10 @@ DEFAULT_SETTINGS = {
     "max_proxy_body": 2**40,        # bytes accepted on a proxied request
     "ping_interval": protocol.DEFAULT_SETTINGS["ping_interval"],
     "max_connections": 10000,       # open HTTP + WebSocket connections (one thread each)
+    "sse_keepalive": 15.0,          # s between keepalive comments on an idle event stream
 }
+#: SSE keepalive intervals allowed: the SDK takes a stream silent for 45 s as lost
+MAX_SSE_KEEPALIVE = 30.0
 
 
 class Bridge:

@@ -9,7 +9,7 @@ from typing import List, Optional
 from .. import config, logs
 from ..cli_common import fatal, on_stop_signals
 from ..registry import PluginSpecError
-from .app import DEFAULT_SETTINGS, Bridge, is_loopback, write_url_file
+from .app import DEFAULT_SETTINGS, MAX_SSE_KEEPALIVE, Bridge, is_loopback, write_url_file
 
 log = logging.getLogger("radical_orbit.bridge")
 
@@ -38,6 +38,9 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds a proxied request may take before 504 (default %(default)s)")
     p.add_argument("--ping-interval", type=float, default=DEFAULT_SETTINGS["ping_interval"],
                    help="seconds between pings; an endpoint silent for 3 intervals is dropped (default %(default)s)")
+    p.add_argument("--keepalive", type=float, default=DEFAULT_SETTINGS["sse_keepalive"],
+                   help="seconds between keepalive comments on an idle event stream, at most %g "
+                        "(default %%(default)s)" % MAX_SSE_KEEPALIVE)
     p.add_argument("--max-pending", type=int, default=DEFAULT_SETTINGS["max_pending"],
                    help="requests in flight per endpoint before 503 (default %(default)s)")
     p.add_argument("--max-connections", type=int, default=DEFAULT_SETTINGS["max_connections"],
@@ -50,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if not 0 < args.keepalive <= MAX_SSE_KEEPALIVE:
+            fatal("--keepalive must be more than 0 and at most %g seconds" % MAX_SSE_KEEPALIVE)
         logs.setup("bridge", args.log_level)
         cert = config.bridge_cert(args.cert)
         key = config.resolve_key(args.key) if cert or args.key else None
@@ -64,7 +69,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         token = None if args.no_auth else config.check_token(config.ensure_token(args.token))
         bridge = Bridge(args.host, args.port, cert, key, token, args.plugins,
                         request_timeout=args.request_timeout, ping_interval=args.ping_interval,
-                        max_pending=args.max_pending, max_connections=args.max_connections)
+                        max_pending=args.max_pending, max_connections=args.max_connections,
+                        sse_keepalive=args.keepalive)
         bridge.bind()
         bridge.load_plugins()
     except (config.ConfigError, PluginSpecError, ValueError) as exc:

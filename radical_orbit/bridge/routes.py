@@ -26,7 +26,6 @@ from .proxy import ProxyCall, plugin_headers
 log = logging.getLogger("radical_orbit.bridge.routes")
 
 PLUGIN_JS = re.compile(r"^[a-z_][a-z0-9_.]*\.js$")
-KEEPALIVE_S = 15.0
 DRAIN_LIMIT = 16 * 2**20
 ANONYMOUS_DRAIN_LIMIT = 64 * 1024
 SSE_RETRY_MS = 2000
@@ -241,8 +240,9 @@ class BridgeHandler(Handler):
                 return
             first = b"retry: %d\n\n" % SSE_RETRY_MS + b"".join(e.wire for e in backlog)
             self.wfile.write(head + frame(first))
+            keepalive = self.bridge.settings["sse_keepalive"]
             while True:
-                events = listener.take(KEEPALIVE_S)
+                events = listener.take(keepalive)
                 if events:
                     self.wfile.write(frame(b"".join(e.wire for e in events)))
                 elif listener.overflowed or listener.closed:
