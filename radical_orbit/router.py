@@ -77,11 +77,14 @@ class Router:
         return out + [(m, r) for m, _x, _k, r, _t in self._dynamic]
 
     def first_segments(self) -> FrozenSet[str]:
-        """The literal first path segment of every rule (the root rule has none)."""
+        """The first path segment of every rule (the root rule has none); ValueError for a
+        rule whose first segment has a parameter (it has no fixed prefix to reserve)."""
         out = set()
         for _method, rule in self.rules():
             first = rule.split("/", 1)[0]
-            if first and not _PARAM.search(first):
+            if _PARAM.search(first):
+                raise ValueError("rule %r does not start with a fixed segment" % rule)
+            if first:
                 out.add(first)
         return frozenset(out)
 

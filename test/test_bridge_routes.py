@@ -34,6 +34,16 @@ def test_a_route_added_to_the_table_reserves_its_first_segment(monkeypatch):
     assert class_router(routes.BridgeHandler) is routes.ROUTES   # the bridge's own table is untouched
 
 
+def test_a_bridge_route_cannot_start_with_a_parameter():
+    class Loose(routes.BridgeHandler):
+        @route("GET", "v{version}/status")
+        def route_status(self, version: str) -> None:
+            pass
+
+    with pytest.raises(ValueError, match="fixed segment"):
+        routes.reserved_names(class_router(Loose))
+
+
 @pytest.mark.parametrize("name", sorted(SPEC_RESERVED))
 def test_every_reserved_name_is_refused_locally(name):
     with pytest.raises(BadRequest, match="reserved"):

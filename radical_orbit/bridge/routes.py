@@ -324,7 +324,8 @@ class BridgeHandler(Handler):
 
 def reserved_names(routes: Router) -> FrozenSet[str]:
     """The names no endpoint can take: the bridge's own plugins, and each first segment of
-    the bridge's routes (an endpoint of that name would be shadowed by the route)."""
+    the bridge's routes (an endpoint of that name would be shadowed by the route). A route
+    whose first segment has a parameter is refused (ValueError): the proxy would take its paths."""
     return routes.first_segments() | {BRIDGE}
 
 
