@@ -1,13 +1,76 @@
 """Logging set-up: ``--log-level`` > RADICAL_ORBIT_LOG_LVL > RADICAL_LOG_LVL > INFO,
-to stderr and a file under ``~/.radical/orbit/logs/`` (RADICAL_ORBIT_LOG_FILE overrides)."""
+to stderr and a file under ``~/.radical/orbit/logs/`` (RADICAL_ORBIT_LOG_FILE overrides).
+Every line, at every level and with its traceback, passes through ``redact`` first."""
 import logging
 import os
+import re
 import sys
 from typing import Optional
+from urllib.parse import unquote_plus
 
 from . import config
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+REDACTED = "<redacted>"
+#: a query parameter (or cookie) whose name, percent-decoded and lower-cased, contains
+#: one of these carries a secret: ``token``, ``access_token``, ``%74oken``, ``orbit_token``
+SECRET_WORDS = ("token", "passw", "secret", "api_key", "apikey", "credential")
+#: how many rounds of percent-decoding a name or value gets (``%2574oken`` is two)
+DECODE_ROUNDS = 3
+# a run between the separators of a request line, a query or a cookie header
+_RUN = re.compile(r"[^\s?&;,\"'<>]+")
+_AUTH_SCHEME = re.compile(r"\b([Bb]earer|BEARER|Basic)(\s+)[^\s\"',;]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with the value of every secret-looking parameter replaced, whatever its
+    encoding: names are compared after percent-decoding (``?%74oken=T`` logs in as
+    ``?token=T``), and a value that decodes to a query with a secret in it goes too
+    (``?next=%2F%3Ftoken%3DT``). Credentials after an auth scheme (``Bearer T``) too."""
+    if "=" in text or "%" in text:
+        text = _RUN.sub(_redact_run, text)
+    return _AUTH_SCHEME.sub(r"\1\2" + REDACTED, text)
+
+
+def _redact_run(match) -> str:
+    run = match.group(0)
+    name, eq, value = run.partition("=")
+    if not eq:
+        return REDACTED if _carries_secret(run) else run
+    if value and (_secret_name(name) or _carries_secret(value)):
+        return name + "=" + REDACTED
+    return run
+
+
+def _decoded(text: str) -> str:
+    for _ in range(DECODE_ROUNDS):
+        if "%" not in text and "+" not in text:
+            break
+        text = unquote_plus(text)
+    return text
+
+
+def _secret_name(name: str) -> bool:
+    name = _decoded(name).strip().lower().rsplit("/", 1)[-1]
+    return any(word in name for word in SECRET_WORDS)
+
+
+def _carries_secret(raw: str) -> bool:
+    """Whether an encoded run decodes to ``name=value`` pairs with a secret name."""
+    if "%" not in raw:
+        return False
+    for piece in _RUN.findall(_decoded(raw)):
+        name, eq, _value = piece.partition("=")
+        if eq and _secret_name(name):
+            return True
+    return False
+
+
+class RedactingFormatter(logging.Formatter):
+    """Redacts the whole formatted line: message, arguments and traceback alike."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def level_name(cli: Optional[str] = None) -> str:
@@ -22,7 +85,7 @@ def setup(program: str, cli_level: Optional[str] = None) -> logging.Logger:
     root = logging.getLogger("radical_orbit")
     root.setLevel(level)
     root.handlers[:] = []
-    formatter = logging.Formatter(FORMAT)
+    formatter = RedactingFormatter(FORMAT)
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(formatter)
     root.addHandler(console)

@@ -223,3 +223,88 @@ def test_explorer_files_build_no_html_from_strings():
         html = f.read()
     assert re.findall(r"<script\b[^>]*>", html) == ['<script src="/plugins/_explorer.js" defer>']
     assert not re.search(r"\son[a-z]+\s*=", html), "inline event handler in index.html"
+
+
+ATTACK_PAGE = """<!doctype html><html><body><script>
+const bridge = %(bridge)s, hello = new Uint8Array(%(hello)s), r = window.__attack = {};
+// a simple request: no preflight, the browser sends the same-site cookie along
+fetch(bridge + '/ep/echo/notify/csrf', {method: 'POST', credentials: 'include', mode: 'no-cors',
+      headers: {'Content-Type': 'text/plain'}, body: '{"x": 1}'})
+  .then(() => { r.fetch = 'sent'; }, (e) => { r.fetch = 'failed: ' + e; });
+// a form: the oldest way to send a cookie-bearing POST to another origin
+const sink = document.createElement('iframe');
+sink.name = 'sink';
+document.body.appendChild(sink);
+sink.addEventListener('load', () => { r.form = 'loaded'; });
+const form = document.createElement('form');
+form.method = 'POST';
+form.action = bridge + '/endpoint/disconnect/victim';
+form.target = 'sink';
+document.body.appendChild(form);
+form.submit();
+// and a rogue endpoint on the user's cookie
+const ws = new WebSocket(bridge.replace('http', 'ws') + '/register');
+ws.binaryType = 'arraybuffer';
+ws.onopen = () => { r.ws_open = true; ws.send(hello); };
+ws.onmessage = () => { r.ws_message = true; };
+ws.onclose = () => { r.ws = 'closed'; };
+</script></body></html>"""
+
+
+def test_a_page_on_another_port_cannot_act_for_a_logged_in_browser(orbit_plain, page):
+    import http.server
+    import json
+    import threading
+    from radical_orbit import protocol
+    o = orbit_plain
+    o.start_bridge()
+    o.start_endpoint("ep", "-p", "echo")
+    o.start_endpoint("victim", "-p", "echo")
+    log_in(page, o)
+    hello = protocol.encode(protocol.HELLO, name="rogue", pid=1, endpoint={"type": "standalone"},
+                            plugins={"fake": {"type": "fake"}})
+    html = (ATTACK_PAGE % {"bridge": json.dumps(o.url), "hello": json.dumps(list(hello))}).encode()
+
+    class AttackPage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(html)))
+            self.end_headers()
+            self.wfile.write(html)
+
+        def log_message(self, *args):
+            pass
+    attacker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AttackPage)
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    events = o.get("events?topic=notification", stream=True, timeout=60)
+    try:
+        page.goto("http://127.0.0.1:%d/" % attacker.server_address[1])
+        def attempted():
+            done = set(page.evaluate("Object.keys(window.__attack)"))
+            return {"fetch", "form"} <= done and done & {"ws", "ws_message"}
+        wait_for(attempted, T / 1000, "the attack page's three attempts", 0.1)
+        result = page.evaluate("window.__attack")
+        # each attempt reached the bridge with the cookie, and was refused there
+        log = os.path.join(o.home, "logs", "bridge.log")
+        wait_for(lambda: all(line in open(log).read() for line in (
+            '"POST /ep/echo/notify/csrf HTTP/1.1" 403', '"POST /endpoint/disconnect/victim HTTP/1.1" 403',
+            '"GET /register HTTP/1.1" 403')), T / 1000, "the refusals in the access log", 0.1)
+        assert not result.get("ws_open") and not result.get("ws_message"), result
+        listed = o.get("endpoint/list", "POST").json()["data"]["endpoints"]
+        assert "victim" in listed and "rogue" not in listed
+        assert o.endpoints["victim"].alive()
+        # the event stream shows only the marker sent afterwards with the Bearer header
+        assert o.get("ep/echo/notify/marker", "POST", json={}).status_code == 200
+        topics = []
+        for line in events.iter_lines():
+            event = json.loads(line[6:]) if line.startswith(b"data: ") else {}
+            if event.get("topic") == "notification":
+                topics.append(event["data"]["topic"])
+                if topics[-1] == "marker":
+                    break
+        assert topics == ["marker"]
+    finally:
+        events.close()
+        attacker.shutdown()
+        attacker.server_close()

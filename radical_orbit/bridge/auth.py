@@ -1,9 +1,27 @@
-"""Token auth: a Bearer header or the HttpOnly cookie set by ``POST /auth``."""
+"""Token auth: a Bearer header or the HttpOnly cookie set by ``POST /auth``, and the
+origin rule that keeps other web pages from using that cookie.
+
+``SameSite=Strict`` does not separate ports: a page on another port of the same host is
+the same *site*, and the browser sends it our cookie. So a request that the cookie
+authenticates must also show it comes from the bridge's own *origin* (scheme, host and
+port), as Jupyter Server checks it: ``Sec-Fetch-Site`` and ``Origin``. A Bearer header
+is never sent by a browser on its own, so a request carrying one needs no such proof."""
 import hmac
 from http.cookies import SimpleCookie
-from typing import Optional
+from typing import Optional, Tuple
+from urllib.parse import urlsplit
+
+from ..errors import Forbidden, Unauthorized
 
 COOKIE = "orbit_token"
+#: methods that change nothing (RFC 9110 9.2.1); every other one needs proof of origin
+SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+#: Sec-Fetch-Site values of a request the bridge's own pages (or the user) made
+SAME_ORIGIN_SITES = frozenset(("same-origin", "none"))
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+BEARER = "bearer"
+COOKIE_AUTH = "cookie"
 
 
 class Auth:
@@ -18,23 +36,28 @@ class Auth:
             return False
         return hmac.compare_digest(candidate.encode(), self.token.encode())
 
-    def request_token(self, headers) -> Optional[str]:
-        header = headers.get("Authorization") or ""
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        cookie = headers.get("Cookie")
-        if cookie:
-            try:
-                morsel = SimpleCookie(cookie).get(COOKIE)
-            except Exception:
-                return None
-            if morsel is not None:
-                return morsel.value
-        return None
-
-    def allows(self, headers) -> bool:
-        return self.valid(self.request_token(headers))
+    def check(self, method: str, headers, secure: bool, open_route: bool = False,
+              cookie_ok: bool = True) -> None:
+        """Raise ``Forbidden`` for a browser request from another origin that the
+        cookie would authenticate (or that logs in or out), ``Unauthorized`` for a
+        missing or wrong token on a route that needs one. ``cookie_ok=False``: the
+        route takes only the Bearer header (``/register``)."""
+        token, source = credential(headers)
+        if source == COOKIE_AUTH and not cookie_ok:
+            token, source = None, None
+        if source != BEARER:
+            # an open route (the Explorer's files, log in, log out) does not use the cookie
+            problem = origin_problem(method, headers, secure,
+                                     cookie=source == COOKIE_AUTH and not open_route)
+            if problem:
+                raise Forbidden("cross-origin request refused: %s" % problem)
+        if open_route or self.valid(token):
+            return
+        if not cookie_ok:
+            raise Unauthorized("this route takes only 'Authorization: Bearer <token>', not the cookie",
+                               headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>'",
+                           headers={"WWW-Authenticate": "Bearer"})
 
     def cookie_header(self, secure: bool) -> str:
         return _cookie("%s=%s" % (COOKIE, self.token), secure)
@@ -42,6 +65,73 @@ class Auth:
     def expired_cookie_header(self, secure: bool) -> str:
         """Logging out: the browser drops the HttpOnly cookie it cannot touch itself."""
         return _cookie("%s=; Max-Age=0" % COOKIE, secure)
+
+
+def credential(headers) -> Tuple[Optional[str], Optional[str]]:
+    """The token a request carries and where: ``(token, BEARER | COOKIE_AUTH)``, or
+    ``(None, None)``. A Bearer header wins over the cookie."""
+    header = headers.get("Authorization") or ""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), BEARER
+    cookie = headers.get("Cookie")
+    if cookie:
+        try:
+            morsel = SimpleCookie(cookie).get(COOKIE)
+        except Exception:
+            return None, None
+        if morsel is not None:
+            return morsel.value, COOKIE_AUTH
+    return None, None
+
+
+def origin_problem(method: str, headers, secure: bool, cookie: bool) -> Optional[str]:
+    """Why a request must not run as coming from a browser page of another origin, or
+    None. Any request that a browser marks as cross-origin and that changes something
+    or uses the cookie is refused; one that changes something with the cookie must also
+    say where it comes from (browsers send ``Origin`` with every such request; a
+    non-browser client sends the Bearer header instead). This holds with auth off too: a
+    web page the user visits cannot drive a ``--no-auth`` bridge through the browser."""
+    # a WebSocket handshake is a GET that opens a channel for writing: unsafe too
+    unsafe = method.upper() not in SAFE_METHODS or "Upgrade" in headers
+    if not unsafe and not cookie:
+        return None
+    site = (headers.get("Sec-Fetch-Site") or "").strip().lower()
+    if site and site not in SAME_ORIGIN_SITES:
+        return "Sec-Fetch-Site is %r" % site
+    origin = headers.get("Origin")
+    if origin is not None:
+        own = own_origin(headers.get("Host"), secure)
+        if own is None:
+            return "no usable Host header to compare Origin %r with" % origin[:200]
+        if normal_origin(origin) != own:
+            return "Origin %r is not the bridge's origin %s" % (origin[:200], "%s://%s:%d" % own)
+        return None
+    if unsafe and cookie and not site:
+        return "a request authenticated by the cookie must carry an Origin header " \
+               "(scripts send 'Authorization: Bearer <token>' instead)"
+    return None
+
+
+def own_origin(host: Optional[str], secure: bool) -> Optional[Tuple[str, str, int]]:
+    """The bridge's origin as the browser addressed it: our scheme and its Host header."""
+    if not host:
+        return None
+    return normal_origin("%s://%s" % ("https" if secure else "http", host.strip()))
+
+
+def normal_origin(origin: str) -> Optional[Tuple[str, str, int]]:
+    """``(scheme, host, port)`` with the default port filled in, or None for an origin
+    that names no host (``null``, ``file://``, garbage)."""
+    try:
+        parts = urlsplit(origin.strip().lower())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username is not None:
+        return None
+    return parts.scheme, parts.hostname, port if port is not None else DEFAULT_PORTS[parts.scheme]
 
 
 def _cookie(value: str, secure: bool) -> str:

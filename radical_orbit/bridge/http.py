@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..errors import BadRequest, PayloadTooLarge, envelope
+from ..logs import redact
 from ..tlssocket import TLSSocket
 
 log = logging.getLogger("radical_orbit.bridge.http")
@@ -17,7 +18,6 @@ log = logging.getLogger("radical_orbit.bridge.http")
 TLS_HANDSHAKE_TIMEOUT = 10.0
 MAX_HEADERS = 100
 MAX_HEADER_LINE = 65536
-_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
 READ_CHUNK = 256 * 1024
 
 
@@ -233,9 +233,10 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 120
 
     def log_message(self, fmt, *args):
-        """The access log goes to our logger at debug, with any ``token=`` redacted."""
+        """The access log goes to our logger at debug, secrets in the request line redacted
+        (here too, not only by the log formatter: the bridge may run under another set-up)."""
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s", self.address_string(), _TOKEN_IN_QUERY.sub(r"\1<redacted>", fmt % args))
+            log.debug("%s %s", self.address_string(), redact(fmt % args))
 
     def parse_request(self) -> bool:
         """``http.server``'s request parsing without the ``email`` package, which costs

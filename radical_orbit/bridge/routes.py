@@ -44,6 +44,8 @@ EXPLORER_HEADERS = {
 
 #: routes a browser reaches before it has logged in
 OPEN_ROUTES = frozenset(("route_explorer", "route_plugin_module", "route_login", "route_logout"))
+#: routes that take only the Bearer header, never the browser's cookie
+BEARER_ONLY_ROUTES = frozenset(("route_register",))
 
 
 class BridgeHandler(Handler):
@@ -62,9 +64,8 @@ class BridgeHandler(Handler):
         self._body: Optional[BodyReader] = None
         try:
             name, params = self._route()
-            if name not in OPEN_ROUTES and not self.bridge.auth.allows(self.headers):
-                raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>'",
-                                   headers={"WWW-Authenticate": "Bearer"})
+            self.bridge.auth.check(self.command, self.headers, self.bridge.tls is not None,
+                                   open_route=name in OPEN_ROUTES, cookie_ok=name not in BEARER_ONLY_ROUTES)
             getattr(self, name)(**params)
         except OrbitError as err:
             self._fail(err)
