@@ -30,7 +30,10 @@ class BridgeClient:
 
     def __init__(self, url: Optional[str] = None, cert: Optional[str] = None,
                  token: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT):
-        self.url = config.resolve_url(url)
+        found = config.url_setting(url)
+        self.url = found.value
+        #: where the URL came from, named in errors: a stale bridge.url is a common cause
+        self.url_source = found.source
         self.cert = config.resolve_cert(self.url, cert)
         self.timeout = timeout
         self.session = requests.Session()
@@ -55,11 +58,12 @@ class BridgeClient:
                                         headers=headers, stream=stream, verify=self.verify,
                                         timeout=timeout or self.timeout)
         except requests.exceptions.SSLError as exc:
-            raise OrbitError("TLS failure talking to %s: %s" % (self.url, exc), 495)
+            raise OrbitError("TLS failure talking to %s (URL from %s): %s" % (self.url, self.url_source, exc), 495)
         except requests.exceptions.Timeout as exc:
             raise Timeout("no answer from %s within %.0f s: %s" % (url, timeout or self.timeout, exc))
         except requests.exceptions.ConnectionError as exc:
-            raise Unavailable("cannot reach the bridge at %s: %s" % (self.url, exc))
+            raise Unavailable("cannot reach the bridge at %s (URL from %s): %s"
+                              % (self.url, self.url_source, exc))
         if resp.status_code >= 400:
             raise _error(resp)
         if stream:

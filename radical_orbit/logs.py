@@ -100,3 +100,13 @@ def setup(program: str, cli_level: Optional[str] = None) -> logging.Logger:
         root.warning("cannot write log file %s: %s", path, exc)
     root.propagate = False
     return root
+
+
+def to_file_only(message: str, level: int = logging.ERROR) -> None:
+    """Record ``message`` in the log file but not on the console, where the command
+    prints it as its one plain ``error:`` line."""
+    root = logging.getLogger("radical_orbit")
+    record = root.makeRecord(root.name, level, __file__, 0, message, None, None)
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)

@@ -11,7 +11,7 @@ import pytest
 
 from orbit_procs import INSTALLED, REPO, Proc, make_cert, wait_for
 
-from radical_orbit import BridgeClient
+from radical_orbit import BridgeClient, Unavailable
 
 
 def run_cmd(module, args, env, timeout=30):
@@ -48,11 +48,13 @@ def test_embedded_default_and_the_example(tmp_path, monkeypatch):
     isolate(monkeypatch, home)
     bridge = Proc(["-m", "radical_orbit.bridge", "--port", "0"], env, str(tmp_path / "bridge.out"))
     try:
-        match = wait_for(lambda: re.search(r"Explorer login: (http://127\.0\.0\.1:\d+)/\?token=(\S+)",
-                                           bridge.output()), 20, "the login URL")
-        url, token = match.group(1), match.group(2)
+        match = wait_for(lambda: re.search(r"Explorer: (http://127\.0\.0\.1:\d+)/ \(log in with the "
+                                           r"token from the file (\S+)\)", bridge.output()), 20, "the URL")
+        url = match.group(1)
+        assert match.group(2) == os.path.join(home, "bridge.token")
         with open(os.path.join(home, "bridge.token")) as f:
-            assert f.read().strip() == token
+            token = f.read().strip()
+        assert token not in bridge.output()    # stdout is a file here, as under nohup
         assert os.stat(os.path.join(home, "bridge.token")).st_mode & 0o777 == 0o600
         assert os.stat(home).st_mode & 0o777 == 0o700
         assert os.stat(os.path.join(home, "logs")).st_mode & 0o777 == 0o700
@@ -79,11 +81,43 @@ def test_bridge_url_file_is_never_overwritten(tmp_path):
     env = clean_env(str(home))
     bridge = Proc(["-m", "radical_orbit.bridge", "--port", "0", "--no-auth"], env, str(tmp_path / "b.out"))
     try:
-        wait_for(lambda: "ORBIT bridge:" in bridge.output(), 20, "the bridge")
+        wait_for(lambda: "Connect an endpoint" in bridge.output(), 20, "the bridge")
         assert (home / "bridge.url").read_text() == "https://hub.example.org:8443\n"
         assert "AUTH IS OFF" in bridge.output()
     finally:
         bridge.stop()
+
+
+def test_a_stale_bridge_url_is_named_by_the_bridge_the_sdk_and_the_endpoint(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    url_file = str(home / "bridge.url")
+    with socket.socket() as s:      # a port nobody listens on: the bridge of an earlier run
+        s.bind(("127.0.0.1", 0))
+        stale = "http://127.0.0.1:%d" % s.getsockname()[1]
+    (home / "bridge.url").write_text(stale + "\n")
+    env = clean_env(str(home))
+    bridge = Proc(["-m", "radical_orbit.bridge", "--port", "0", "--no-auth"], env, str(tmp_path / "b.out"))
+    try:
+        wait_for(lambda: "Connect an endpoint" in bridge.output(), 20, "the bridge")
+        banner = [l for l in bridge.output().splitlines() if l.startswith("  WARNING:")]
+        assert len(banner) == 1 and "%s names %s, not this bridge" % (url_file, stale) in banner[0]
+        assert "rm %s" % url_file in banner[0] and "--url" in banner[0]
+        with open(str(home / "logs" / "bridge.log")) as f:
+            assert "%s names %s, not this bridge" % (url_file, stale) in f.read()
+    finally:
+        bridge.stop()
+    isolate(monkeypatch, str(home))
+    with pytest.raises(Unavailable) as err:
+        BridgeClient(timeout=5).health()
+    assert "cannot reach the bridge at %s (URL from the file %s)" % (stale, url_file) in str(err.value)
+    ep = Proc(["-m", "radical_orbit.endpoint", "--name", "x", "-p", "echo"],
+              clean_env(str(home), RADICAL_ORBIT_BRIDGE_TOKEN="t"), str(tmp_path / "ep.out"))
+    try:
+        wait_for(lambda: "retrying" in ep.output(), 20, "the endpoint's first retry")
+        assert "(URL from the file %s, token from RADICAL_ORBIT_BRIDGE_TOKEN)" % url_file in ep.output()
+    finally:
+        assert ep.stop() == 0
 
 
 def test_key_and_token_files_readable_by_others_stop_the_bridge(tmp_path):
@@ -110,7 +144,8 @@ def test_plain_http_on_a_public_address_is_refused(tmp_path):
 @pytest.mark.parametrize("value", ["0", "-1", "31", "nan"])
 def test_a_keepalive_out_of_range_is_a_one_line_error(tmp_path, value):
     r = run_cmd("radical_orbit.bridge", ["--port", "0", "--keepalive", value], clean_env(str(tmp_path)))
-    assert r.returncode == 1 and "--keepalive must be" in one_error_line(r.stderr)
+    line = one_error_line(r.stderr)
+    assert r.returncode == 1 and "--keepalive" in line and ("at most 30 seconds" in line or "above 0" in line)
 
 
 def test_port_in_use_and_unknown_plugin_are_one_line_errors(tmp_path):
@@ -149,7 +184,14 @@ def test_endpoint_with_a_bad_token_or_wrong_cert_exits_1(orbit, tmp_path):
     ep = orbit.start_endpoint("hpc1", wait=False, RADICAL_ORBIT_BRIDGE_TOKEN="wrong")
     assert ep.wait(20) == 1
     out = ep.output()
-    assert "refused the token" in out and "wrong" not in out.replace("RADICAL_ORBIT_BRIDGE_TOKEN", "")
+    assert "wrong" not in out.replace("RADICAL_ORBIT_BRIDGE_TOKEN", "")
+    refused = [l for l in out.splitlines() if "refused the token" in l]
+    assert len(refused) == 1, out               # one plain line, not a log record besides it
+    assert refused[0].startswith("error: the bridge at %s refused the token (HTTP 401)" % orbit.url)
+    assert refused[0].endswith("(URL from RADICAL_ORBIT_BRIDGE_URL, token from RADICAL_ORBIT_BRIDGE_TOKEN)")
+    assert "Traceback" not in out
+    with open(os.path.join(orbit.home, "logs", "endpoint-hpc1.log")) as f:
+        assert "refused the token" in f.read()   # the log file keeps the record
     other = make_cert(str(tmp_path))
     ep = orbit.start_endpoint("hpc2", wait=False, RADICAL_ORBIT_BRIDGE_CERT=other["cert"])
     assert ep.wait(20) == 1
@@ -184,6 +226,13 @@ def test_batch_wrapper_runs_the_setup_then_the_endpoint(tmp_path):
                        universal_newlines=True, timeout=60, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "setup-ran" in r.stderr and "usage: radical-orbit-endpoint" in r.stdout
+    assert "RADICAL_ORBIT_SETUP" in r.stdout
+    env["RADICAL_ORBIT_SETUP"] = "echo loading; module-that-does-not-exist load python; echo after"
+    r = subprocess.run([wrapper, "--name", "x"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=60, cwd=str(tmp_path))
+    assert r.returncode == 1 and "after" not in r.stdout
+    assert ("the setup command failed (exit 127): RADICAL_ORBIT_SETUP=\"%s\"" % env["RADICAL_ORBIT_SETUP"]
+            in r.stderr.strip().splitlines()[-1])
 
 
 def test_wildcard_bind_prints_both_url_forms(tmp_path):

@@ -2,12 +2,11 @@
 own plugins and the housekeeping thread; starts and stops them together."""
 import logging
 import secrets
-import socket
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
-from .. import config, protocol
+from .. import protocol
 from .. import websocket as ws
 from ..host import host_facts
 from ..names import check_endpoint_name
@@ -17,7 +16,9 @@ from .auth import Auth
 from .connection import EndpointConnection
 from .events import EventHub
 from .http import Server, tls_context
+from .static import ExplorerFiles
 from .topology import Topology
+from .urls import advertised_urls
 
 log = logging.getLogger("radical_orbit.bridge")
 
@@ -42,12 +43,15 @@ class Bridge:
         self.settings = dict(DEFAULT_SETTINGS)
         self.settings.update({k: v for k, v in settings.items() if v is not None})
         self.host, self.port = host, port
+        self.cert = cert
         self.tls = tls_context(cert, key) if cert else None
         self.auth = Auth(token)
         self.started = time.time()
         self.hub = EventHub()
+        self.explorer = ExplorerFiles()
         self.server: Optional[Server] = None
         self.urls: Dict[str, str] = {}
+        self.url_warnings: List[str] = []
         self.topology: Optional[Topology] = None
         self.local: Optional[PluginHost] = None
         self.plugin_spec = plugins
@@ -57,13 +61,24 @@ class Bridge:
 
     # -- lifecycle -----------------------------------------------------------
     def bind(self) -> None:
+        """Take the port without accepting connections yet: what clients read (the URL
+        file) is written between ``bind`` and ``listen``."""
         from .routes import BridgeHandler
         handler = type("Handler", (BridgeHandler,), {"bridge": self})
         self.server = Server((self.host, self.port), handler, self.tls,
-                             self.settings["max_connections"])
+                             self.settings["max_connections"], bind_and_activate=False)
+        try:
+            self.server.server_bind()
+        except BaseException:
+            self.server.server_close()
+            raise
         self.port = self.server.server_address[1]
-        self.urls = advertised_urls(self.host, self.port, self.tls is not None)
+        self.urls, self.url_warnings = advertised_urls(self.host, self.port, self.cert)
         self.topology = Topology(self.hub, self.urls["url"])
+
+    def listen(self) -> None:
+        """From here on the port accepts connections (served once ``serve_forever`` runs)."""
+        self.server.server_activate()
 
     def load_plugins(self) -> None:
         """The bridge's own plugins (pseudo-endpoint ``bridge``); PluginSpecError on a bad -p."""
@@ -200,32 +215,3 @@ def _send(sock: ws.WebSocket, kind: str, **fields: Any) -> None:
         sock.send_binary(protocol.encode(kind, **fields))
     except ws.ConnectionClosed:
         pass
-
-
-def is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def outbound_ipv4() -> str:
-    """The address other hosts reach us on (no packet is sent by a UDP connect)."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("192.0.2.1", 9))
-            return s.getsockname()[0]
-    except OSError:
-        return "127.0.0.1"
-
-
-def advertised_urls(host: str, port: int, tls: bool) -> Dict[str, str]:
-    scheme = "https" if tls else "http"
-    if host in ("0.0.0.0", "::", ""):
-        fqdn = "%s://%s:%d" % (scheme, socket.getfqdn(), port)
-        ip = "%s://%s:%d" % (scheme, outbound_ipv4(), port)
-        return {"url": fqdn, "fqdn": fqdn, "ip": ip}
-    shown = "[%s]" % host if ":" in host else host
-    return {"url": "%s://%s:%d" % (scheme, shown, port)}
-
-
-def write_url_file(url: str) -> bool:
-    """Write ``bridge.url`` once; an existing file is never overwritten."""
-    return config.write_private(config.path_in_home(config.URL_FILE), url)

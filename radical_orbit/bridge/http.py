@@ -32,13 +32,13 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 1024
 
     def __init__(self, address, handler, tls: Optional[ssl.SSLContext] = None,
-                 max_connections: int = 10000):
+                 max_connections: int = 10000, bind_and_activate: bool = True):
         self.tls = tls
         self.max_connections = max_connections
         self._slots = threading.BoundedSemaphore(max_connections)
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
-        super().__init__(address, handler)
+        super().__init__(address, handler, bind_and_activate)
 
     def process_request(self, request, client_address):
         if not self._slots.acquire(blocking=False):

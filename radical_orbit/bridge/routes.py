@@ -6,7 +6,6 @@ the first path segments of those routes (plus ``bridge``) are the names no
 endpoint can take (``RESERVED``, read by ``names.check_endpoint_name``)."""
 import json
 import logging
-import os
 import re
 import time
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
@@ -18,7 +17,6 @@ from ..errors import (BadRequest, MethodNotAllowed, NotFound, OrbitError, Unauth
 from ..names import NAME_RE
 from ..plugin import Request
 from ..router import Router, class_router, route
-from ..share import share_dir
 from .events import Filter
 from .http import READ_CHUNK, BodyReader, Handler, http_chunk
 from .proxy import ProxyCall, plugin_headers
@@ -146,16 +144,13 @@ class BridgeHandler(Handler):
     def route_plugin_module(self, file: str) -> None:
         if not PLUGIN_JS.match(file):
             raise NotFound("no Explorer module %r" % file)
-        self._static(os.path.join("plugins", file), "text/javascript; charset=utf-8")
+        self._static("plugins/" + file, "text/javascript; charset=utf-8")
 
     def _static(self, rel: str, content_type: str) -> None:
-        root = share_dir()
-        if root is None:
-            raise NotFound("the Explorer files (share/) are not installed")
-        try:
-            with open(os.path.join(root, rel), "rb") as f:
-                data = f.read()
-        except (FileNotFoundError, IsADirectoryError):
+        data = self.bridge.explorer.get(rel)
+        if data is None:
+            if self.bridge.explorer.root is None:
+                raise NotFound("the Explorer files (share/) are not installed")
             raise NotFound("no such file: %s" % rel)
         self.send_bytes(200, data, content_type, EXPLORER_HEADERS)
 

@@ -6,6 +6,7 @@ import socket
 import sys
 from typing import List, Optional
 
+from .. import cli_common as cli
 from .. import config, logs
 from ..cli_common import fatal, on_stop_signals
 from ..errors import OrbitError
@@ -17,30 +18,43 @@ from .service import DEFAULT_SETTINGS, EndpointService
 log = logging.getLogger("radical_orbit.endpoint")
 
 
+def endpoint_name(text: str) -> str:
+    try:
+        return check_endpoint_name(text)
+    except OrbitError as exc:
+        raise argparse.ArgumentTypeError(exc.detail)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.Parser(
         prog="radical-orbit-endpoint",
         description="Run an ORBIT endpoint: dial out to the bridge over one WebSocket and serve "
                     "the loaded plugins there. Reconnects by itself; exits 0 on SIGTERM or when "
-                    "the bridge disconnects it, 1 on a bad token or a TLS failure.",
+                    "the bridge disconnects it, 1 on a bad option, a bad token or a TLS failure.",
         epilog="URL, cert and token: flag > RADICAL_ORBIT_BRIDGE_URL/_CERT/_TOKEN > files "
                "bridge.url, bridge_cert.pem, bridge.token in ~/.radical/orbit/.")
-    p.add_argument("--name", help="endpoint name (default: the short hostname)")
-    p.add_argument("--url", help="bridge URL, e.g. https://hub.example.org:8000")
-    p.add_argument("--cert", help="the bridge's certificate (pinned: the only one trusted)")
-    p.add_argument("--token", help="the bridge's access token")
-    p.add_argument("-p", "--plugins", default="default",
+    p.add_argument("--name", type=endpoint_name, help="endpoint name (default: the short hostname)")
+    p.add_argument("--url", type=cli.url,
+                   help="bridge URL (http, https, ws or wss), e.g. https://hub.example.org:8000")
+    p.add_argument("--cert", type=cli.existing_file,
+                   help="the bridge's certificate (pinned: the only one trusted); "
+                        "for https/wss URLs only, refused with a plain one")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--token-file", metavar="PATH", type=cli.existing_file, help=cli.TOKEN_FILE_HELP)
+    auth.add_argument("--token", type=cli.token, help=cli.TOKEN_HELP)
+    p.add_argument("-p", "--plugins", type=cli.non_empty, default="default",
                    help="plugins: names, unique prefixes, globs, 'all' or 'default' (the role's set)")
-    p.add_argument("--workers", type=int, default=DEFAULT_SETTINGS["workers"],
+    p.add_argument("--workers", type=cli.count, default=DEFAULT_SETTINGS["workers"],
                    help="worker threads for plugin requests (default %(default)s)")
-    p.add_argument("--queue-size", type=int, default=DEFAULT_SETTINGS["queue_size"],
+    p.add_argument("--queue-size", type=cli.count, default=DEFAULT_SETTINGS["queue_size"],
                    help="requests waiting for a free worker before 503 + Retry-After (default %(default)s)")
     p.add_argument("--role", choices=[r for r in ROLES if r != "bridge"],
                    help="override the detected host role (login, compute, standalone)")
     p.add_argument("--tunnel", choices=("none", "forward", "reverse"), default="none",
                    help="reach the bridge through an ssh tunnel (not available yet: 'none' only)")
     p.add_argument("--tunnel-via", help="ssh host for --tunnel")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: env, else INFO)")
+    p.add_argument("--log-level", type=cli.log_level,
+                   help="DEBUG, INFO, WARNING or ERROR (default: env, else INFO)")
     return p
 
 
@@ -59,27 +73,31 @@ def reconnect_max() -> Optional[float]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
-    name = args.name or socket.gethostname().split(".")[0]
     try:
-        check_endpoint_name(name)
-        if args.workers < 1 or args.queue_size < 1:
-            fatal("--workers and --queue-size must be at least 1")
+        name = args.name or check_endpoint_name(socket.gethostname().split(".")[0])
         if args.tunnel != "none":
             fatal("--tunnel %s is not supported by this version; reach the bridge directly" % args.tunnel)
+        backoff_max = reconnect_max()
+        url = config.url_setting(args.url, "--url")
+        cert = config.resolve_cert(url.value, args.cert)
+        token = config.token_setting(args.token, args.token_file)
         logs.setup("endpoint-%s" % name, args.log_level)
-        url = config.resolve_url(args.url)
-        cert = config.resolve_cert(url, args.cert)
-        token = config.resolve_token(args.token)
+        sources = "URL from %s, token from %s" % (url.source, token.source if token else "nowhere")
         role = args.role or detect_role()
-        service = EndpointService(name, url, cert, token, args.plugins, role, workers=args.workers,
-                                  queue_size=args.queue_size, backoff_max=reconnect_max())
+        service = EndpointService(name, url.value, cert, token.value if token else None, args.plugins,
+                                  role, sources=sources, workers=args.workers,
+                                  queue_size=args.queue_size, backoff_max=backoff_max)
         service.load_plugins()
     except (OrbitError, config.ConfigError, PluginSpecError, ValueError) as exc:
         fatal(getattr(exc, "detail", None) or str(exc))
     log.info("endpoint %s (%s) with plugins %s, %d workers", name, role,
              ", ".join(service.host.names()) or "none", args.workers)
     on_stop_signals(service.stop)
-    return service.run()
+    code = service.run()
+    if service.fatal_error:
+        logs.to_file_only(service.fatal_error)
+        fatal(service.fatal_error)
+    return code
 
 
 if __name__ == "__main__":

@@ -81,9 +81,14 @@ class Stream:
 
 class EndpointService:
     def __init__(self, name: str, url: str, cert: Optional[str], token: Optional[str],
-                 plugins: str = "default", role: str = "standalone", **settings: Any):
+                 plugins: str = "default", role: str = "standalone", sources: str = "",
+                 **settings: Any):
         self.name = name
         self.url = url
+        #: where URL and token came from ("URL from --url, token from ..."), for errors
+        self.sources = sources
+        #: why ``run`` returned 1 (bad token, TLS failure), for the command's one error line
+        self.fatal_error: Optional[str] = None
         self.cert = cert
         self.token = token
         self.role = role
@@ -121,11 +126,11 @@ class EndpointService:
                     link = dial(self.url, self.cert, self.token, self._hello())
                 except Retry as exc:
                     delay = backoff.next_delay()
-                    log.warning("%s; retrying in %.1f s", exc, delay)
+                    log.warning("%s%s; retrying in %.1f s", exc, self._sources_hint(), delay)
                     self._stopping.wait(delay)
                     continue
                 except Fatal as exc:
-                    log.error("%s", exc)
+                    self.fatal_error = "%s%s" % (exc, self._sources_hint())
                     self.exit_code = 1
                     break
                 backoff.reset()
@@ -135,6 +140,9 @@ class EndpointService:
             self.host.stop()
             self.pool.stop(timeout=2.0)
         return self.exit_code
+
+    def _sources_hint(self) -> str:
+        return " (%s)" % self.sources if self.sources else ""
 
     def stop(self) -> None:
         self._stopping.set()
