@@ -42,12 +42,12 @@ class ManualClock:
         self.now += seconds
 
 
-def make_cert(directory: str, host: str = "localhost") -> Dict[str, str]:
-    """A self-signed cert for localhost and 127.0.0.1, key mode 0600."""
+def make_cert(directory: str, host: str = "localhost", san: Optional[str] = None) -> Dict[str, str]:
+    """A self-signed cert for ``host`` and 127.0.0.1 (or the names in ``san``), key mode 0600."""
     cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
                     "-out", cert, "-days", "2", "-subj", "/CN=%s" % host,
-                    "-addext", "subjectAltName=DNS:%s,IP:127.0.0.1" % host],
+                    "-addext", "subjectAltName=%s" % (san or "DNS:%s,IP:127.0.0.1" % host)],
                    check=True, capture_output=True, timeout=60)
     os.chmod(key, 0o600)
     return {"cert": cert, "key": key}

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import requests
 
 from orbit_procs import INSTALLED, REPO, Proc, make_cert, wait_for
 
@@ -244,7 +245,8 @@ def test_wildcard_bind_prints_both_url_forms(tmp_path):
         out = bridge.output()
         fqdn_url = re.search(r"bridge serving at (http://\S+)", out).group(1)
         ip_url = re.search(r"also reachable at (http://\S+)", out).group(1)
-        assert socket.getfqdn() in fqdn_url and re.match(r"http://\d+\.\d+\.\d+\.\d+:\d+$", ip_url)
+        from radical_orbit.bridge.urls import host_name
+        assert host_name() in fqdn_url and re.match(r"http://\d+\.\d+\.\d+\.\d+:\d+$", ip_url)
         with open(os.path.join(home, "bridge.url")) as f:
             assert f.read().strip() == fqdn_url
     finally:
@@ -268,3 +270,197 @@ def test_default_plugin_set_follows_the_role(orbit):
     info = orbit.get("endpoint/list", "POST").json()["data"]["endpoints"]["node1"]
     assert info["endpoint"]["type"] == "compute"
     assert sorted(info["plugins"]) == ["sysinfo"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_url_and_token_files_exist_before_the_port_accepts_connections(tmp_path):
+    for attempt in range(3):
+        home = tmp_path / ("home%d" % attempt)
+        port = free_port()
+        bridge = Proc(["-m", "radical_orbit.bridge", "--port", str(port)], clean_env(str(home)),
+                      str(tmp_path / ("b%d.out" % attempt)))
+
+        def port_open():
+            assert bridge.alive(), bridge.output()
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+        try:
+            wait_for(port_open, 20, "the port to open", interval=0.001)
+            # the moment a connection is accepted, a client finds everything it needs
+            assert (home / "bridge.url").read_text().strip() == "http://127.0.0.1:%d" % port
+            assert (home / "bridge.token").read_text().strip()
+        finally:
+            bridge.stop()
+
+
+BAD_OPTIONS = [
+    ("bridge", ["--port", "99999"], "--port: '99999' is not a port"),
+    ("bridge", ["--port", "-1"], "is not a port"),
+    ("bridge", ["--port", "http"], "is not a port"),
+    ("bridge", ["--request-timeout", "-5"], "--request-timeout: '-5' is not a duration"),
+    ("bridge", ["--request-timeout", "nan"], "is not a duration"),
+    ("bridge", ["--ping-interval", "0"], "--ping-interval: '0' is not a duration"),
+    ("bridge", ["--max-pending", "0"], "--max-pending: '0' is not a count"),
+    ("bridge", ["--max-connections", "1.5"], "--max-connections: '1.5' is not a count"),
+    ("bridge", ["--token", ""], "--token: the token is empty"),
+    ("bridge", ["--token", "a b"], "--token: the token may only contain"),
+    ("bridge", ["--token", "x" * 20, "--no-auth"], "not allowed with argument"),
+    ("bridge", ["--token-file", "/nonexistent/token"], "--token-file: no such file: /nonexistent/token"),
+    ("bridge", ["--cert", "/nonexistent.pem"], "--cert: no such file: /nonexistent.pem"),
+    ("bridge", ["--key", "/nonexistent.pem"], "--key: no such file"),
+    ("bridge", ["--host", ""], "is not an address to bind"),
+    ("bridge", ["-p", ""], "must not be empty"),
+    ("bridge", ["--log-level", "LOUD"], "unknown log level 'LOUD'"),
+    ("bridge", ["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ("endpoint", ["--url", "ftp://x"], "must start with http://, https://, ws:// or wss://"),
+    ("endpoint", ["--url", "http://[::1"], "Invalid IPv6 URL"),
+    ("endpoint", ["--url", "http://::1:8000"], "an IPv6 address goes in brackets"),
+    ("endpoint", ["--url", "http://localhost:99999"], "the port must be a number from 1 to 65535"),
+    ("endpoint", ["--url", "http://"], "names no host"),
+    ("endpoint", ["--url", "http://127.0.0.1:1", "--cert", "{cert}"], "is plain HTTP"),
+    ("endpoint", ["--url", "https://localhost:1", "--cert", "/nonexistent.pem"], "--cert: no such file"),
+    ("endpoint", ["--workers", "0"], "--workers: '0' is not a count"),
+    ("endpoint", ["--queue-size", "-1"], "--queue-size: '-1' is not a count"),
+    ("endpoint", ["--token", ""], "--token: the token is empty"),
+    ("endpoint", ["--token-file", "/nonexistent/token"], "no such file"),
+    ("endpoint", ["--token-file", "{open_token}", "--url", "http://127.0.0.1:1"], "has mode 0644"),
+    ("endpoint", ["--name", "bad name"], "invalid endpoint name 'bad name'"),
+    ("endpoint", ["--log-level", "chatty"], "unknown log level"),
+    ("endpoint", ["--role", "king"], "invalid choice: 'king'"),
+    ("endpoint", ["--name", "x"], "bad bridge URL 'ftp://x': it must start with http://, https://, ws:// or "
+                                  "wss:// (from RADICAL_ORBIT_BRIDGE_URL)"),
+]
+
+
+def test_every_bad_option_is_one_line_and_exit_1(tmp_path):
+    open_token = tmp_path / "open.token"
+    open_token.write_text("x" * 32)
+    open_token.chmod(0o644)
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not used\n")
+    env = clean_env(str(tmp_path / "home"))
+    runs = []
+    for program, args, expected in BAD_OPTIONS:
+        args = [a.format(cert=cert, open_token=open_token) for a in args]
+        run_env = dict(env, RADICAL_ORBIT_BRIDGE_URL="ftp://x") if args == ["--name", "x"] else env
+        runs.append((program, args, expected, subprocess.Popen(
+            [sys.executable, "-m", "radical_orbit." + program] + args, env=run_env, cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)))
+    for program, args, expected, proc in runs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, (program, args, err)
+        line = one_error_line(err)
+        assert line.startswith("error: ") and expected in line, (program, args, line)
+        assert "Traceback" not in err and not out, (program, args)
+
+
+def test_token_file_for_both_commands(orbit_plain, tmp_path):
+    token_file = tmp_path / "secret"
+    token_file.write_text("a-token-read-from-a-file-0123456789\n")
+    token_file.chmod(0o600)
+    orbit_plain.token = "a-token-read-from-a-file-0123456789"
+    bridge = orbit_plain.start_bridge("--token-file", str(token_file))
+    ep = orbit_plain.start_endpoint("hpc1", "-p", "echo", "--token-file", str(token_file),
+                                    RADICAL_ORBIT_BRIDGE_TOKEN="not-the-one")
+    assert orbit_plain.token not in bridge.output() and orbit_plain.token not in ep.output()
+    assert "(log in with the token from the file %s)" % token_file in bridge.output()
+    assert not os.path.exists(os.path.join(orbit_plain.home, "bridge.token"))
+    token_file.chmod(0o640)
+    r = run_cmd("radical_orbit.endpoint", ["--name", "x", "--url", orbit_plain.url,
+                                           "--token-file", str(token_file)], clean_env(str(tmp_path)))
+    assert r.returncode == 1 and "has mode 0640" in one_error_line(r.stderr)
+
+
+def test_the_login_url_with_the_token_goes_to_a_terminal_only(tmp_path):
+    import pty
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "bridge.token").write_text("the-file-token-0123456789abcdef\n")
+    (home / "bridge.token").chmod(0o600)
+    given = "the-given-token-0123456789abcdef"
+    master, slave = pty.openpty()
+    bridge = subprocess.Popen([sys.executable, "-m", "radical_orbit.bridge", "--port", "0",
+                               "--token", given], env=clean_env(str(home)), cwd=REPO,
+                              stdout=slave, stderr=subprocess.DEVNULL)
+    os.close(slave)
+    seen = b""
+    try:
+        while b"Connect an endpoint" not in seen:
+            seen += os.read(master, 4096)
+    finally:
+        bridge.terminate()
+        bridge.wait(10)
+        os.close(master)
+    text = seen.decode()
+    assert re.search(r"Explorer login: http://127\.0\.0\.1:\d+/\?token=%s" % given, text), text
+    assert "bridge.token" not in text and "Token file" not in text   # it holds another token
+    r = Proc(["-m", "radical_orbit.bridge", "--port", "0", "--token", given], clean_env(str(home)),
+             str(tmp_path / "b.out"))
+    try:
+        wait_for(lambda: "Connect an endpoint" in r.output(), 20, "the banner")
+        out = r.output()
+        assert given not in out and "bridge.token" not in out
+        assert "(log in with the token from --token)" in out
+    finally:
+        r.stop()
+
+
+def test_explorer_files_survive_a_reinstall_under_a_running_bridge(tmp_path):
+    import shutil
+    prefix = tmp_path / "prefix"       # an installation of its own: no other share/ to fall back on
+    shutil.copytree(os.path.join(REPO, "radical_orbit"), str(prefix / "radical_orbit"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(os.path.join(REPO, "share"), str(prefix / "share"))
+    env = clean_env(str(tmp_path / "home"))
+    env["PYTHONPATH"] = str(prefix)
+    out = tmp_path / "b.out"
+    with open(str(out), "wb") as log:
+        bridge = subprocess.Popen([sys.executable, "-m", "radical_orbit.bridge", "--port", "0", "--no-auth"],
+                                  env=env, cwd=str(tmp_path), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = wait_for(lambda: re.search(r"ORBIT bridge: (\S+)", out.read_text()), 20, "the URL").group(1)
+        before = {path: requests.get(url + path, timeout=10) for path in ("/", "/plugins/sysinfo.js")}
+        assert all(r.status_code == 200 for r in before.values())
+        shutil.move(str(prefix / "share"), str(tmp_path / "old-share"))    # pip removes the old files
+        for path, old in before.items():
+            now = requests.get(url + path, timeout=10)
+            assert now.status_code == 200 and now.content == old.content
+        assert requests.get(url + "/plugins/nosuch.js", timeout=10).status_code == 404
+    finally:
+        bridge.terminate()
+        assert bridge.wait(10) == 0
+
+
+def test_tls_on_a_wildcard_bind_prints_urls_the_certificate_names(tmp_path):
+    from radical_orbit.bridge.urls import host_name, outbound_ipv4
+    fqdn, ip = host_name(), outbound_ipv4()
+    only_local = make_cert(str(tmp_path))          # localhost and 127.0.0.1 only
+    os.makedirs(str(tmp_path / "real"))
+    real = make_cert(str(tmp_path / "real"), san="DNS:%s,IP:%s,DNS:localhost,IP:127.0.0.1" % (fqdn, ip))
+    home = str(tmp_path / "home")
+    for certs in (only_local, real):
+        bridge = Proc(["-m", "radical_orbit.bridge", "--host", "0.0.0.0", "--port", "0", "--no-auth",
+                       "--cert", certs["cert"], "--key", certs["key"]], clean_env(home),
+                      str(tmp_path / "b.out"))
+        try:
+            out = wait_for(lambda: "Connect an endpoint" in bridge.output() and bridge.output(), 20, "the banner")
+            url = re.search(r"ORBIT bridge: (https://\S+)", out).group(1)
+            if certs is only_local:
+                assert url.startswith("https://localhost:")
+                assert "names localhost, 127.0.0.1 but neither this host's name %s nor its address %s" \
+                    % (fqdn, ip) in out
+                assert "subjectAltName=DNS:%s,IP:%s" % (fqdn, ip) in out
+            else:
+                assert url.startswith("https://%s:" % fqdn) and "certificate" not in out
+                ip_url = re.search(r"also reachable at (https://\S+)", out).group(1)
+                assert ip_url.startswith("https://%s:" % ip)
+                for dial in (url, ip_url):      # both pass the pinned client's host-name check
+                    assert BridgeClient(url=dial, cert=certs["cert"], timeout=10).health()["status"] == "ok"
+        finally:
+            bridge.stop()
+        os.unlink(os.path.join(home, "bridge.url"))

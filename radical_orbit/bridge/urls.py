@@ -27,6 +27,13 @@ def outbound_ipv4() -> str:
         return "127.0.0.1"
 
 
+def host_name() -> str:
+    """This host's name as other hosts know it: the FQDN, unless the resolver maps
+    it to ``localhost`` (a common /etc/hosts layout), then the plain host name."""
+    fqdn = socket.getfqdn()
+    return socket.gethostname() if is_loopback(fqdn) else fqdn
+
+
 def _url(scheme: str, host: str, port: int) -> str:
     return "%s://%s:%d" % (scheme, "[%s]" % host if ":" in host else host, port)
 
@@ -50,7 +57,7 @@ def advertised_urls(host: str, port: int, cert: Optional[str] = None) -> Tuple[D
                                 % (cert, shown, _listed(names), _url(scheme, shown, port),
                                    _san_for([shown])))
         return {"url": _url(scheme, shown, port)}, warnings
-    forms = {"fqdn": socket.getfqdn(), "ip": outbound_ipv4()}
+    forms = {"fqdn": host_name(), "ip": outbound_ipv4()}
     if not cert:
         urls = {key: _url(scheme, h, port) for key, h in forms.items()}
         urls["url"] = urls["fqdn"]
