@@ -20,11 +20,17 @@ def pinned_context(cert: str) -> ssl.SSLContext:
 def cert_names(path: str) -> Dict[str, List[str]]:
     """The host names (``dns``) and addresses (``ip``) a PEM certificate is valid for:
     its subjectAltName, else its subject's commonName. Read with the standard library's
-    decoder; ``openssl x509`` where that private helper is missing."""
+    decoder; ``openssl x509`` where that private helper is missing. ValueError when
+    neither can read it."""
     try:
         decoded = ssl._ssl._test_decode_cert(path)  # type: ignore[attr-defined]
     except AttributeError:
-        return _openssl_cert_names(path)
+        try:
+            return _openssl_cert_names(path)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ValueError("cannot read the names in certificate %s: %s" % (path, exc))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError("cannot read the names in certificate %s: %s" % (path, exc))
     names: Dict[str, List[str]] = {"dns": [], "ip": []}
     for kind, value in decoded.get("subjectAltName", ()):
         if kind == "DNS":

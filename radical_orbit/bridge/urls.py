@@ -45,24 +45,27 @@ def advertised_urls(host: str, port: int, cert: Optional[str] = None) -> Tuple[D
     the outbound-IPv4 form are offered; with TLS only the forms the certificate names,
     and when it names neither, a name it does hold (with a warning)."""
     scheme = "https" if cert else "http"
+    warnings: List[str] = []
+    names = None
+    if cert:
+        try:
+            names = cert_names(cert)
+        except ValueError as exc:
+            warnings.append("%s: the URLs printed are not checked against it" % exc)
     if host not in WILDCARD_HOSTS:
         shown = host.strip("[]")
-        warnings = []
-        if cert:
-            names = cert_names(cert)
-            if not cert_names_host(names, shown):
-                warnings.append("the certificate %s does not name %s (it names %s): clients dialling "
-                                "%s will fail the host-name check; re-make it with "
-                                "subjectAltName=%s (see README, TLS)"
-                                % (cert, shown, _listed(names), _url(scheme, shown, port),
-                                   _san_for([shown])))
+        if names is not None and not cert_names_host(names, shown):
+            warnings.append("the certificate %s does not name %s (it names %s): clients dialling "
+                            "%s will fail the host-name check; re-make it with "
+                            "subjectAltName=%s (see README, TLS)"
+                            % (cert, shown, _listed(names), _url(scheme, shown, port),
+                               _san_for([shown])))
         return {"url": _url(scheme, shown, port)}, warnings
     forms = {"fqdn": host_name(), "ip": outbound_ipv4()}
-    if not cert:
+    if names is None:
         urls = {key: _url(scheme, h, port) for key, h in forms.items()}
         urls["url"] = urls["fqdn"]
-        return urls, []
-    names = cert_names(cert)
+        return urls, warnings
     urls = {key: _url(scheme, h, port) for key, h in forms.items() if cert_names_host(names, h)}
     if urls:
         urls["url"] = urls.get("fqdn") or urls["ip"]
@@ -81,7 +84,10 @@ def _listed(names: Dict[str, List[str]]) -> str:
 
 def _san_for(hosts: List[str]) -> str:
     entries = [("IP:%s" if _is_ip(h) else "DNS:%s") % h for h in hosts]
-    return ",".join(entries + ["DNS:localhost", "IP:127.0.0.1"])
+    for local in ("DNS:localhost", "IP:127.0.0.1"):
+        if local not in entries:
+            entries.append(local)
+    return ",".join(entries)
 
 
 def _is_ip(host: str) -> bool:
