@@ -236,3 +236,22 @@ def test_a_no_auth_bridge_refuses_a_page_from_another_origin(orbit_plain):
     r = requests.post(o.url + "/bridge/terminate", headers={"Sec-Fetch-Site": "cross-site"}, timeout=10)
     envelope_of(r, 403)
     wait_for(lambda: requests.get(o.url + "/health", timeout=10).status_code == 200, 10, "the bridge")
+
+
+def test_a_refused_cross_origin_post_is_not_read_to_its_end(orbit_plain):
+    """Like a request without the token: the bridge answers at once and closes rather than
+    reading a large body a foreign page sends."""
+    import socket
+    o = orbit_plain
+    o.start_bridge()
+    port = int(o.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /endpoint/list HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nOrigin: http://127.0.0.1:1\r\n"
+                  b"Cookie: orbit_token=%s\r\nContent-Length: 10485760\r\n\r\n" % (port, o.token.encode()))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            piece = s.recv(4096)
+            assert piece, answer
+            answer += piece
+    head = answer.split(b"\r\n\r\n", 1)[0]
+    assert head.startswith(b"HTTP/1.1 403") and b"Connection: close" in head
