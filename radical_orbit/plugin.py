@@ -17,6 +17,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, Optional, Union
 
 from . import router
+from .descriptor import PluginDescriptor
 from .errors import BadRequest, Gone, NotFound, PayloadTooLarge
 
 #: A JSON body larger than this is refused with 413; large data goes through ``req.stream``.
@@ -166,29 +167,30 @@ class PluginContext:
     def __init__(self, endpoint: str, role: str,
                  notify: Callable[[str, str, Any], None],
                  config: Optional[Dict[str, Any]] = None,
-                 facts: Optional[Dict[str, Any]] = None):
+                 facts: Optional[Dict[str, Any]] = None,
+                 descriptor: Optional[PluginDescriptor] = None):
         self.endpoint = endpoint
         self.role = role
         self._notify = notify
         self.config = dict(config or {})
         #: the host's facts (radical_orbit.host.host_facts), gathered once by the host
         self.facts = facts
+        #: the plugin's descriptor, as the registry read it (None: made from the class)
+        self.descriptor = descriptor
 
 
 class Plugin:
-    """Base of every plugin. Subclasses set the class attributes and declare routes."""
+    """Base of every plugin. Subclasses set the class attributes and declare routes;
+    what is known before import (default roles, Explorer module, client class) is in
+    the plugin's descriptor (``radical_orbit.descriptor``), not here."""
 
     plugin_name: str = ""
     version: str = "0.1.0"
     session_class = PluginSession
-    client_class: str = "radical_orbit.client.PluginClient"
     session_ttl: float = 3600.0
     #: the monotonic clock that sessions' idle time is measured by (tests set one they can move)
     clock: Callable[[], float] = staticmethod(time.monotonic)
     ui_config: Dict[str, Any] = {}
-    ui_module: Optional[str] = None
-    #: host roles (bridge, login, compute, standalone) whose default set includes this plugin
-    default_roles: tuple = ()
 
     _sid_counter = itertools.count(1)
 
@@ -204,6 +206,14 @@ class Plugin:
         self._sessions: Dict[str, PluginSession] = {}
         self._expired: "OrderedDict[str, None]" = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def descriptor(self) -> PluginDescriptor:
+        """The registry's descriptor of this plugin; for a class added without one, read
+        from the class (``client_class``, ``ui_module`` attributes, as before descriptors)."""
+        if self.context.descriptor is None:
+            self.context.descriptor = PluginDescriptor.from_class(self.plugin_name or self.name, type(self))
+        return self.context.descriptor
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -277,8 +287,8 @@ class Plugin:
             enabled = False
         return {"type": self.plugin_name, "namespace": "/%s/%s" % (self.context.endpoint, self.name),
                 "version": self.version, "enabled": enabled,
-                "ui_config": self.ui_config, "ui_module": self.ui_module,
-                "client_class": self.client_class}
+                "ui_config": self.ui_config, "ui_module": self.descriptor.ui_module,
+                "client_class": self.descriptor.client_class}
 
     # -- base routes -------------------------------------------------------
     @route("POST", "register_session")
@@ -322,4 +332,4 @@ class Plugin:
 
     @route("GET", "ui_config", inline=True)
     def get_ui_config(self, req: Request) -> Dict[str, Any]:
-        return {"ui_config": self.ui_config, "ui_module": self.ui_module}
+        return {"ui_config": self.ui_config, "ui_module": self.descriptor.ui_module}

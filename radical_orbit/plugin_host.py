@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 from urllib.parse import unquote
 
 from . import registry
+from .descriptor import PluginDescriptor
 from .errors import BadRequest, Conflict, NotFound, OrbitError, from_exception
 from .names import check_name
 from .plugin import Plugin, PluginContext, Request, Response
@@ -41,27 +42,29 @@ class PluginHost:
 
     # -- loading -----------------------------------------------------------
     def load_spec(self, spec: str) -> List[str]:
-        """Load the plugins named by a ``-p`` spec; unknown names raise PluginSpecError."""
+        """Load the plugins named by a ``-p`` spec; unknown names raise PluginSpecError.
+        A plugin that cannot be imported or started here is skipped with one log line."""
         loaded = []
-        targets = registry.available()
-        for name in registry.resolve(spec, self.role, targets):
-            cls = registry.load_class(targets[name], name)
+        for descriptor in registry.Catalog().select(spec, self.role):
+            cls = registry.load_class(descriptor)
             if cls is None:
                 continue
             try:
-                self.add(name, cls, announce=False)
+                self.add(descriptor.name, cls, announce=False, descriptor=descriptor)
             except Exception as exc:
-                log.error("plugin %s skipped: it failed to start: %s: %s", name, type(exc).__name__, exc)
+                log.error("plugin %s skipped: it failed to start: %s: %s",
+                          descriptor.name, type(exc).__name__, exc)
                 continue
-            loaded.append(name)
+            loaded.append(descriptor.name)
         return loaded
 
     def add(self, name: str, cls: Type[Plugin], config: Optional[Dict[str, Any]] = None,
-            announce: bool = True) -> Plugin:
+            announce: bool = True, descriptor: Optional[PluginDescriptor] = None) -> Plugin:
         """Construct and start the plugin outside the lock every request's routing takes
-        (a slow constructor must not stall the endpoint); it is routable once started."""
+        (a slow constructor must not stall the endpoint); it is routable once started.
+        ``descriptor`` is the registry's; without one it is read from the class."""
         check_name(name, "plugin instance")
-        context = PluginContext(self.endpoint, self.role, self._notify, config, self.facts)
+        context = PluginContext(self.endpoint, self.role, self._notify, config, self.facts, descriptor)
         with self._lock:
             if name in self._plugins or name in self._starting:
                 raise Conflict("plugin instance %r is already loaded" % name)
@@ -172,22 +175,28 @@ class PluginHost:
         kind = body.get("plugin")
         if not isinstance(kind, str) or not kind:
             raise BadRequest("body needs 'plugin': a plugin name")
-        names = registry.available()
+        catalog = registry.Catalog()
         try:
-            resolved = registry.resolve(kind, self.role, names)
+            resolved = catalog.resolve(kind, self.role)
         except registry.PluginSpecError as exc:
             raise NotFound(str(exc))
         if len(resolved) != 1:
             raise BadRequest("%r names %d plugins; load one at a time" % (kind, len(resolved)))
         resolved = resolved[0]
-        cls = registry.load_class(names[resolved], resolved)
-        if cls is None:
-            raise OrbitError("plugin %s cannot be loaded here (missing dependency)" % resolved, 501)
+        descriptor = catalog.descriptor(resolved)
+        if descriptor is None:
+            raise OrbitError("plugin %s cannot be loaded here: its entry point cannot be read "
+                             "(see the endpoint's log)" % resolved, 501)
+        try:
+            cls = registry.import_class(descriptor)
+        except registry.PluginUnavailable as exc:
+            log.warning("plugin %s not loaded: %s", resolved, exc)
+            raise OrbitError("plugin %s cannot be loaded here: %s" % (resolved, exc), 501)
         name = body.get("name") or resolved
         config = body.get("config")
         if config is not None and not isinstance(config, dict):
             raise BadRequest("'config' must be a JSON object")
-        self.add(name, cls, config)
+        self.add(name, cls, config, descriptor=descriptor)
         return {"loaded": name, "plugins": self.names()}
 
     def _ctl_unload(self, req: Request) -> Dict[str, Any]:

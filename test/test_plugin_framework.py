@@ -4,19 +4,25 @@ errors and the envelope, the ``_orbit`` control namespace, and name rules."""
 import io
 import json
 import logging
+import subprocess
 import sys
 import threading
 import types
 
+from importlib import metadata
+
 import pytest
 
+from orbit_procs import REPO
 from radical_orbit import plugin as plugin_mod
 from radical_orbit import registry
 from radical_orbit.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, OrbitError, Unavailable
 from radical_orbit.names import check_name
 from radical_orbit.plugin import Plugin, PluginSession, Request, Response, route
 from radical_orbit.plugin_host import PluginHost
-from radical_orbit.plugins import ALL_ROLES
+from radical_orbit.descriptor import EVERY_ROLE, PluginDescriptor
+from radical_orbit.host import ROLES
+from radical_orbit.plugins import BUILTIN
 from radical_orbit.router import Router, class_router, compile_rule
 from orbit_procs import ManualClock
 
@@ -259,36 +265,35 @@ class _PlainThirdParty(Plugin):
     plugin_name = "psij_ext"
 
 
-FAKE_BUILTIN = {
-    "sysinfo": "fake_builtins:Sysinfo",
-    "queue_info": "fake_builtins:QueueInfo",
-    "psij": "fake_builtins:Psij",
-    "staging": "fake_builtins:Staging",
-    "echo": "fake_builtins:Echo",
-}
-FAKE_DEFAULT_ROLES = {
-    "sysinfo": ALL_ROLES,
-    "queue_info": ("login",),
-    "psij": ("login", "compute"),
-    "staging": ("login", "standalone"),
-    "echo": (),
-}
+#: descriptors of built-ins whose modules do not exist: resolving must never import them
+FAKE_BUILTIN = (
+    PluginDescriptor("sysinfo", "fake_builtins:Sysinfo", EVERY_ROLE),
+    PluginDescriptor("queue_info", "fake_builtins:QueueInfo", ("login",)),
+    PluginDescriptor("psij", "fake_builtins:Psij", ("login", "compute"), extra="radical.orbit[psij]"),
+    PluginDescriptor("staging", "fake_builtins:Staging", ("login", "standalone")),
+    PluginDescriptor("echo", "fake_builtins:Echo"),
+)
+
+
+def entry_point(name, value):
+    return metadata.EntryPoint(name=name, value=value, group=registry.ENTRY_POINT_GROUP)
 
 
 @pytest.fixture
 def names(monkeypatch):
-    """A fake names table: five built-ins (never imported), a third-party plugin with
-    default roles, one whose dependency is missing, and one sharing a prefix."""
-    monkeypatch.setattr(registry, "BUILTIN", FAKE_BUILTIN)
-    monkeypatch.setattr(registry, "DEFAULT_ROLES", FAKE_DEFAULT_ROLES)
+    """A fake table: five built-ins (never imported), a third-party descriptor, a
+    third-party class with default roles (the form before descriptors), one whose module
+    is missing, and one sharing a prefix."""
     module = types.ModuleType("fake_third_party_plugins")
     module.ThirdParty = _ThirdPartyForCompute
     module.Plain = _PlainThirdParty
+    module.DESCRIPTOR = PluginDescriptor("described", "fake_third_party_impl:Described", ("standalone",))
     monkeypatch.setitem(sys.modules, "fake_third_party_plugins", module)
-    table = dict(FAKE_BUILTIN)
-    table["thirdparty"] = "fake_third_party_plugins:ThirdParty"
-    table["needs_extra"] = "no_such_module_xyz:Thing"
-    table["psij_ext"] = "fake_third_party_plugins:Plain"
+    table = {d.name: d for d in FAKE_BUILTIN}
+    table["thirdparty"] = entry_point("thirdparty", "fake_third_party_plugins:ThirdParty")
+    table["needs_extra"] = entry_point("needs_extra", "no_such_module_xyz:Thing")
+    table["psij_ext"] = entry_point("psij_ext", "fake_third_party_plugins:Plain")
+    table["described"] = entry_point("described", "fake_third_party_plugins:DESCRIPTOR")
     return table
 
 
@@ -331,14 +336,15 @@ def test_resolve_all_is_every_name_sorted(names):
 @pytest.mark.parametrize("role, expected", [
     ("login", ["psij", "queue_info", "staging", "sysinfo"]),
     ("compute", ["psij", "sysinfo", "thirdparty"]),
-    ("standalone", ["staging", "sysinfo"]),
+    ("standalone", ["described", "staging", "sysinfo"]),
     ("bridge", ["sysinfo"]),
 ])
-def test_resolve_default_is_the_roles_set(names, role, expected, caplog):
+def test_default_sets_per_role_come_from_the_descriptors(names, role, expected, caplog):
     with caplog.at_level(logging.WARNING, logger="radical_orbit.registry"):
         assert registry.resolve("default", role, names) == expected
-    # the plugin with a missing extra is simply not in any default set
-    assert all("needs_extra" in r.getMessage() for r in caplog.records)
+    # the entry point whose module is missing is in no default set, and says so once
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["plugin needs_extra skipped"]
+    assert "fake_builtins" not in sys.modules and "fake_third_party_impl" not in sys.modules
 
 
 def test_resolve_keeps_order_and_drops_duplicates_and_blanks(names):
@@ -351,13 +357,46 @@ def test_resolve_empty_spec_means_default(names):
     assert registry.resolve(None, "bridge", names) == ["sysinfo"]
 
 
+def test_a_class_entry_point_gets_its_descriptor_from_the_class(names):
+    """The form before descriptors: the entry point names the class, whose attributes say
+    the rest (importing it is the price)."""
+    descriptor = registry.Catalog(names).descriptor("thirdparty")
+    assert descriptor == PluginDescriptor("thirdparty", "fake_third_party_plugins:ThirdParty", ("compute",))
+    assert registry.Catalog(names).descriptor("described").target == "fake_third_party_impl:Described"
+
+
+def test_an_entry_point_naming_another_plugins_descriptor_is_skipped_with_one_line(names, caplog):
+    names["other"] = entry_point("other", "fake_third_party_plugins:DESCRIPTOR")
+    with caplog.at_level(logging.WARNING, logger="radical_orbit.registry"):
+        assert registry.Catalog(names).select("other", "login") == []
+    assert len(caplog.records) == 1 and "'described'" in caplog.records[0].getMessage()
+
+
 def test_real_builtins_are_known_and_default_sets_hold_sysinfo():
     available = registry.available()
-    assert available["sysinfo"] == "radical_orbit.plugins.sysinfo:SysinfoPlugin"
-    assert available["echo"] == "radical_orbit.plugins.echo:EchoPlugin"
-    for role in ALL_ROLES:
+    assert available["sysinfo"].target == "radical_orbit.plugins.sysinfo:SysinfoPlugin"
+    assert available["echo"].target == "radical_orbit.plugins.echo:EchoPlugin"
+    for role in ROLES:
         resolved = registry.resolve("default", role)
         assert "sysinfo" in resolved and "echo" not in resolved
+    for descriptor in BUILTIN:
+        cls = registry.load_class(descriptor)
+        assert cls is not None and cls.plugin_name == descriptor.name
+
+
+def test_reading_the_registry_imports_no_plugin():
+    """Listing and resolving the default sets must not import a plugin (nor psutil, which
+    only sysinfo needs): a run in a fresh interpreter."""
+    code = ("import sys\n"
+            "from radical_orbit import registry\n"
+            "names = registry.available()\n"
+            "sets = [registry.resolve('default', role) for role in ('bridge', 'login', 'compute')]\n"
+            "assert 'sysinfo' in names and all('sysinfo' in s for s in sets), sets\n"
+            "print(sorted(m for m in sys.modules if m.startswith('radical_orbit.plugins.') or m == 'psutil'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_load_spec_with_an_unknown_name_raises_and_loads_nothing(notes):
@@ -372,32 +411,84 @@ def test_load_spec_loads_the_resolved_set(notes):
     try:
         assert host.load_spec("ech") == ["echo"]
         assert host.names() == ["echo"]
+        info = host.describe()["echo"]
+        assert info["client_class"] == "radical_orbit.plugins.echo_client.EchoClient"
     finally:
         host.stop()
 
 
-# -- a missing extra --------------------------------------------------------------------------
-def test_missing_extra_returns_none_with_one_warning_line(caplog):
+# -- descriptors ------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(name="bad name", target="a:B"), "plugin name"),
+    (dict(name="p", target="not a path"), "not a dotted path"),
+    (dict(name="p", target="a:B", client_class="x y"), "not a dotted path"),
+    (dict(name="p", target="a:B", default_roles=("head",)), "unknown roles"),
+    (dict(name="p", target="a:B", ui_module="../p.js"), "ui_module"),
+    (dict(name="p", target="a:B", ui_module="Page.JS"), "ui_module"),
+    (dict(name="p", target="a:B", ui_module="other.js", ui_package="pkg"), "p.js"),
+    (dict(name="p", target="a:B", ui_package="pkg"), "p.js"),
+])
+def test_a_descriptor_refuses_what_could_never_work(kwargs, message):
+    with pytest.raises(ValueError) as exc:
+        PluginDescriptor(**kwargs)
+    assert message in str(exc.value)
+
+
+def test_a_descriptor_is_a_value():
+    a = PluginDescriptor("p", "a:B", ["login"], ui_module="p.extra.js", ui_package="pkg")
+    assert a == PluginDescriptor("p", "a:B", ("login",), ui_module="p.extra.js", ui_package="pkg")
+    assert a.default_roles == ("login",) and hash(a) == hash(PluginDescriptor("p", "a:B", ("login",),
+                                                                              "p.extra.js", "pkg"))
+    with pytest.raises(AttributeError):
+        a.name = "q"
+
+
+# -- a missing module or dependency ---------------------------------------------------------------
+def warnings_of(caplog):
+    return [r for r in caplog.records if r.name.startswith("radical_orbit") and r.levelno >= logging.WARNING]
+
+
+def test_a_descriptor_whose_module_does_not_exist_is_listed_then_skipped_with_one_line(
+        monkeypatch, caplog, notes):
+    ghost = PluginDescriptor("ghost", "no_such_module_xyz.plugin:Ghost", EVERY_ROLE)
+    monkeypatch.setattr(registry, "BUILTIN", BUILTIN + (ghost,))
+    assert registry.available()["ghost"] == ghost
+    assert "ghost" in registry.resolve("default", "login")
+    host = PluginHost("ep1", "standalone", {}, notes)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="radical_orbit"):
+            assert host.load_spec("default,echo") == ["sysinfo", "echo"]
+        records = warnings_of(caplog)
+        assert len(records) == 1, [r.getMessage() for r in records]
+        message = records[0].getMessage()
+        assert "\n" not in message
+        assert message.startswith("plugin ghost skipped:") and "no_such_module_xyz" in message
+    finally:
+        host.stop()
+
+
+def test_a_missing_requirement_is_named_with_its_extra_and_nothing_is_imported(caplog):
+    needy = PluginDescriptor("needy", "no_such_plugin_module_xyz:Needy", requires=("no_such_dep_xyz",),
+                             extra="radical.orbit[needy]")
     with caplog.at_level(logging.DEBUG, logger="radical_orbit"):
-        assert registry.load_class("no_such_module_xyz:Thing", "thing") is None
-    records = [r for r in caplog.records if r.name.startswith("radical_orbit")]
+        assert registry.load_class(needy) is None
+    records = warnings_of(caplog)
     assert len(records) == 1
-    assert records[0].levelno == logging.WARNING
-    message = records[0].getMessage()
-    assert "\n" not in message
-    assert "thing" in message and "no_such_module_xyz" in message
+    assert records[0].getMessage() == ("plugin needy skipped: it needs no_such_dep_xyz, not installed "
+                                       "(pip install 'radical.orbit[needy]')")
 
 
-def test_load_class_resolves_module_and_attribute():
-    cls = registry.load_class("radical_orbit.plugins.echo:EchoPlugin", "echo")
-    assert cls.plugin_name == "echo"
+def test_load_class_refuses_what_is_not_a_plugin(caplog):
+    assert registry.load_class(PluginDescriptor("notaplugin", "radical_orbit.errors:NotFound")) is None
+    assert "is not a Plugin class" in warnings_of(caplog)[0].getMessage()
 
 
 def test_run_time_load_of_a_plugin_with_a_missing_extra_is_501(host, monkeypatch):
-    monkeypatch.setattr(registry, "available", lambda: {"needs_extra": "no_such_module_xyz:Thing"})
+    needy = PluginDescriptor("needs_extra", "no_such_module_xyz:Thing")
+    monkeypatch.setattr(registry, "available", lambda: {"needs_extra": needy})
     status, body = call(host, "POST", "_orbit/plugins/load", {"plugin": "needs_extra"})
     assert status == 501
-    assert "missing dependency" in body["detail"]
+    assert "cannot be loaded here" in body["detail"] and "no_such_module_xyz" in body["detail"]
 
 
 # -- the base routes of every plugin ------------------------------------------------------------
@@ -756,10 +847,10 @@ def test_a_plugin_that_fails_to_start_is_skipped_with_one_line(monkeypatch, capl
         def start(self):
             raise RuntimeError("no scheduler here")
 
-    monkeypatch.setattr(registry, "available", lambda: {"broken": "x:Broken", "echo": "radical_orbit.plugins.echo:EchoPlugin"})
+    broken = PluginDescriptor("broken", "x:Broken")
+    monkeypatch.setattr(registry, "available", lambda: {"broken": broken, "echo": BUILTIN[1]})
     real_load = registry.load_class
-    monkeypatch.setattr(registry, "load_class",
-                        lambda target, name="": Broken if name == "broken" else real_load(target, name))
+    monkeypatch.setattr(registry, "load_class", lambda d: Broken if d is broken else real_load(d))
     host = PluginHost("ep1", "standalone", {}, lambda *a: None)
     with caplog.at_level("ERROR", logger="radical_orbit.plugin_host"):
         assert host.load_spec("broken,echo") == ["echo"]

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from orbit_procs import REPO, wait_for
 
@@ -45,7 +46,7 @@ def hello_site(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
                     "--target", str(site), str(built[0])],
                    check=True, capture_output=True, timeout=BUILD_TIMEOUT)
-    assert (site / "orbit_hello" / "client.py").exists()
+    assert (site / "orbit_hello" / "client.py").exists() and (site / "orbit_hello" / "hello.js").exists()
     return str(site)
 
 
@@ -128,6 +129,10 @@ def test_hello_loads_and_unloads_at_run_time(orbit_plain, hello_site):
     info = wait_for(lambda: topology_plugins(orbit, "ep").get("hello"), EVENT_TIMEOUT,
                     "hello in the topology", interval=0.05)
     assert info["client_class"] == "orbit_hello.client.HelloClient"
+    # the endpoint names its Explorer module, but JavaScript comes only from the bridge's
+    # own installation, where this package is not installed
+    assert info["ui_module"] == "hello.js"
+    assert requests.get(orbit.url + "/plugins/hello.js", timeout=10).status_code == 404
 
     sid = orbit.get("ep/hello/register_session", "POST").json()["sid"]
     greeting = orbit.get("ep/hello/greet/%s" % sid, params={"name": "run time"})
@@ -148,6 +153,71 @@ def test_hello_loads_and_unloads_at_run_time(orbit_plain, hello_site):
     assert orbit.get("ep/hello/greet/%s" % sid).status_code == 404
     assert orbit.get("ep/_orbit/plugins/unload", "POST", json={"name": "hello"}).status_code == 404
     assert sorted(topology_plugins(orbit, "ep")) == ["hello2", "sysinfo"]
+
+
+def test_the_bridge_serves_the_explorer_module_its_installed_package_ships(orbit_plain, hello_site,
+                                                                          monkeypatch):
+    """hello's descriptor names hello.js in package orbit_hello: a bridge with the package
+    installed serves it at /plugins/hello.js, beside the Explorer's own modules."""
+    monkeypatch.setenv("PYTHONPATH", hello_site)
+    orbit = orbit_plain
+    orbit.start_bridge("-p", "none")
+    with open(os.path.join(hello_site, "orbit_hello", "hello.js"), "rb") as f:
+        shipped = f.read()
+    resp = requests.get(orbit.url + "/plugins/hello.js", timeout=10)   # before login, like index.html
+    assert resp.status_code == 200, resp.text
+    assert resp.content == shipped
+    assert resp.headers["Content-Type"].startswith("text/javascript")
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert requests.get(orbit.url + "/plugins/sysinfo.js", timeout=10).status_code == 200
+    for name in ("hello.extra.js", "orbit_hello.js", "client.py", "..%2Forbit_hello%2Fhello.js",
+                 "%2E%2E%2Fhello.js", "Hello.js"):
+        resp = requests.get(orbit.url + "/plugins/" + name, timeout=10)
+        assert resp.status_code == 404 and resp.json()["error"] is True, name
+
+
+LEGACY_PLUGIN = """from radical_orbit.plugin import Plugin, route
+
+
+class LegacyPlugin(Plugin):
+    plugin_name = "legacy"
+    version = "0.0.1"
+    client_class = "orbit_legacy.LegacyClient"
+    ui_module = "legacy.js"
+    default_roles = ("compute",)
+
+    @route("GET", "hi")
+    def hi(self, req):
+        return {"hi": True}
+"""
+
+
+def legacy_site(root):
+    """An installed package whose entry point names the plugin class, as before descriptors
+    (a dist-info directory is all importlib.metadata needs to find it)."""
+    site = root / "legacy-site"
+    (site / "orbit_legacy").mkdir(parents=True)
+    (site / "orbit_legacy" / "__init__.py").write_text(LEGACY_PLUGIN)
+    info = site / "orbit_legacy-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: orbit-legacy\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[radical_orbit.plugins]\nlegacy = orbit_legacy:LegacyPlugin\n")
+    return str(site)
+
+
+def test_an_entry_point_to_the_class_still_works(orbit_plain, tmp_path):
+    """Backward compatible: the class's default_roles, client_class and ui_module are its
+    descriptor; -p default on a compute node loads it."""
+    orbit = orbit_plain
+    orbit.start_bridge("-p", "none")
+    orbit.start_endpoint("ep", "--role", "compute", "-p", "default",
+                         PYTHONPATH=pythonpath(legacy_site(tmp_path)))
+    info = topology_plugins(orbit, "ep")
+    assert sorted(info) == ["legacy", "sysinfo"]
+    assert info["legacy"]["client_class"] == "orbit_legacy.LegacyClient"
+    assert info["legacy"]["ui_module"] == "legacy.js"
+    assert orbit.get("ep/legacy/hi").json() == {"hi": True}
 
 
 def test_unknown_plugin_makes_the_endpoint_exit_1_with_one_line(orbit_plain):

@@ -6,12 +6,12 @@ the first path segments of those routes (plus ``bridge``) are the names no
 endpoint can take (``RESERVED``, read by ``names.check_endpoint_name``)."""
 import json
 import logging
-import re
 import time
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote
 
 from .. import protocol
+from ..descriptor import UI_MODULE_RE
 from ..errors import (BadRequest, MethodNotAllowed, NotFound, OrbitError, Unauthorized,
                       from_exception)
 from ..names import NAME_RE
@@ -23,7 +23,7 @@ from .proxy import ProxyCall, plugin_headers
 
 log = logging.getLogger("radical_orbit.bridge.routes")
 
-PLUGIN_JS = re.compile(r"^[a-z_][a-z0-9_.]*\.js$")
+JAVASCRIPT = "text/javascript; charset=utf-8"
 DRAIN_LIMIT = 16 * 2**20
 ANONYMOUS_DRAIN_LIMIT = 64 * 1024
 SSE_RETRY_MS = 2000
@@ -143,9 +143,15 @@ class BridgeHandler(Handler):
 
     @route("GET", "plugins/{file}")
     def route_plugin_module(self, file: str) -> None:
-        if not PLUGIN_JS.match(file):
+        """The Explorer's own modules and the built-ins' come from ``share/plugins/``; a
+        plugin package installed on the bridge may ship its own (its descriptor's
+        ``ui_package``). Endpoints never supply JavaScript."""
+        if not UI_MODULE_RE.match(file):
             raise NotFound("no Explorer module %r" % file)
-        self._static("plugins/" + file, "text/javascript; charset=utf-8")
+        data = self.bridge.explorer.plugin_module(file)
+        if data is None:
+            raise NotFound("no Explorer module %r" % file)
+        self.send_bytes(200, data, JAVASCRIPT, EXPLORER_HEADERS)
 
     def _static(self, rel: str, content_type: str) -> None:
         data = self.bridge.explorer.get(rel)

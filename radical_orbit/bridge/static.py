@@ -4,6 +4,7 @@ import logging
 import os
 from typing import Dict, Optional
 
+from .. import registry
 from ..share import share_dir
 
 log = logging.getLogger("radical_orbit.bridge.static")
@@ -15,7 +16,8 @@ MAX_FILE = 4 * 2**20    # bytes: far above any Explorer file; guards against a s
 
 class ExplorerFiles:
     """``index.html`` and ``plugins/*.js`` in memory (tens of KiB), keyed by the
-    path relative to ``share/``."""
+    path relative to ``share/``; plus the Explorer modules that plugin packages
+    installed on the bridge ship, each read the first time it is asked for."""
 
     def __init__(self, root: Optional[str] = None):
         self.root = root if root is not None else share_dir()
@@ -29,8 +31,8 @@ class ExplorerFiles:
             if name.endswith(".js"):
                 self._read("%s/%s" % (PLUGIN_DIR, name))
 
-    def _read(self, rel: str) -> None:
-        path = os.path.join(self.root, *rel.split("/"))
+    def _read(self, rel: str, path: Optional[str] = None) -> None:
+        path = path or os.path.join(self.root, *rel.split("/"))
         try:
             if os.path.getsize(path) > MAX_FILE:
                 log.warning("skipping Explorer file %s: larger than %d bytes", path, MAX_FILE)
@@ -43,3 +45,16 @@ class ExplorerFiles:
     def get(self, rel: str) -> Optional[bytes]:
         """The file's bytes, or None; ``rel`` uses ``/`` (``plugins/sysinfo.js``)."""
         return self.files.get(rel)
+
+    def plugin_module(self, name: str) -> Optional[bytes]:
+        """Explorer module ``name`` (already checked against the module-name rule): from
+        ``share/plugins/``, else from the plugin package whose descriptor names it (looked
+        up once, then kept like the rest). Endpoints never supply JavaScript."""
+        rel = "%s/%s" % (PLUGIN_DIR, name)
+        data = self.files.get(rel)
+        if data is None:
+            path = registry.explorer_module(name)
+            if path is not None:
+                self._read(rel, path)
+                data = self.files.get(rel)
+        return data

@@ -1,14 +1,14 @@
-"""Built-in plugins, named without importing them (a missing extra costs nothing
-until used), with the host roles whose default set includes each."""
+"""The built-in plugins: one descriptor each, read without importing the plugin
+(a missing optional dependency costs nothing until the plugin is selected).
 
-ALL_ROLES = ("bridge", "login", "compute", "standalone")
+A new built-in is one line here; its roles, Explorer module, extra and client
+class live in its descriptor and nowhere else.
+"""
+from ..descriptor import EVERY_ROLE, PluginDescriptor as P
 
-BUILTIN = {
-    "sysinfo": "radical_orbit.plugins.sysinfo:SysinfoPlugin",
-    "echo": "radical_orbit.plugins.echo:EchoPlugin",
-}
-
-DEFAULT_ROLES = {
-    "sysinfo": ALL_ROLES,
-    "echo": (),
-}
+BUILTIN = (
+    P("sysinfo", "radical_orbit.plugins.sysinfo:SysinfoPlugin", EVERY_ROLE, ui_module="sysinfo.js",
+      client_class="radical_orbit.plugins.sysinfo_client.SysinfoClient"),
+    P("echo", "radical_orbit.plugins.echo:EchoPlugin",
+      client_class="radical_orbit.plugins.echo_client.EchoClient"),
+)

@@ -17,7 +17,6 @@ SPOOL_IN_MEMORY = 2**20
 class EchoPlugin(Plugin):
     plugin_name = "echo"
     version = "1.0.0"
-    client_class = "radical_orbit.plugins.echo_client.EchoClient"
     ui_config = {"title": "Echo", "description": "Diagnostics: echo requests and bodies"}
 
     @route("GET", "ping", inline=True)

@@ -1,8 +1,16 @@
 """orbit_hello: a minimal third-party ORBIT plugin.
 
-The entry point ``hello = orbit_hello:HelloPlugin`` (group ``radical_orbit.plugins``)
-makes it known to every endpoint that can import this package.
+The entry point ``hello = orbit_hello:DESCRIPTOR`` (group ``radical_orbit.plugins``)
+names the descriptor below. ORBIT reads it without importing ``orbit_hello.plugin``,
+which only an endpoint that loads the plugin imports; a bridge with this package
+installed serves ``hello.js`` from it to the Explorer.
 """
-from .plugin import HelloPlugin, HelloSession
+from radical_orbit.descriptor import PluginDescriptor
 
-__all__ = ["HelloPlugin", "HelloSession"]
+DESCRIPTOR = PluginDescriptor(
+    name="hello",
+    target="orbit_hello.plugin:HelloPlugin",
+    client_class="orbit_hello.client.HelloClient",
+    ui_module="hello.js",
+    ui_package="orbit_hello",
+)

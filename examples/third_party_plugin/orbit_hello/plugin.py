@@ -30,8 +30,6 @@ class HelloPlugin(Plugin):
     plugin_name = "hello"
     version = "0.1.0"
     session_class = HelloSession
-    # A dotted path, not an import: the client never needs the plugin's own dependencies.
-    client_class = "orbit_hello.client.HelloClient"
     session_ttl = 600.0
     ui_config = {"title": "Hello", "description": "Greetings per session, and shouts to every listener"}
 

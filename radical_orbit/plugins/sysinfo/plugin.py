@@ -31,8 +31,6 @@ STOP_JOIN_TIMEOUT = 2.0
 class SysinfoPlugin(Plugin):
     plugin_name = "sysinfo"
     version = "1.0.0"
-    client_class = "radical_orbit.plugins.sysinfo_client.SysinfoClient"
-    ui_module = "sysinfo.js"
     ui_config = {"title": "System", "description": "Host, CPU, memory, disks, network and GPUs"}
 
     prefetch_interval = PREFETCH_INTERVAL
