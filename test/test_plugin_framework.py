@@ -4,6 +4,7 @@ errors and the envelope, the ``_orbit`` control namespace, and name rules."""
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -441,6 +442,29 @@ def test_a_descriptor_is_a_value():
                                                                               "p.extra.js", "pkg"))
     with pytest.raises(AttributeError):
         a.name = "q"
+
+
+def test_explorer_module_comes_from_the_package_its_descriptor_names_only(tmp_path, monkeypatch):
+    pkg = tmp_path / "orbit_pages_xyz"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise RuntimeError('finding a page must not import the package')\n")
+    (pkg / "pages.js").write_text("// pages\n")
+    (pkg / "pages.extra.js").write_text("// not named by the descriptor\n")
+    (tmp_path / "secret.js").write_text("// outside the package\n")
+    os.symlink(str(tmp_path / "secret.js"), str(pkg / "pages.link.js"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pages = PluginDescriptor("pages", "orbit_pages_xyz.plugin:Pages", ui_module="pages.js",
+                             ui_package="orbit_pages_xyz")
+    entries = {"pages": pages, "echo": BUILTIN[1]}
+    found = os.path.realpath(str(pkg / "pages.js"))
+    assert registry.explorer_module("pages.js", entries) == found
+    assert registry.explorer_modules(entries) == {"pages.js": found}
+    for name in ("pages.extra.js", "echo.js", "../pages.js", "orbit_pages_xyz/pages.js", "__init__.py"):
+        assert registry.explorer_module(name, entries) is None, name
+    linked = PluginDescriptor("pages", "orbit_pages_xyz.plugin:Pages", ui_module="pages.link.js",
+                              ui_package="orbit_pages_xyz")
+    assert registry.explorer_module("pages.link.js", {"pages": linked}) is None
+    assert "orbit_pages_xyz" not in sys.modules
 
 
 # -- a missing module or dependency ---------------------------------------------------------------

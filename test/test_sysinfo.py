@@ -11,6 +11,8 @@ import time
 import psutil
 import pytest
 
+from radical_orbit import registry
+from radical_orbit.dotted import import_dotted
 from radical_orbit.errors import Gone, NotFound
 from radical_orbit.host import host_facts
 from radical_orbit.plugin import PluginContext, Request
@@ -502,4 +504,7 @@ def test_client_paths():
     assert client.host_role()["role"] == "login"
     client.get_metrics()
     assert client.paths == ["homedir", "host_role", "metrics/sysinfo.0001.abcdef12"]
-    assert SysinfoPlugin.client_class == "%s.SysinfoClient" % client_module.__name__
+    descriptor = registry.available()["sysinfo"]
+    assert descriptor.client_class == "%s.SysinfoClient" % client_module.__name__
+    assert import_dotted(descriptor.client_class) is client_module.SysinfoClient
+    assert import_dotted(descriptor.target) is SysinfoPlugin

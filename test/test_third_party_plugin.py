@@ -271,7 +271,8 @@ def test_closing_the_sdk_while_listening_is_prompt_and_quiet(orbit_plain, monkey
 def test_the_plugin_guide_shows_the_example_verbatim():
     with open(os.path.join(REPO, "docs", "plugins.md")) as f:
         guide = f.read()
-    for rel in ("pyproject.toml", "orbit_hello/__init__.py", "orbit_hello/plugin.py", "orbit_hello/client.py"):
+    for rel in ("pyproject.toml", "orbit_hello/__init__.py", "orbit_hello/plugin.py", "orbit_hello/client.py",
+                "orbit_hello/hello.js"):
         with open(os.path.join(EXAMPLE, rel)) as f:
             source = f.read()
         assert "`%s`:\n\n```" % rel in guide and "\n%s```\n" % source in guide, \
