@@ -456,10 +456,12 @@ def test_connections_beyond_the_cap_are_refused_and_the_bridge_recovers(orbit_pl
     events = orbit_plain.get("events", stream=True, timeout=10)  # connection 2: an event stream
     keep = orbit_plain.session()                                # connection 3: keep-alive client
     assert keep.get(orbit_plain.url + "/hpc1/echo/ping", timeout=10).status_code == 200
-    with pytest.raises(requests.ConnectionError):
-        requests.get(orbit_plain.url + "/health", timeout=10,
-                     headers={"Authorization": "Bearer " + orbit_plain.token})
-    assert "refusing a connection" in orbit_plain.bridge.output()
+    refused = requests.get(orbit_plain.url + "/health", timeout=10,
+                           headers={"Authorization": "Bearer " + orbit_plain.token})
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+    assert refused.json()["error"] is True and "--max-connections 3" in refused.json()["detail"]
+    wait_for(lambda: "refused 1 connections in the last" in orbit_plain.bridge.output(), 5,
+             "the refusal summary in the log")
     events.close()
     keep.close()
     wait_for(lambda: _health_ok(orbit_plain), 10, "a free connection slot")

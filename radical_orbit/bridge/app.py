@@ -12,10 +12,11 @@ from ..host import host_facts
 from ..names import check_endpoint_name
 from ..errors import OrbitError
 from ..plugin_host import PluginHost
+from . import admission, framing, http
 from .auth import Auth
 from .connection import EndpointConnection
 from .events import EventHub
-from .http import Server, tls_context
+from .http import Limits, Server, tls_context
 from .static import ExplorerFiles
 from .topology import Topology
 from .urls import advertised_urls
@@ -29,7 +30,13 @@ DEFAULT_SETTINGS = {
     "max_json_body": 2**20,         # bytes accepted by the bridge's own routes
     "max_proxy_body": 2**40,        # bytes accepted on a proxied request
     "ping_interval": protocol.DEFAULT_SETTINGS["ping_interval"],
-    "max_connections": 10000,       # open HTTP + WebSocket connections (one thread each)
+    "max_connections": admission.MAX_CONNECTIONS,   # open connections of any kind (a thread each)
+    "max_unauthenticated": admission.MAX_UNAUTHENTICATED,   # ... not authenticated yet
+    "max_unauthenticated_per_source": admission.MAX_UNAUTHENTICATED_PER_SOURCE,
+    "head_timeout": http.HEAD_TIMEOUT,              # s to receive a request head
+    "keepalive_timeout": http.KEEPALIVE_TIMEOUT,    # s an authenticated connection may idle
+    "max_head_bytes": framing.MAX_HEAD_BYTES,       # request line + header fields
+    "max_headers": framing.MAX_HEADERS,
     "sse_keepalive": 15.0,          # s between keepalive comments on an idle event stream
 }
 #: SSE keepalive intervals allowed: the SDK takes a stream silent for 45 s as lost
@@ -65,8 +72,13 @@ class Bridge:
         file) is written between ``bind`` and ``listen``."""
         from .routes import BridgeHandler
         handler = type("Handler", (BridgeHandler,), {"bridge": self})
-        self.server = Server((self.host, self.port), handler, self.tls,
-                             self.settings["max_connections"], bind_and_activate=False)
+        s = self.settings
+        limits = Limits(s["head_timeout"], s["keepalive_timeout"], s["max_head_bytes"],
+                        s["max_headers"]).check()
+        budget = admission.Admission(s["max_connections"], s["max_unauthenticated"],
+                                     s["max_unauthenticated_per_source"])
+        self.server = Server((self.host, self.port), handler, self.tls, limits, budget,
+                             bind_and_activate=False)
         try:
             self.server.server_bind()
         except BaseException:

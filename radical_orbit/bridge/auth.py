@@ -37,11 +37,12 @@ class Auth:
         return hmac.compare_digest(candidate.encode(), self.token.encode())
 
     def check(self, method: str, headers, secure: bool, open_route: bool = False,
-              cookie_ok: bool = True) -> None:
+              cookie_ok: bool = True) -> bool:
         """Raise ``Forbidden`` for a browser request from another origin that the
         cookie would authenticate (or that logs in or out), ``Unauthorized`` for a
         missing or wrong token on a route that needs one. ``cookie_ok=False``: the
-        route takes only the Bearer header (``/register``)."""
+        route takes only the Bearer header (``/register``). True when the request
+        carried a valid credential (or auth is off), False on an open route without one."""
         token, source = credential(headers)
         if source == COOKIE_AUTH and not cookie_ok:
             token, source = None, None
@@ -51,8 +52,10 @@ class Auth:
                                      cookie=source == COOKIE_AUTH and not open_route)
             if problem:
                 raise Forbidden("cross-origin request refused: %s" % problem)
-        if open_route or self.valid(token):
-            return
+        if self.valid(token):
+            return True
+        if open_route:
+            return False
         if not cookie_ok:
             raise Unauthorized("this route takes only 'Authorization: Bearer <token>', not the cookie",
                                headers={"WWW-Authenticate": "Bearer"})

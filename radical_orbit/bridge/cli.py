@@ -61,7 +61,16 @@ def parser() -> argparse.ArgumentParser:
                    help="requests in flight per endpoint before 503 (default %(default)s)")
     p.add_argument("--max-connections", type=cli.count, default=DEFAULT_SETTINGS["max_connections"],
                    help="open connections (endpoints, clients, event streams) before new ones are "
-                        "refused (default %(default)s)")
+                        "answered 503 (default %(default)s)")
+    p.add_argument("--max-unauthenticated", type=cli.count, default=DEFAULT_SETTINGS["max_unauthenticated"],
+                   help="connections that have not sent the token yet (default %(default)s)")
+    p.add_argument("--max-unauthenticated-per-source", type=cli.count,
+                   default=DEFAULT_SETTINGS["max_unauthenticated_per_source"],
+                   help="the same, from one source address (default %(default)s)")
+    p.add_argument("--head-timeout", type=cli.seconds, default=DEFAULT_SETTINGS["head_timeout"],
+                   help="seconds to receive a whole request head (default %(default)s)")
+    p.add_argument("--max-head-bytes", type=cli.count, default=DEFAULT_SETTINGS["max_head_bytes"],
+                   help="bytes of a request line and its header fields, at least 1024 (default %(default)s)")
     p.add_argument("--log-level", type=cli.log_level,
                    help="DEBUG, INFO, WARNING or ERROR (default: env, else INFO)")
     return p
@@ -85,7 +94,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         bridge = Bridge(args.host, args.port, cert, key, token.value if token else None, args.plugins,
                         request_timeout=args.request_timeout, ping_interval=args.ping_interval,
                         max_pending=args.max_pending, max_connections=args.max_connections,
-                        sse_keepalive=args.keepalive)
+                        sse_keepalive=args.keepalive,
+                        max_unauthenticated=args.max_unauthenticated,
+                        max_unauthenticated_per_source=args.max_unauthenticated_per_source,
+                        head_timeout=args.head_timeout, max_head_bytes=args.max_head_bytes)
         bridge.bind()
         bridge.load_plugins()
         notices = publish(bridge)

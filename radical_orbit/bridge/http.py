@@ -1,30 +1,56 @@
-"""HTTP/1.1 plumbing on top of ``http.server``: the threaded server (TLS handshake
-in the connection thread), request-body readers and response writers."""
+"""HTTP/1.1 plumbing on top of ``http.server``: the threaded server (admission, TLS
+handshake in the connection thread), the connection's deadline-bound reader, the
+request head (read by framing.py) and the response writers."""
+import io
 import json
-import re
 import logging
+import re
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
-from ..errors import BadRequest, PayloadTooLarge, envelope
+from ..errors import envelope
 from ..logs import redact
 from ..tlssocket import TLSSocket
+from .admission import CUT, Admission, Refuser, Ticket, busy_response, refusal_detail
+from .framing import MAX_HEAD_BYTES, MAX_HEADERS, NO_BODY, BodyReader, Framing, HeadError, read_head
 
 log = logging.getLogger("radical_orbit.bridge.http")
 
-TLS_HANDSHAKE_TIMEOUT = 10.0
-MAX_HEADERS = 100
-MAX_HEADER_LINE = 65536
-READ_CHUNK = 256 * 1024
+#: default seconds to receive a whole request head (and a TLS handshake); an
+#: unauthenticated connection also gets no longer to start its next request
+HEAD_TIMEOUT = 10.0
+#: default seconds an authenticated keep-alive connection may idle between requests
+KEEPALIVE_TIMEOUT = 120.0
+#: a head cap below this would refuse ordinary browsers' requests
+MIN_HEAD_BYTES = 1024
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Limits(NamedTuple):
+    """The bounds on reading a request (bridge settings of the same names)."""
+    head_timeout: float = HEAD_TIMEOUT
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    max_head_bytes: int = MAX_HEAD_BYTES
+    max_headers: int = MAX_HEADERS
+
+    def check(self) -> "Limits":
+        """These limits, or ValueError for one that would refuse every request."""
+        if not (self.head_timeout > 0 and self.keepalive_timeout > 0):
+            raise ValueError("--head-timeout and the keep-alive timeout must be positive")
+        if self.max_head_bytes < MIN_HEAD_BYTES or self.max_headers < 1:
+            raise ValueError("--max-head-bytes must be at least %d and the header count at least 1"
+                             % MIN_HEAD_BYTES)
+        return self
 
 
 class Server(ThreadingHTTPServer):
-    """Thread per connection; a TLS handshake happens in that thread, so one slow
-    client cannot stall the accept loop. At most ``max_connections`` at once: beyond,
-    a new connection is closed at once (the thread budget is the bridge's memory)."""
+    """Thread per admitted connection; a TLS handshake happens in that thread, so one
+    slow client cannot stall the accept loop. Which connections get a thread is
+    admission.py's call; the others are answered 503 from here."""
 
     daemon_threads = True
     block_on_close = False   # stopping must not wait for idle keep-alive connections
@@ -32,44 +58,56 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 1024
 
     def __init__(self, address, handler, tls: Optional[ssl.SSLContext] = None,
-                 max_connections: int = 10000, bind_and_activate: bool = True):
+                 limits: Optional[Limits] = None, admission: Optional[Admission] = None,
+                 bind_and_activate: bool = True):
         self.tls = tls
-        self.max_connections = max_connections
-        self._slots = threading.BoundedSemaphore(max_connections)
+        self.limits = limits or Limits()
+        self.admission = admission or Admission()
+        self.refuser = Refuser(tls)
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, handler, bind_and_activate)
 
     def process_request(self, request, client_address):
-        if not self._slots.acquire(blocking=False):
-            log.warning("refusing a connection from %s: %d connections open (--max-connections)",
-                        client_address[0], self.max_connections)
-            self.shutdown_request(request)
+        ticket, refused = self.admission.admit(client_address[0], request)
+        if ticket is None:
+            self.refuser.refuse(request, refused)
             return
-        thread = threading.Thread(target=self._serve_connection, args=(request, client_address),
+        thread = threading.Thread(target=self._serve_connection, args=(request, client_address, ticket),
                                   name="http-%s:%s" % client_address[:2], daemon=True)
-        thread.start()
-
-    def _serve_connection(self, request, client_address):
         try:
-            self.process_request_thread(request, client_address)
+            thread.start()
+        except RuntimeError:        # no thread to be had (memory, or the process's limit)
+            self.admission.release(ticket)
+            self.admission.stats.note("thread limit", client_address[0])
+            self.refuser.refuse(request, "thread limit")
+
+    def _serve_connection(self, request, client_address, ticket: Ticket) -> None:
+        try:
+            conn = request
+            if self.tls is not None:
+                conn = TLSSocket(request, self.tls, server_side=True)
+                try:
+                    conn.do_handshake(self.limits.head_timeout)
+                except (OSError, ssl.SSLError) as exc:
+                    log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+                    return
+            self.RequestHandlerClass(conn, client_address, self, ticket)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
-            self._slots.release()
+            self.admission.release(ticket)
+            self.shutdown_request(request)
 
-    def finish_request(self, request, client_address):
-        if self.tls is not None:
-            request = TLSSocket(request, self.tls, server_side=True)
-            try:
-                request.do_handshake(TLS_HANDSHAKE_TIMEOUT)
-            except (OSError, ssl.SSLError) as exc:
-                log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
-                request.close()
-                return
-        super().finish_request(request, client_address)
+    def service_actions(self):
+        """Called by the accept loop several times a second: the refusal summary."""
+        summary = self.admission.stats.summary()
+        if summary:
+            log.log(*summary)
 
-    def shutdown_request(self, request):
-        """The plain socket underneath a TLSSocket is what gets shut down and closed."""
-        super().shutdown_request(getattr(request, "_sock", request))
+    def server_close(self):
+        super().server_close()
+        self.refuser.stop()
 
     def handle_error(self, request, client_address):
         log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
@@ -85,15 +123,74 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
+class DeadlineReader(io.RawIOBase):
+    """The connection's raw reader. While ``deadline`` (time.monotonic) is set no read
+    waits past it, however slowly the peer trickles its bytes: a per-read timeout alone
+    lets one byte every few seconds hold a connection forever. ``arm`` seconds, if set,
+    start such a deadline at the next bytes that arrive (the first of a keep-alive
+    request, whose idle wait has the socket's own timeout). ``received`` counts bytes."""
+
+    def __init__(self, sock, base_timeout: Optional[float]):
+        super().__init__()
+        self._sock = sock
+        self.base_timeout = base_timeout
+        self.deadline: Optional[float] = None
+        self.arm: Optional[float] = None
+        self.received = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> Optional[int]:
+        try:
+            if self.deadline is None:
+                n = self._sock.recv_into(buffer)
+            else:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout("deadline passed")
+                self._sock.settimeout(left)
+                try:
+                    n = self._sock.recv_into(buffer)
+                finally:
+                    self._sock.settimeout(self.base_timeout)
+        except BlockingIOError:     # a non-blocking peek (the WebSocket handshake's)
+            return None
+        if n and self.arm is not None:
+            self.deadline, self.arm = time.monotonic() + self.arm, None
+        self.received += n
+        return n
+
+
+class SocketWriter(io.BufferedIOBase):
+    """Unbuffered: each write goes straight to the socket (as http.server's wfile)."""
+
+    def __init__(self, sock):
+        super().__init__()
+        self._sock = sock
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._sock.sendall(data)
+        return memoryview(data).nbytes
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+
 class Headers:
     """Request headers: what ``http.client.HTTPMessage`` offers the handlers, for a
     fraction of its cost. Names are case-insensitive; ``get`` returns the first value."""
 
     __slots__ = ("_pairs", "_first")
 
-    def __init__(self) -> None:
+    def __init__(self, pairs: Iterable[Tuple[str, str]] = ()) -> None:
         self._pairs: List[Tuple[str, str]] = []
         self._first: Dict[str, str] = {}
+        for name, value in pairs:
+            self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
         self._pairs.append((name, value))
@@ -129,108 +226,40 @@ class Headers:
         return "".join("%s: %s\n" % pair for pair in self._pairs)
 
 
-class BodyReader:
-    """The request body as a stream: Content-Length or chunked transfer encoding,
-    with a size cap (413): checked against Content-Length before anything is read, and
-    against the bytes read so far for a chunked body."""
-
-    def __init__(self, rfile, headers, limit: int):
-        self._rfile = rfile
-        self.limit = limit
-        te = (headers.get("Transfer-Encoding") or "").lower()
-        self.chunked = "chunked" in te
-        self.length: Optional[int] = None
-        self._left = 0
-        self._chunk_left = 0
-        self._done = False
-        self.consumed = 0
-        if not self.chunked:
-            raw = headers.get("Content-Length")
-            try:
-                self.length = int(raw) if raw is not None else 0
-            except ValueError:
-                raise BadRequest("invalid Content-Length %r" % raw)
-            if self.length < 0:
-                raise BadRequest("invalid Content-Length %r" % raw)
-            self._left = self.length
-            self._done = self.length == 0
-            if self.length > limit:
-                raise PayloadTooLarge("request body of %d bytes exceeds the limit of %d bytes"
-                                      % (self.length, limit))
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes, fewer only at the end of the body (across HTTP chunks)."""
-        if size is None or size < 0:
-            return b"".join(iter(lambda: self.read(READ_CHUNK), b""))
-        pieces = []
-        wanted = size
-        while wanted > 0 and not self._done:
-            data = self._read_chunked(wanted) if self.chunked else self._read_plain(wanted)
-            if not data:
-                continue
-            self.consumed += len(data)
-            if self.consumed > self.limit:
-                raise PayloadTooLarge("request body exceeds the limit of %d bytes" % self.limit)
-            pieces.append(data)
-            wanted -= len(data)
-        return b"".join(pieces)
-
-    def _read_plain(self, size: int) -> bytes:
-        data = self._rfile.read(min(size, self._left))
-        if not data:
-            raise BadRequest("client closed the connection before the body ended")
-        self._left -= len(data)
-        self._done = self._left == 0
-        return data
-
-    def _read_chunked(self, size: int) -> bytes:
-        if self._chunk_left == 0:
-            line = self._rfile.readline(1024)
-            try:
-                self._chunk_left = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise BadRequest("malformed chunked body")
-            if self._chunk_left == 0:
-                while self._rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass
-                self._done = True
-                return b""
-        data = self._rfile.read(min(size, self._chunk_left))
-        if not data:
-            raise BadRequest("client closed the connection before the body ended")
-        self._chunk_left -= len(data)
-        if self._chunk_left == 0:
-            self._rfile.readline(16)
-        return data
-
-    def drain(self, max_bytes: int = 1 << 20) -> bool:
-        """Read and drop what is left (up to ``max_bytes``, whatever the cap) so
-        keep-alive can go on; False when the body is longer."""
-        if self.length is not None and self.length - self.consumed > max_bytes:
-            return False
-        self.limit = max(self.limit, self.consumed + max_bytes)
-        dropped = 0
-        while not self._done and dropped <= max_bytes:
-            piece = self.read(READ_CHUNK)
-            if not piece:
-                break
-            dropped += len(piece)
-        return self._done
+def _tokens(value: Optional[str]) -> List[str]:
+    return [t.strip().lower() for t in (value or "").split(",")]
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Shared response helpers; the bridge's own handler extends this."""
+    """Request heads read strictly (framing.py) under deadlines, the body through
+    ``body_reader``, and the shared response helpers; the bridge's handler extends this."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server_version = "radical-orbit"
     sys_version = ""
-    #: idle keep-alive connections are closed after this many seconds
-    timeout = 120
+
+    def __init__(self, request, client_address, server, ticket: Optional[Ticket] = None):
+        self.ticket = ticket
+        self.limits: Limits = getattr(server, "limits", None) or Limits()
+        self.framing: Framing = NO_BODY
+        self.expect_continue = False
+        self.request_body: Optional[BodyReader] = None
+        self._next_start = ticket.waiting_since if ticket is not None else time.monotonic()
+        super().__init__(request, client_address, server)
+
+    @property
+    def _authenticated(self) -> bool:
+        return self.ticket is None or self.ticket.authenticated
+
+    def setup(self):
+        self.connection = self.request
+        timeout = self.limits.keepalive_timeout if self._authenticated else self.limits.head_timeout
+        self.connection.settimeout(timeout)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        self._reader = DeadlineReader(self.connection, timeout)
+        self.rfile = io.BufferedReader(self._reader)
+        self.wfile = SocketWriter(self.connection)
 
     def log_message(self, fmt, *args):
         """The access log goes to our logger at debug, secrets in the request line redacted
@@ -238,64 +267,134 @@ class Handler(BaseHTTPRequestHandler):
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s", self.address_string(), redact(fmt % args))
 
-    def parse_request(self) -> bool:
-        """``http.server``'s request parsing without the ``email`` package, which costs
-        more than the rest of a small proxied call on the bridge. Same rules: HTTP/1.x
-        only, header count and line length capped, keep-alive for HTTP/1.1, Expect."""
+    # -- reading requests ----------------------------------------------------------------
+    def handle_one_request(self):
         self.command = None
         self.request_version = self.default_request_version
+        self.requestline = ""
+        self.headers = None
+        self.framing = NO_BODY
+        self.expect_continue = False
+        self.request_body = None
         self.close_connection = True
-        line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        self.requestline = line
-        words = line.split()
-        if len(words) != 3 or not words[2].startswith("HTTP/"):
-            self.send_error(400, "Bad request line %r" % line[:200])
+        try:
+            if not self._read_head():
+                return
+            method = getattr(self, "do_" + self.command, None)
+            if method is None:
+                self.send_error(501, "method %s not implemented" % self.command)
+                return
+            method()
+            body = self.request_body
+            if self.framing.has_body and (body is None or not body.done):
+                self.close_connection = True    # what is left would be read as the next request
+        except socket.timeout as exc:
+            self.log_error("request timed out: %r", exc)
+            self.close_connection = True
+        finally:
+            self._next_start = time.monotonic()
+
+    def _read_head(self) -> bool:
+        """Read and check the next request head under its deadline; False when the
+        connection is to close (an error answered, a timeout, the client gone, shed)."""
+        limits, ticket, reader = self.limits, self.ticket, self._reader
+        admission = self.server.admission if ticket is not None else None
+        if self._authenticated:
+            reader.deadline, reader.arm = None, limits.head_timeout
+        else:
+            admission.await_head(ticket)
+            reader.deadline, reader.arm = self._next_start + limits.head_timeout, None
+        before = reader.received
+        head = error = None
+        timed_out = False
+        try:
+            head = read_head(self.rfile, limits.max_head_bytes, limits.max_headers)
+        except HeadError as exc:
+            error = exc
+        except socket.timeout:
+            timed_out = True
+        except (OSError, ValueError):
+            pass
+        finally:
+            shed = admission is not None and not admission.head_done(ticket)
+        if shed:
+            self._write_quietly(busy_response(refusal_detail("shed for a newer connection")))
             return False
-        self.command, self.path, self.request_version = words
-        if self.request_version not in ("HTTP/1.0", "HTTP/1.1"):
-            self.send_error(505, "HTTP version %s not supported" % self.request_version)
+        if timed_out:
+            if reader.received > before:    # a head had begun: too slow, not just idle
+                if admission is not None:
+                    admission.stats.note(CUT, self.client_address[0])
+                self.send_error(408, "request head not received within %g s" % limits.head_timeout)
             return False
+        if error is not None:
+            self.send_error(error.status_code, error.detail)
+            return False
+        if head is None:
+            return False
+        self.command, self.path, self.request_version = head.method, head.target, head.version
+        self.requestline = "%s %s %s" % head[:3]
+        self.headers = headers = Headers(head.fields)
+        self.framing = head.framing
+        if self._authenticated:
+            reader.deadline = reader.arm = None
+        connection = _tokens(headers.get("Connection"))
+        self.close_connection = "close" in connection or (
+            head.version == "HTTP/1.0" and "keep-alive" not in connection)
+        self.expect_continue = (head.version == "HTTP/1.1"
+                                and _tokens(headers.get("Expect")) == ["100-continue"])
         if self.path.startswith("//"):
             self.path = "/" + self.path.lstrip("/")
-        headers = Headers()
-        for _ in range(MAX_HEADERS + 1):
-            raw = self.rfile.readline(MAX_HEADER_LINE + 1)
-            if len(raw) > MAX_HEADER_LINE:
-                self.send_error(431, "Header line too long")
-                return False
-            if raw in (b"\r\n", b"\n", b""):
-                break
-            name, sep, value = str(raw, "iso-8859-1").partition(":")
-            if not sep or not name.strip() or name != name.strip():
-                self.send_error(400, "Bad header line")
-                return False
-            headers.add(name, value.strip())
-        else:
-            self.send_error(431, "Too many headers")
-            return False
-        self.headers = headers
-        connection = (headers.get("Connection") or "").lower()
-        if connection == "close":
-            self.close_connection = True
-        elif connection == "keep-alive" or self.request_version == "HTTP/1.1":
-            self.close_connection = False
-        if (headers.get("Expect") or "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
-            return self.handle_expect_100()
         return True
 
+    def authenticated(self) -> None:
+        """A request on this connection carried the token (the routes call this after
+        their auth check): the connection leaves the unauthenticated budget and its
+        short deadlines for good."""
+        ticket = self.ticket
+        if ticket is not None and not ticket.authenticated:
+            self.server.admission.authenticated(ticket)
+            self.connection.settimeout(self.limits.keepalive_timeout)
+            self._reader.base_timeout = self.limits.keepalive_timeout
+        self._reader.deadline = self._reader.arm = None
+
+    def body_reader(self, limit: int) -> BodyReader:
+        """The request's body, by the framing its head declared; ``100 Continue`` goes out
+        only if and when the body is first read, that is after the request passed auth."""
+        self.request_body = BodyReader(self.rfile, self.framing, limit,
+                                       self._send_continue if self.expect_continue else None)
+        return self.request_body
+
+    def _send_continue(self) -> None:
+        self.wfile.write(_CONTINUE)
+
+    def _write_quietly(self, data: bytes) -> None:
+        self.close_connection = True
+        try:
+            self.wfile.write(data)
+        except OSError:
+            pass
+
+    # -- writing responses -----------------------------------------------------------------
     def send_bytes(self, status: int, body: bytes, content_type: str = "application/json",
                    headers: Optional[Dict[str, str]] = None) -> None:
-        """Status line, headers and body in one write (no Nagle stall on keep-alive)."""
+        """Status line, headers and body in one write (no Nagle stall on keep-alive).
+        1xx, 204 and 304 answers never carry a body, whatever they were given."""
+        if bodyless(status):
+            self.wfile.write(self._head(status, None, headers, None))
+            self.log_request(status, 0)
+            return
         head = self._head(status, content_type, headers, "Content-Length: %d" % len(body))
         self.wfile.write(head + body if self.command != "HEAD" else head)
         self.log_request(status, len(body))
 
-    def _head(self, status: int, content_type: str, headers: Optional[Dict[str, str]],
+    def _head(self, status: int, content_type: Optional[str], headers: Optional[Dict[str, str]],
               framing: Optional[str]) -> bytes:
         """The response head. Names and values that come from plugins are checked here:
         no header splitting (CR, LF, NUL), names must be tokens, values must be latin-1."""
         lines = ["%s %d %s" % (self.protocol_version, status, self.responses.get(status, ("",))[0]),
-                 "Server: radical-orbit", "Content-Type: %s" % _header_value(content_type)]
+                 "Server: radical-orbit"]
+        if content_type is not None:
+            lines.append("Content-Type: %s" % _header_value(content_type))
         if framing:
             lines.append(framing)
         for name, value in (headers or {}).items():
@@ -327,7 +426,10 @@ class Handler(BaseHTTPRequestHandler):
     def send_stream(self, status: int, chunks: Iterable[bytes], content_type: str,
                     length: Optional[int] = None, headers: Optional[Dict[str, str]] = None) -> None:
         """A body of unknown or large size: Content-Length when known, else chunked
-        (HTTP/1.1) or written until the connection closes (HTTP/1.0). HEAD gets the head only."""
+        (HTTP/1.1) or written until the connection closes (HTTP/1.0). HEAD, 1xx, 204 and
+        304 get the head only (the caller cancels what it would have sent)."""
+        if bodyless(status):
+            return self.send_bytes(status, b"", content_type, headers)
         chunked = length is None and self.request_version == "HTTP/1.1"
         if length is None and not chunked:
             self.close_connection = True
@@ -348,6 +450,11 @@ class Handler(BaseHTTPRequestHandler):
         elif length is not None and sent != length:
             self.close_connection = True
         self.log_request(status, sent)
+
+
+def bodyless(status: int) -> bool:
+    """Answers that never have a body (RFC 9110 6.4.1): 1xx, 204, 304."""
+    return status < 200 or status in (204, 304)
 
 
 def http_chunk(data: bytes) -> bytes:

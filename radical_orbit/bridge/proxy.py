@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterator
 from .. import protocol
 from ..streams import Piece, pump
 from .connection import AnsweredEarly, EndpointConnection, Pending
-from .http import BodyReader
+from .framing import BodyReader
 
 log = logging.getLogger("radical_orbit.bridge.proxy")
 

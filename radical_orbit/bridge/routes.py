@@ -18,7 +18,8 @@ from ..names import NAME_RE
 from ..plugin import Request
 from ..router import Router, class_router, route
 from .events import Filter
-from .http import READ_CHUNK, BodyReader, Handler, http_chunk
+from .framing import READ_CHUNK, BodyReader
+from .http import Handler, http_chunk
 from .proxy import ProxyCall, plugin_headers
 
 log = logging.getLogger("radical_orbit.bridge.routes")
@@ -59,11 +60,11 @@ class BridgeHandler(Handler):
         raw_path, _, self.query_string = self.path.partition("?")
         self.rel_path = raw_path.lstrip("/")
         self.request_id = self.headers.get("X-Request-ID")
-        self._body: Optional[BodyReader] = None
         try:
             name, params = self._route()
-            self.bridge.auth.check(self.command, self.headers, self.bridge.tls is not None,
-                                   open_route=name in OPEN_ROUTES, cookie_ok=name not in BEARER_ONLY_ROUTES)
+            if self.bridge.auth.check(self.command, self.headers, self.bridge.tls is not None,
+                                      open_route=name in OPEN_ROUTES, cookie_ok=name not in BEARER_ONLY_ROUTES):
+                self.authenticated()
             getattr(self, name)(**params)
         except OrbitError as err:
             self._fail(err)
@@ -105,16 +106,15 @@ class BridgeHandler(Handler):
         """Read and drop an unread body (up to ``limit`` bytes) so that the client, still
         sending, can read our answer, and keep-alive goes on; beyond that, close."""
         try:
-            body = self._body or BodyReader(self.rfile, self.headers, limit)
-            if body.drain(limit):
+            body = self.request_body or self.body_reader(limit)
+            if body.drain(limit, invite=False):
                 return
         except (OrbitError, OSError):
             pass
         self.close_connection = True
 
     def body(self, limit: Optional[int] = None) -> BodyReader:
-        self._body = BodyReader(self.rfile, self.headers, limit or self.bridge.settings["max_json_body"])
-        return self._body
+        return self.body_reader(limit or self.bridge.settings["max_json_body"])
 
     def json_body(self) -> Dict[str, Any]:
         raw = self.body().read()
@@ -285,7 +285,7 @@ class BridgeHandler(Handler):
             msg = pending.response
             headers = call.response_headers(pending)
             status = msg.get("status")
-            if not isinstance(status, int) or not 100 <= status <= 599:
+            if not isinstance(status, int) or not 200 <= status <= 599:
                 raise OrbitError("endpoint %s answered with an invalid status %r" % (endpoint, status), 502)
             ctype = str((msg.get("headers") or {}).get("content-type", "application/json"))
             if msg.get("end", True):

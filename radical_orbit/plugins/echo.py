@@ -57,6 +57,14 @@ class EchoPlugin(Plugin):
         threading.Event().wait(ms / 1000.0)
         return {"slept_ms": ms}
 
+    @route("GET", "status/{code:int}", inline=True)
+    def status(self, req: Request, code: int) -> Response:
+        """Answers with status ``code`` and a small body, whatever the code: the bridge
+        must drop the body of a 204 or 304 (checks of the HTTP framing)."""
+        if not 200 <= code <= 599:
+            raise BadRequest("code must be between 200 and 599")
+        return Response(b'{"status": %d}' % code, status=code)
+
     @route("POST", "notify/{topic}")
     def notify_route(self, req: Request, topic: str) -> Dict[str, Any]:
         """Publishes the body as a notification, now or after ``?delay_ms=`` (from a
