@@ -135,10 +135,6 @@ def url_setting(cli: Optional[str] = None, flag: str = "--url/url=") -> Setting:
         raise ConfigError("%s (from %s)" % (exc, found.source))
 
 
-def resolve_url(cli: Optional[str] = None) -> str:
-    return url_setting(cli).value
-
-
 def _resolve_path(cli: Optional[str], env: str, name: str) -> Optional[str]:
     """A file setting: the flag, else the environment, else the file in the config dir if it exists."""
     path = cli or os.environ.get(env)

@@ -64,6 +64,7 @@ class Bridge:
         self.plugin_spec = plugins
         self._register_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._listening = False
         self._housekeeper: Optional[threading.Thread] = None
 
     # -- lifecycle -----------------------------------------------------------
@@ -90,7 +91,9 @@ class Bridge:
 
     def listen(self) -> None:
         """From here on the port accepts connections (served once ``serve_forever`` runs)."""
-        self.server.server_activate()
+        if not self._listening:
+            self.server.server_activate()
+            self._listening = True
 
     def load_plugins(self) -> None:
         """The bridge's own plugins (pseudo-endpoint ``bridge``); PluginSpecError on a bad -p."""
@@ -103,6 +106,7 @@ class Bridge:
         self.topology.set_local(self.local)
 
     def serve_forever(self) -> None:
+        self.listen()
         self.topology.start()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="bridge-housekeeping",
                                              daemon=True)
