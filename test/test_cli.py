@@ -332,6 +332,7 @@ BAD_OPTIONS = [
     ("endpoint", ["--name", "bad name"], "invalid endpoint name 'bad name'"),
     ("endpoint", ["--log-level", "chatty"], "unknown log level"),
     ("endpoint", ["--role", "king"], "invalid choice: 'king'"),
+    ("endpoint", ["--tunnel-via", " "], "--tunnel-via: must not be empty"),
     ("endpoint", ["--name", "x"], "bad bridge URL 'ftp://x': it must start with http://, https://, ws:// or "
                                   "wss:// (from RADICAL_ORBIT_BRIDGE_URL)"),
 ]
@@ -357,6 +358,15 @@ def test_every_bad_option_is_one_line_and_exit_1(tmp_path):
         line = one_error_line(err)
         assert line.startswith("error: ") and expected in line, (program, args, line)
         assert "Traceback" not in err and not out, (program, args)
+
+
+def test_help_steers_away_from_a_token_on_the_command_line(tmp_path):
+    for program in ("bridge", "endpoint"):
+        r = run_cmd("radical_orbit." + program, ["--help"], clean_env(str(tmp_path)))
+        text = " ".join(r.stdout.split())
+        assert r.returncode == 0 and "--token-file PATH" in text
+        assert "visible to every user of this machine in the process list" in text
+        assert "prefer --token-file or RADICAL_ORBIT_BRIDGE_TOKEN" in text
 
 
 def test_token_file_for_both_commands(orbit_plain, tmp_path):

@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
                    help="override the detected host role (login, compute, standalone)")
     p.add_argument("--tunnel", choices=("none", "forward", "reverse"), default="none",
                    help="reach the bridge through an ssh tunnel (not available yet: 'none' only)")
-    p.add_argument("--tunnel-via", help="ssh host for --tunnel")
+    p.add_argument("--tunnel-via", type=cli.non_empty, help="ssh host for --tunnel")
     p.add_argument("--log-level", type=cli.log_level,
                    help="DEBUG, INFO, WARNING or ERROR (default: env, else INFO)")
     return p
