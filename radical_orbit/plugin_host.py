@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from . import registry
 from .descriptor import PluginDescriptor
 from .errors import BadRequest, Conflict, NotFound, OrbitError, from_exception
-from .names import check_name
+from .names import check_name, fold
 from .plugin import Plugin, PluginContext, Request, Response
 from .router import Router, class_router
 
@@ -66,8 +66,11 @@ class PluginHost:
         check_name(name, "plugin instance")
         context = PluginContext(self.endpoint, self.role, self._notify, config, self.facts, descriptor)
         with self._lock:
-            if name in self._plugins or name in self._starting:
-                raise Conflict("plugin instance %r is already loaded" % name)
+            taken = [n for n in list(self._plugins) + list(self._starting) if fold(n) == fold(name)]
+            if taken:
+                raise Conflict("plugin instance %r is already loaded%s" % (
+                    name, "" if taken[0] == name else " as %r (names are compared case-insensitively)"
+                    % taken[0]))
             self._starting.add(name)
         try:
             plugin = cls(name, context)

@@ -378,6 +378,7 @@ class WebSocket:
         self._done = threading.Event()       # set once the socket is shut down
         self._close_sent = False
         self._close_deadline = None
+        self._read_deadline = None
         self._last_byte = self.last_seen
         self._rbuf = bytearray(max(RECV_BUFFER_SIZE, len(pending)))
         self._rview = memoryview(self._rbuf)
@@ -465,17 +466,32 @@ class WebSocket:
 
     # --------------------------------------------------------------- receiving
 
-    def recv(self) -> "Message | None":
+    def recv(self, deadline: "float | None" = None) -> "Message | None":
         """Return the next data message, or None once the connection is over.
 
         Control frames are answered here.  Problems caused by the peer never
         raise: the connection is failed with the right close code (or counted
         as lost, code 1006) and None is returned.
+
+        ``deadline`` (a time.monotonic() value) bounds the wait for the whole
+        message, whatever control frames arrive meanwhile (pings keep a
+        connection alive, not a silent peer's turn): past it the connection is
+        failed with 1008 (policy violation).  While it runs, sends share its
+        narrower socket timeout.
         """
         with self._read_lock:
             if self._done.is_set():
                 return None
-            return self._receive()
+            self._read_deadline = deadline
+            try:
+                return self._receive()
+            finally:
+                if deadline is not None:
+                    self._read_deadline = None
+                    try:
+                        self._sock.settimeout(self._tick)
+                    except OSError:
+                        pass
 
     def _receive(self) -> "Message | None":
         """recv() without the lock: also used by close() to await the peer's close."""
@@ -608,6 +624,11 @@ class WebSocket:
                 # Closing: _close_sent keeps every sender out of sendall now,
                 # so the reader alone may narrow the shared timeout.
                 self._sock.settimeout(max(min(self._tick, self._close_deadline - time.monotonic()), 0.001))
+            elif self._read_deadline is not None:
+                remaining = self._read_deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _ProtocolError(CLOSE_POLICY_VIOLATION, "no message in time")
+                self._sock.settimeout(min(self._tick, remaining))
             try:
                 count = self._sock.recv_into(dest)
             except socket.timeout:
@@ -632,7 +653,7 @@ class WebSocket:
         keeps the kernel from answering with a reset that could destroy our
         close frame before the peer reads it.
         """
-        self._send_close(code, struct.pack("!H", code))
+        self._send_close(code, _encode_close_payload(code, reason))
         self._shutdown_socket(socket.SHUT_WR)
         self._close_deadline = time.monotonic() + CLOSE_TIMEOUT
         scratch = self._rview[:RECV_BUFFER_SIZE]

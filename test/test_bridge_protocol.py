@@ -32,6 +32,14 @@ class FakeEndpoint:
     def recv(self):
         return protocol.decode(self.sock.recv())
 
+    def next_error(self):
+        """The next error, past the cancel of a call abandoned just before."""
+        while True:
+            msg = self.recv()
+            if msg["k"] != protocol.CANCEL:
+                assert msg["k"] == protocol.ERROR, msg
+                return msg
+
     def next_request(self):
         while True:
             msg = self.recv()
@@ -75,13 +83,25 @@ def test_a_reconnecting_endpoint_gets_its_welcome_before_any_call(orbit_plain):
         stop.set()
 
 
-def test_a_malformed_message_closes_that_link_and_delists_it(orbit_plain):
+def test_a_malformed_message_is_answered_and_the_link_stays(orbit_plain):
     orbit_plain.start_bridge()
     fake = FakeEndpoint(orbit_plain)
-    assert "fake" in listed(orbit_plain)
     fake.send(protocol.CREDIT, id="not-an-int", n=1)
     reply = fake.recv()
     assert reply["k"] == protocol.ERROR and "malformed credit" in reply["detail"]
+    assert "'id' must be a stream id" in reply["detail"] and not reply.get("fatal")
+    # the link still carries calls
+    r = answered(orbit_plain, fake, "fake/fake/x", status=200, headers={}, body=b"{}", end=True)
+    assert r.status_code == 200 and "fake" in listed(orbit_plain)
+
+
+def test_a_message_that_is_not_the_protocol_closes_that_link_and_delists_it(orbit_plain):
+    orbit_plain.start_bridge()
+    fake = FakeEndpoint(orbit_plain)
+    assert "fake" in listed(orbit_plain)
+    fake.send_raw(b"\xc1 not msgpack")
+    reply = fake.recv()
+    assert reply["k"] == protocol.ERROR and "undecodable" in reply["detail"] and reply["fatal"] is True
     wait_for(lambda: "fake" not in listed(orbit_plain), 10, "the endpoint to be delisted")
     assert orbit_plain.get("health").status_code == 200
 
@@ -161,3 +181,155 @@ def test_path_parameters_are_unquoted_once_everywhere(orbit_plain, where):
     orbit_plain.start_endpoint("hpc1", "-p", "echo")
     r = orbit_plain.get("%s/echo/notify/a%%2541b" % where, "POST", json={})
     assert r.json()["notified"] == "a%41b"
+
+
+# -- the schema, the hello deadline and names (issue 5, findings 4, 5, 6, 9) ----------------
+def register_raw(orbit, **hello):
+    """A hello written by the test; returns the bridge's reply and the socket."""
+    sock = websocket.WebSocket()
+    sock.connect(orbit.url.replace("http", "ws", 1) + "/register",
+                 header=["Authorization: Bearer %s" % orbit.token], timeout=10)
+    fields = dict(name="fake", resume=None, pid=1, endpoint={"type": "standalone"},
+                  plugins={"fake": {"type": "fake"}})
+    fields.update(hello)
+    sock.send(protocol.encode(protocol.HELLO, **fields), websocket.ABNF.OPCODE_BINARY)
+    reply = protocol.decode(sock.recv())
+    return reply, sock
+
+
+class SseReader:
+    """An /events stream read on a thread: the topology snapshots it carried, and
+    whether the bridge ended it."""
+
+    def __init__(self, orbit):
+        self.resp = orbit.get("events?topic=topology", stream=True, timeout=30)
+        self.topologies = []
+        self.ended = False
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        try:
+            for line in self.resp.iter_lines():
+                if line.startswith(b"data: "):
+                    self.topologies.append(json.loads(line[6:])["data"])
+        except (requests.RequestException, AttributeError):    # closed by the test
+            pass
+        self.ended = True
+
+    def saw(self, name):
+        return any(name in t["endpoints"] for t in self.topologies)
+
+    def close(self):
+        self.resp.close()
+
+
+def test_bin_keys_in_the_plugin_table_are_refused_and_topology_lives_on(orbit_plain):
+    orbit_plain.start_bridge()
+    sse = SseReader(orbit_plain)
+    try:
+        for plugins in ({b"bin": {"type": "x"}}, {"p": {b"k": 1}}, {"p": {"ui_config": {"a": [{b"deep": 1}]}}}):
+            reply, sock = register_raw(orbit_plain, name="bad", plugins=plugins)
+            assert reply["k"] == protocol.ERROR and reply["fatal"] is True, reply
+            assert "malformed hello message: 'plugins'" in reply["detail"]
+            sock.close()
+        assert "invalid plugin instance name bytes b'bin'" in register_raw(
+            orbit_plain, name="bad", plugins={b"bin": {}})[0]["detail"]
+        for path, method in (("endpoint/list", "POST"), ("endpoints", "GET")):
+            assert orbit_plain.get(path, method).status_code == 200
+        # the topology publisher still publishes: a new endpoint shows up on the stream
+        fake = FakeEndpoint(orbit_plain, name="good")
+        assert fake.welcome["k"] == protocol.WELCOME
+        wait_for(lambda: sse.saw("good"), 10, "a topology event listing 'good'")
+        assert "bad" not in listed(orbit_plain) and not sse.ended
+    finally:
+        sse.close()
+
+
+def test_wrong_types_are_answered_with_errors_naming_the_field(orbit_plain):
+    orbit_plain.start_bridge()
+    fake = FakeEndpoint(orbit_plain)
+    r = answered(orbit_plain, fake, "fake/fake/x", status=200, headers={}, body="not bytes", end=True)
+    assert r.status_code == 502 and "'body' must be bytes" in r.json()["detail"]
+    reply = fake.next_error()
+    assert reply["id"] is not None and "malformed res" in reply["detail"]
+    for kind, fields, problem in (
+            (protocol.NOTE, dict(plugin="fake", topic="t", data={b"k": 1}), "map key that is not a str"),
+            (protocol.NOTE, dict(plugin="fake", data={}), "'topic' is missing"),
+            (protocol.PLUGINS, dict(plugins=[]), "'plugins' must be the plugin table"),
+            (protocol.CREDIT, dict(id=-1, n=1), "'id' must be a stream id"),
+            (protocol.REQUEST, dict(id=1), "unexpected req message"),
+            ("no-such-kind", {}, "unknown message kind")):
+        fake.send(kind, **fields)
+        reply = fake.next_error()
+        assert problem in reply["detail"], (kind, reply)
+    # a malformed error gets no answer (no ping-pong): the next reply is the next call's
+    fake.send(protocol.ERROR, detail=5)
+    r = answered(orbit_plain, fake, "fake/fake/x", status=200, headers={}, body=b"{}", end=True)
+    assert r.status_code == 200 and "fake" in listed(orbit_plain)
+
+
+def test_oversize_descriptions_are_refused_and_sse_listeners_stay(orbit_plain):
+    orbit_plain.start_bridge()
+    sse = SseReader(orbit_plain)
+    try:
+        huge = {"p": {"type": "x", "ui_config": {"blob": "x" * (39 * 2**20 // 10)}}}
+        for i in range(5):
+            reply, sock = register_raw(orbit_plain, name="huge%d" % i, plugins=huge)
+            assert reply["k"] == protocol.ERROR and "exceed the 65536-byte limit of a hello" in reply["detail"]
+            sock.close()
+        cases = (({"p": {"ui_config": {"a": "x" * 9000}}}, "ui_config of"),
+                 ({"p": {"type": "x" * 17000}}, "describes plugin 'p' in"),
+                 ({"p%d" % i: {} for i in range(129)}, "lists 129 plugins"))
+        for plugins, problem in cases:
+            reply, sock = register_raw(orbit_plain, name="big", plugins=plugins)
+            assert reply["k"] == protocol.ERROR and problem in reply["detail"], reply
+            sock.close()
+        fake = FakeEndpoint(orbit_plain, name="small")
+        assert fake.welcome["k"] == protocol.WELCOME
+        fake.send(protocol.PLUGINS, plugins={"p": {"ui_config": {"a": "x" * 9000}}})
+        assert "ui_config of" in fake.recv()["detail"]
+        wait_for(lambda: sse.saw("small"), 10, "a topology event listing 'small'")
+        assert not sse.ended
+        assert listed(orbit_plain)["small"]["plugins"] == {"fake": {"type": "fake"}}
+    finally:
+        sse.close()
+
+
+def test_a_websocket_that_never_says_hello_is_closed_despite_pings(orbit_plain):
+    orbit_plain.start_bridge("--hello-timeout", "1")
+    sock = websocket.WebSocket()
+    sock.connect(orbit_plain.url.replace("http", "ws", 1) + "/register",
+                 header=["Authorization: Bearer %s" % orbit_plain.token], timeout=10)
+    started = time.monotonic()
+    stop = threading.Event()
+
+    def pinger():
+        while not stop.wait(0.1):
+            try:
+                sock.ping()
+            except (websocket.WebSocketException, OSError):
+                return
+    threading.Thread(target=pinger, daemon=True).start()
+    try:
+        while True:
+            opcode, frame = sock.recv_data_frame(True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                break
+            assert time.monotonic() - started < 10, "still open after 10 s"
+    finally:
+        stop.set()
+    elapsed = time.monotonic() - started
+    code = int.from_bytes(frame.data[:2], "big")
+    assert code == 1008 and b"no message in time" in frame.data and 0.8 < elapsed < 5, (code, elapsed)
+    assert orbit_plain.get("health").status_code == 200
+
+
+@pytest.mark.parametrize("name,status", [("bridge\n", 400), ("ep1\n", 400), ("BRIDGE", 400),
+                                         ("Bridge", 400), ("Events", 400), ("EP1", 409)])
+def test_names_match_whole_and_compare_case_insensitively(orbit_plain, name, status):
+    orbit_plain.start_bridge()
+    live = FakeEndpoint(orbit_plain, name="ep1")
+    assert live.welcome["k"] == protocol.WELCOME
+    reply, sock = register_raw(orbit_plain, name=name)
+    assert reply["k"] == protocol.REFUSE and reply["status"] == status, reply
+    assert set(listed(orbit_plain)) == {"bridge", "ep1"}     # the bridge's own plugins, and ep1

@@ -38,6 +38,7 @@ DEFAULT_SETTINGS = {
     "max_head_bytes": framing.MAX_HEAD_BYTES,       # request line + header fields
     "max_headers": framing.MAX_HEADERS,
     "sse_keepalive": 15.0,          # s between keepalive comments on an idle event stream
+    "hello_timeout": 10.0,          # s a WebSocket at /register has to send its hello
 }
 #: SSE keepalive intervals allowed: the SDK takes a stream silent for 45 s as lost
 MAX_SSE_KEEPALIVE = 30.0
@@ -137,22 +138,28 @@ class Bridge:
         log.info("bridge stopped")
 
     def _housekeeping(self) -> None:
-        """Pings every endpoint, drops silent ones, expires bridge plugin sessions."""
+        """Pings every endpoint, drops silent ones, expires bridge plugin sessions; a
+        failure in one round is logged and the next round runs."""
         interval = self.settings["ping_interval"]
         while not self._stopping.wait(interval):
-            limit = 3 * interval
-            now = time.monotonic()
-            for conn in self.topology.connections():
-                if now - conn.ws.last_seen > limit:
-                    log.warning("endpoint %s silent for %.0f s: dropping it", conn.name, now - conn.ws.last_seen)
-                    _in_background(conn.shutdown, "no answer to pings")
-                    continue
-                try:
-                    conn.ws.ping()
-                except ws.ConnectionClosed:
-                    pass
-            if self.local is not None:
-                self.local.expire_sessions()
+            try:
+                self._housekeeping_round(3 * interval)
+            except Exception:
+                log.exception("housekeeping round failed")
+
+    def _housekeeping_round(self, limit: float) -> None:
+        now = time.monotonic()
+        for conn in self.topology.connections():
+            if now - conn.ws.last_seen > limit:
+                log.warning("endpoint %s silent for %.0f s: dropping it", conn.name, now - conn.ws.last_seen)
+                _in_background(conn.shutdown, "no answer to pings")
+                continue
+            try:
+                conn.ws.ping()
+            except ws.ConnectionClosed:
+                pass
+        if self.local is not None:
+            self.local.expire_sessions()
 
     # -- endpoint registration -------------------------------------------------
     def register(self, handler) -> None:
@@ -176,29 +183,34 @@ class Bridge:
                 log.info("endpoint %s disconnected: %s", conn.name, reason)
 
     def _handshake(self, sock: ws.WebSocket, address: str) -> Optional[EndpointConnection]:
-        message = sock.recv()
+        """The hello, within ``hello_timeout`` (pings do not count), or the socket closes."""
+        timeout = self.settings["hello_timeout"]
+        message = sock.recv(deadline=time.monotonic() + timeout)
         if message is None:
+            if sock.close_code == ws.CLOSE_POLICY_VIOLATION:
+                log.warning("registration from %s closed: no hello within %.0f s", address, timeout)
             return None
         try:
-            hello = protocol.decode(message.data)
-            if hello["k"] != protocol.HELLO:
-                raise protocol.ProtocolError("expected hello, got %s" % hello["k"])
-            name = hello.get("name")
-            check_endpoint_name(name)
+            hello = protocol.decode(message.data, (protocol.HELLO,))
+            name = check_endpoint_name(hello["name"])
             settings = dict(protocol.DEFAULT_SETTINGS, ping_interval=self.settings["ping_interval"])
             conn = EndpointConnection(sock, name, hello, settings, secrets.token_hex(16), address)
         except OrbitError as exc:
             return self._refuse(sock, 400, exc.detail, retry=False)
         except protocol.ProtocolError as exc:
-            log.warning("registration from %s refused: %s", address, exc)
-            _send(sock, protocol.ERROR, detail=str(exc))
+            # every flaw of a hello is fatal: there is no registered link to keep
+            log.warning("registration from %s refused: %s", address, exc.detail)
+            _send(sock, protocol.ERROR, detail=exc.detail, fatal=True)
             sock.close(ws.CLOSE_PROTOCOL_ERROR, "bad hello")
             return None
         with self._register_lock:
-            old = self.topology.get(name)
+            old = self.topology.holder(name)
             if old is not None and not old.closed:
+                if old.name != name:
+                    return self._refuse(sock, 409, "endpoint name %r is taken: a live endpoint is named %r "
+                                        "(names are compared case-insensitively)" % (name, old.name), retry=True)
                 if not hello.get("resume") or not secrets.compare_digest(
-                        str(hello["resume"]).encode(), old.resume_key.encode()):
+                        hello["resume"].encode(), old.resume_key.encode()):
                     return self._refuse(sock, 409, "endpoint name %r is taken by a live endpoint" % name,
                                         retry=True)
                 log.info("endpoint %s reconnected: replacing its stale socket", name)

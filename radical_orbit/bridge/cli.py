@@ -71,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds to receive a whole request head (default %(default)s)")
     p.add_argument("--max-head-bytes", type=cli.count, default=DEFAULT_SETTINGS["max_head_bytes"],
                    help="bytes of a request line and its header fields, at least 1024 (default %(default)s)")
+    p.add_argument("--hello-timeout", type=cli.seconds, default=DEFAULT_SETTINGS["hello_timeout"],
+                   help="seconds a WebSocket at /register has to send its hello before it is "
+                        "closed (default %(default)s)")
     p.add_argument("--log-level", type=cli.log_level,
                    help="DEBUG, INFO, WARNING or ERROR (default: env, else INFO)")
     return p
@@ -97,7 +100,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         sse_keepalive=args.keepalive,
                         max_unauthenticated=args.max_unauthenticated,
                         max_unauthenticated_per_source=args.max_unauthenticated_per_source,
-                        head_timeout=args.head_timeout, max_head_bytes=args.max_head_bytes)
+                        head_timeout=args.head_timeout, max_head_bytes=args.max_head_bytes,
+                        hello_timeout=args.hello_timeout)
         bridge.bind()
         bridge.load_plugins()
         notices = publish(bridge)

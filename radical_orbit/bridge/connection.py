@@ -103,11 +103,8 @@ class EndpointConnection:
         self.resume_key = resume_key
         self.address = address
         self.pid = hello.get("pid")
-        info, plugins = hello.get("endpoint") or {}, hello.get("plugins") or {}
-        if not isinstance(info, dict) or not isinstance(plugins, dict):
-            raise protocol.ProtocolError("hello: 'endpoint' and 'plugins' must be maps")
-        self.info = dict(info)
-        self.plugins: Dict[str, Any] = dict(plugins)
+        self.info = dict(hello.get("endpoint") or {})
+        self.plugins: Dict[str, Any] = dict(hello.get("plugins") or {})
         self.connected_at = time.time()
         self._pending: Dict[int, Pending] = {}
         self._lock = threading.Lock()
@@ -146,10 +143,11 @@ class EndpointConnection:
             self.send_quietly(protocol.CANCEL, id=pending.id, detail="abandoned by the bridge")
 
     # -- the reader loop -------------------------------------------------------
-    def serve(self, on_note: Callable[[str, str, Any], None],
+    def serve(self, on_note: Callable[[str, str, Dict[str, Any]], None],
               on_plugins: Callable[["EndpointConnection"], None]) -> str:
-        """Read until the socket closes or the endpoint breaks the protocol; returns why.
-        The caller shuts the connection down."""
+        """Read until the socket closes or the endpoint stops speaking the protocol;
+        returns why. The caller shuts the connection down. Nothing the endpoint sends
+        ends this loop otherwise: a malformed message is answered with ``error``."""
         reason = "closed by the endpoint"
         while True:
             message = self.ws.recv()
@@ -158,47 +156,53 @@ class EndpointConnection:
                     reason = "connection lost"
                 break
             try:
-                msg = protocol.decode(message.data)
+                self._on_message(protocol.decode(message.data, protocol.TO_BRIDGE), on_note, on_plugins)
             except protocol.ProtocolError as exc:
-                log.warning("endpoint %s sent a bad message: %s", self.name, exc)
-                self.send_quietly(protocol.ERROR, detail=str(exc))
-                self.ws.close(ws.CLOSE_PROTOCOL_ERROR, "bad message")
-                reason = "protocol error: %s" % exc
-                break
-            try:
-                self._on_message(msg, on_note, on_plugins)
-            except (TypeError, ValueError, KeyError) as exc:
-                detail = "malformed %s message: %s" % (msg.get("k"), exc)
-                log.warning("endpoint %s sent a %s", self.name, detail)
-                self.send_quietly(protocol.ERROR, detail=detail)
-                self.ws.close(ws.CLOSE_PROTOCOL_ERROR, "bad message")
-                reason = "protocol error: %s" % detail
-                break
+                if self._refuse_message(exc):
+                    reason = "protocol error: %s" % exc.detail
+                    break
+            except Exception:
+                log.exception("endpoint %s: handling a message failed", self.name)
         return reason
+
+    def _refuse_message(self, exc: protocol.ProtocolError) -> bool:
+        """Answer a message that broke the protocol; True when the link must close.
+        A stream it named fails with 502; a malformed ``error`` gets no answer (no
+        error ping-pong)."""
+        log.warning("endpoint %s sent a bad message: %s", self.name, exc.detail)
+        if exc.fatal:
+            self.send_quietly(protocol.ERROR, detail=exc.detail, fatal=True)
+            self.ws.close(ws.CLOSE_PROTOCOL_ERROR, "bad message")
+            return True
+        if exc.id is not None:
+            self._fail_stream(exc.id, "endpoint %s sent a %s" % (self.name, exc.detail))
+        if exc.kind != protocol.ERROR:
+            self.send_quietly(protocol.ERROR, detail=exc.detail, id=exc.id)
+        return False
+
+    def _fail_stream(self, rid: int, detail: str) -> None:
+        with self._lock:
+            pending = self._pending.get(rid)
+        if pending is not None:
+            pending.fail(OrbitError(detail, 502))
 
     def _on_message(self, msg: Dict[str, Any], on_note, on_plugins) -> None:
         kind = msg["k"]
         if kind in (protocol.RESPONSE, protocol.DATA, protocol.CREDIT, protocol.CANCEL):
             self._on_stream(kind, msg)
         elif kind == protocol.NOTE:
-            on_note(self.name, str(msg.get("plugin", "")), msg)
+            on_note(self.name, msg["plugin"], msg)
         elif kind == protocol.PLUGINS:
-            plugins = msg.get("plugins")
-            if not isinstance(plugins, dict):
-                raise TypeError("'plugins' must be a map")
-            self.plugins = plugins
+            self.plugins = msg["plugins"]
             on_plugins(self)
         elif kind == protocol.ERROR:
-            log.warning("endpoint %s reports a protocol error: %s", self.name, msg.get("detail"))
-        else:
-            log.debug("endpoint %s sent unexpected %s", self.name, kind)
+            log.warning("endpoint %s reports a protocol error: %s", self.name, msg["detail"])
+            if msg.get("id") is not None:
+                self._fail_stream(msg["id"], "endpoint %s refused the request: %s" % (self.name, msg["detail"]))
 
     def _on_stream(self, kind: str, msg: Dict[str, Any]) -> None:
-        rid = msg.get("id")
-        if not isinstance(rid, int):
-            raise TypeError("'id' must be an integer")
         with self._lock:
-            pending = self._pending.get(rid)
+            pending = self._pending.get(msg["id"])
         if pending is None:
             return
         if kind == protocol.RESPONSE:
@@ -207,11 +211,8 @@ class EndpointConnection:
             if pending.body is not None:
                 pending.body.feed(msg.get("body") or b"", bool(msg.get("end")))
         elif kind == protocol.CREDIT:
-            credit = msg.get("n")
-            if not isinstance(credit, int) or credit < 0:
-                raise TypeError("'n' must be a non-negative integer")
             if pending.window is not None:
-                pending.window.grant(credit)
+                pending.window.grant(msg["n"])
         else:
             pending.fail(Unavailable("endpoint %s abandoned the request: %s"
                                      % (self.name, msg.get("detail", "")), retry_after=1))

@@ -54,7 +54,11 @@ class Filter:
 
 
 class Listener:
-    """One SSE client's queue. Overflow disconnects it; it resumes by id."""
+    """One SSE client's queue. Overflow disconnects it; it resumes by id.
+
+    A topology event is a whole snapshot, so a newer one replaces a queued older one,
+    and it counts against neither bound: at most one is ever queued, and however
+    large the topology, it alone never cuts a listener."""
 
     def __init__(self, flt: Filter, max_queue: int, max_bytes: int):
         self.filter = flt
@@ -70,13 +74,23 @@ class Listener:
         if not self.filter.accepts(event):
             return
         with self.cond:
-            if (len(self.queue) >= self.max_queue
+            if event.topic == TOPOLOGY:
+                self._supersede_topology()
+                self.queue.append(event)
+            elif (len(self.queue) >= self.max_queue
                     or self.queued_bytes + len(event.wire) > self.max_bytes):
                 self.overflowed = True
             else:
                 self.queue.append(event)
                 self.queued_bytes += len(event.wire)
             self.cond.notify()
+
+    def _supersede_topology(self) -> None:
+        """Drop the queued topology snapshot, if any (under ``cond``)."""
+        for queued in self.queue:
+            if queued.topic == TOPOLOGY:
+                self.queue.remove(queued)
+                return
 
     def close(self) -> None:
         with self.cond:

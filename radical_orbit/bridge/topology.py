@@ -6,10 +6,14 @@ most one topology event per ``coalesce`` interval. A burst of n registrations
 therefore costs O(n) work, not O(n^2) (n events of size n).
 """
 import json
+import logging
 import threading
 from typing import Any, Dict, List, Optional
 
+from ..names import fold
 from .events import TOPOLOGY, EventHub
+
+log = logging.getLogger("radical_orbit.bridge.topology")
 
 
 class Topology:
@@ -17,7 +21,7 @@ class Topology:
         self.hub = hub
         self.bridge_url = bridge_url
         self.coalesce = coalesce
-        self._connections: Dict[str, Any] = {}
+        self._connections: Dict[str, Any] = {}      # by folded name: one live EP1 or ep1
         self._local: Optional[Any] = None
         self._lock = threading.Lock()
         self._version = 0
@@ -41,23 +45,31 @@ class Topology:
         self.changed()
 
     def get(self, name: str) -> Optional[Any]:
+        """The endpoint named exactly ``name`` (routing is exact)."""
+        conn = self.holder(name)
+        return conn if conn is not None and conn.name == name else None
+
+    def holder(self, name: str) -> Optional[Any]:
+        """The endpoint holding ``name`` in any case: the one a new ``name`` would clash with."""
         with self._lock:
-            return self._connections.get(name)
+            return self._connections.get(fold(name))
 
     def add(self, conn: Any) -> Optional[Any]:
         """Insert ``conn``; returns the connection it replaced, if any."""
+        key = fold(conn.name)
         with self._lock:
-            old = self._connections.get(conn.name)
-            self._connections[conn.name] = conn
+            old = self._connections.get(key)
+            self._connections[key] = conn
         self.changed()
         return old
 
     def remove(self, conn: Any) -> bool:
         """Remove ``conn`` if it is still the one registered under its name."""
+        key = fold(conn.name)
         with self._lock:
-            if self._connections.get(conn.name) is not conn:
+            if self._connections.get(key) is not conn:
                 return False
-            del self._connections[conn.name]
+            del self._connections[key]
         self.changed()
         return True
 
@@ -89,7 +101,7 @@ class Topology:
             return cache
         with self._lock:
             version = self._version
-            conns = sorted(self._connections.items())
+            conns = sorted((conn.name, conn) for conn in self._connections.values())
         endpoints = {}
         if self._local is not None:
             endpoints["bridge"] = {"endpoint": {"type": "bridge", "hostname": self._local.facts["hostname"]},
@@ -97,7 +109,11 @@ class Topology:
         for name, conn in conns:
             endpoints[name] = conn.describe()
         data = {"bridge": {"url": self.bridge_url}, "endpoints": endpoints}
-        cache = (version, data, json.dumps({"data": data}, default=str).encode())
+        try:
+            raw = json.dumps({"data": data}, default=str)
+        except (TypeError, ValueError):
+            raw = json.dumps({"data": _without_unserialisable(data)}, default=str)
+        cache = (version, data, raw.encode())
         self._cache = cache
         return cache
 
@@ -111,14 +127,33 @@ class Topology:
         return {"endpoints": rows, "total": len(rows)}
 
     def _publisher(self) -> None:
+        """Publishes the latest topology after each change; a failure to build or send
+        one is logged and the next change is published again."""
         published = -1
         while not self._stopping.is_set():
             self._dirty.wait()
             self._dirty.clear()
             if self._stopping.is_set():
                 return
-            if self._version != published:
-                version, data, _raw = self._cached()
-                self.hub.publish(TOPOLOGY, data)
-                published = version
+            try:
+                if self._version != published:
+                    version, data, _raw = self._cached()
+                    self.hub.publish(TOPOLOGY, data)
+                    published = version
+            except Exception:
+                log.exception("publishing the topology failed")
             self._stopping.wait(self.coalesce)
+
+
+def _without_unserialisable(data: Dict[str, Any]) -> Dict[str, Any]:
+    """The protocol schema keeps what JSON cannot carry out of the table; should an
+    entry still slip through, it is left out (and logged) rather than breaking every
+    view of the topology."""
+    endpoints = data["endpoints"]
+    for name in list(endpoints):
+        try:
+            json.dumps(endpoints[name], default=str)
+        except (TypeError, ValueError) as exc:
+            log.error("endpoint %s left out of the topology: its description is not JSON: %s", name, exc)
+            del endpoints[name]
+    return data

@@ -65,7 +65,8 @@ class Link:
             return False
 
     def recv(self) -> Optional[Dict[str, Any]]:
-        """The next message; None when the link closed. Raises ProtocolError on garbage."""
+        """The next message, checked against the schema; None when the link closed.
+        Raises ProtocolError for a message that breaks the protocol."""
         try:
             data = self.sock.recv()
         except websocket.WebSocketTimeoutException:
@@ -76,7 +77,7 @@ class Link:
             return None
         if not data:
             return None
-        return protocol.decode(data)
+        return protocol.decode(data, protocol.TO_ENDPOINT)
 
     def ping(self) -> None:
         try:
@@ -118,6 +119,11 @@ def _tls_socket(target: str, cert: Optional[str]) -> TLSSocket:
 def dial(url: str, cert: Optional[str], token: Optional[str], hello: Dict[str, Any]) -> Link:
     """Connect, authenticate and register; raises Retry or Fatal."""
     target = ws_url(url)
+    encoded = protocol.encode(protocol.HELLO, **hello)
+    try:
+        protocol.decode(encoded, (protocol.HELLO,))    # what the bridge would refuse
+    except protocol.ProtocolError as exc:
+        raise Fatal("this endpoint cannot register: %s (fewer or smaller plugins?)" % exc.detail)
     sock = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
     headers = ["Authorization: Bearer %s" % token] if token else []
     try:
@@ -140,16 +146,17 @@ def dial(url: str, cert: Optional[str], token: Optional[str], hello: Dict[str, A
     except (websocket.WebSocketException, OSError) as exc:
         raise Retry("cannot reach %s: %s" % (url, exc))
     try:
-        sock.send(protocol.encode(protocol.HELLO, **hello), websocket.ABNF.OPCODE_BINARY)
+        sock.send(encoded, websocket.ABNF.OPCODE_BINARY)
         raw = sock.recv()
         if not raw:
             sock.abort()
             raise Retry("bridge closed the connection during registration (code %s)"
                         % getattr(sock, "status", None))
-        reply = protocol.decode(raw)
+        reply = protocol.decode(raw, protocol.HANDSHAKE_REPLIES)
     except protocol.ProtocolError as exc:
+        # a bridge being upgraded or misconfigured: say so loudly, and try again later
         sock.abort()
-        raise Fatal("bridge spoke an unexpected protocol: %s" % exc)
+        raise Retry("the bridge answered the registration with a bad message: %s" % exc.detail)
     except (websocket.WebSocketException, OSError) as exc:
         sock.abort()
         raise Retry("registration interrupted: %s" % exc)
@@ -158,7 +165,5 @@ def dial(url: str, cert: Optional[str], token: Optional[str], hello: Dict[str, A
         return Link(sock, reply)
     sock.abort()
     if kind == protocol.REFUSE and reply.get("retry"):
-        raise Retry("bridge refused the registration: %s" % reply.get("detail"))
-    if kind in (protocol.REFUSE, protocol.ERROR):
-        raise Fatal("bridge refused the registration: %s" % reply.get("detail"))
-    raise Fatal("bridge answered the registration with %r" % kind)
+        raise Retry("bridge refused the registration: %s" % reply["detail"])
+    raise Fatal("bridge refused the registration: %s" % reply["detail"])

@@ -133,8 +133,16 @@ class EndpointService:
                     self.fatal_error = "%s%s" % (exc, self._sources_hint())
                     self.exit_code = 1
                     break
+                except Exception:
+                    delay = backoff.next_delay()
+                    log.exception("connecting to the bridge failed; retrying in %.1f s", delay)
+                    self._stopping.wait(delay)
+                    continue
                 backoff.reset()
-                self._serve(link)
+                try:
+                    self._serve(link)
+                except Exception:
+                    log.exception("the bridge connection failed: reconnecting")
         finally:
             self._stopping.set()
             self.host.stop()
@@ -167,14 +175,22 @@ class EndpointService:
                 try:
                     msg = link.recv()
                 except protocol.ProtocolError as exc:
-                    log.error("bridge sent a bad message: %s", exc)
-                    link.send(protocol.ERROR, detail=str(exc))
-                    break
+                    if self._refuse_message(link, exc):
+                        break
+                    continue
                 if msg is None:
                     if not self._stopping.is_set():
                         log.warning("lost the bridge connection: reconnecting")
                     break
-                self._on_message(link, msg)
+                try:
+                    self._on_message(link, msg)
+                except Exception as exc:
+                    log.exception("handling a %s message from the bridge failed", msg["k"])
+                    if msg["k"] == protocol.REQUEST:
+                        self._cancel_stream(msg["id"], "internal error")
+                        link.send(protocol.ERROR, id=msg["id"],
+                                  detail="the endpoint failed to take the request: %s: %s"
+                                  % (type(exc).__name__, exc))
         finally:
             self._detach(link)
             link.close()
@@ -203,6 +219,26 @@ class EndpointService:
         for s in streams:
             s.cancel("bridge connection lost")
 
+    def _refuse_message(self, link: Link, exc: protocol.ProtocolError) -> bool:
+        """Answer a message that broke the protocol; True when the link must close (the
+        bridge does not speak it: reconnect). A stream it named is abandoned; a
+        malformed ``error`` gets no answer (no error ping-pong)."""
+        log.error("bridge sent a bad message: %s", exc.detail)
+        if exc.fatal:
+            link.send(protocol.ERROR, detail=exc.detail, fatal=True)
+            return True
+        if exc.id is not None:
+            self._cancel_stream(exc.id, "the bridge sent a %s" % exc.detail)
+        if exc.kind != protocol.ERROR:
+            link.send(protocol.ERROR, detail=exc.detail, id=exc.id)
+        return False
+
+    def _cancel_stream(self, rid: int, detail: str) -> None:
+        with self._streams_lock:
+            stream = self._streams.pop(rid, None)
+        if stream is not None:
+            stream.cancel(detail)
+
     def _on_message(self, link: Link, msg: Dict[str, Any]) -> None:
         kind = msg["k"]
         if kind == protocol.REQUEST:
@@ -213,17 +249,19 @@ class EndpointService:
             self._stopping.set()
             return
         if kind == protocol.ERROR:
-            log.error("bridge reports a protocol error: %s", msg.get("detail"))
+            log.error("bridge reports a protocol error: %s", msg["detail"])
+            if msg.get("id") is not None:
+                self._cancel_stream(msg["id"], "the bridge refused the stream: %s" % msg["detail"])
             return
         with self._streams_lock:
-            stream = self._streams.get(msg.get("id"))
+            stream = self._streams.get(msg["id"])
         if stream is None:
             return
         if kind == protocol.DATA and stream.body is not None:
             stream.body.feed(msg.get("body") or b"", bool(msg.get("end")))
         elif kind == protocol.CREDIT:
             if stream.window is not None:
-                stream.window.grant(int(msg.get("n") or 0))
+                stream.window.grant(msg["n"])
         elif kind == protocol.CANCEL:
             stream.cancel("cancelled by the bridge: %s" % msg.get("detail", ""))
 
@@ -238,8 +276,8 @@ class EndpointService:
                                         stream.idle, max_buffered=link.settings["window"] + 2 * link.settings["chunk"])
             stream.body.feed(msg.get("body") or b"", False)
             body = stream.body
-        headers = dict(msg.get("headers") or {})
-        req = Request(str(msg.get("method", "GET")), str(msg.get("path", "")),
+        headers = msg.get("headers") or {}
+        req = Request(msg["method"], msg["path"],
                       parse_qs(msg.get("query") or "", keep_blank_values=True), headers, body,
                       headers.get("x-request-id") or "r%d" % rid, msg.get("length"))
         log.debug("[%s] %s /%s", req.request_id, req.method, req.path)
@@ -273,8 +311,8 @@ class EndpointService:
     def _respond(self, stream: Stream, resp: Response) -> None:
         """Send the response head with the first chunk, then the rest under credit."""
         link, rid = stream.link, stream.id
-        headers = dict(resp.headers)
-        headers["content-type"] = resp.content_type
+        headers = {str(k): str(v) for k, v in resp.headers.items()}
+        headers["content-type"] = str(resp.content_type)
         chunks = with_last(resp.chunks(link.settings["chunk"]))
         try:
             pump(chunks,
@@ -322,11 +360,16 @@ class EndpointService:
             link.send(protocol.PLUGINS, plugins=self.host.describe())
 
     def _pinger(self) -> None:
+        """Pings the bridge and expires plugin sessions; a failing round is logged and
+        the next one runs (a dead pinger would get the endpoint dropped)."""
         while not self._stopping.wait(self._ping_interval()):
-            link = self._link
-            if link is not None:
-                link.ping()
-            self.host.expire_sessions()
+            try:
+                link = self._link
+                if link is not None:
+                    link.ping()
+                self.host.expire_sessions()
+            except Exception:
+                log.exception("ping round failed")
 
     def _ping_interval(self) -> float:
         link = self._link
