@@ -26,12 +26,17 @@ class PluginHost:
 
     def __init__(self, endpoint: str, role: str, facts: Dict[str, Any],
                  notify: Callable[[str, str, Any], None],
-                 on_change: Optional[Callable[[], None]] = None):
+                 on_change: Optional[Callable[[], None]] = None,
+                 check_table: Optional[Callable[[Dict[str, Dict[str, Any]]], None]] = None):
+        """``check_table`` raises ValueError for a plugin table the host cannot announce
+        (the endpoint: one the bridge would refuse); a plugin that would make one is
+        not loaded."""
         self.endpoint = endpoint
         self.role = role
         self.facts = facts
         self._notify = notify
         self._on_change = on_change
+        self._check_table = check_table
         self._plugins: Dict[str, Plugin] = {}
         self._starting: set = set()
         self._lock = threading.Lock()
@@ -76,6 +81,7 @@ class PluginHost:
             plugin = cls(name, context)
             try:
                 plugin.start()
+                self._check_fits(name, plugin)
             except Exception:
                 plugin.stop()           # release what a half-done start took
                 raise
@@ -88,6 +94,14 @@ class PluginHost:
         if announce and self._on_change:
             self._on_change()
         return plugin
+
+    def _check_fits(self, name: str, plugin: Plugin) -> None:
+        if self._check_table is None:
+            return
+        try:
+            self._check_table(dict(self.describe(), **{name: plugin.describe(self.facts)}))
+        except ValueError as exc:
+            raise BadRequest("plugin %s cannot be loaded here: %s" % (name, exc))
 
     def remove(self, name: str, announce: bool = True) -> None:
         with self._lock:

@@ -185,3 +185,19 @@ def test_a_newer_topology_supersedes_the_queued_one_and_never_overflows():
     events = listener.take(0)
     assert not listener.overflowed
     assert [e.topic for e in events] == [TOPOLOGY, "notification"] and b"ep4" in events[0].wire
+
+
+class _Huge(Plugin):
+    plugin_name = "huge"
+    ui_config = {"blob": "x" * (2 * protocol.MAX_UI_CONFIG)}
+
+
+def test_an_endpoint_refuses_to_load_a_plugin_the_bridge_would_refuse():
+    from radical_orbit.endpoint.service import EndpointService
+    service = EndpointService("ep", "http://127.0.0.1:9", None, None)
+    service.host.add("echo", _Echo)
+    with pytest.raises(BadRequest, match="plugin huge cannot be loaded here: .*ui_config of"):
+        service.host.add("huge", _Huge)
+    assert service.host.names() == ["echo"]
+    protocol.decode(protocol.encode(protocol.HELLO, **service._hello()), (protocol.HELLO,))
+    service.host.stop()

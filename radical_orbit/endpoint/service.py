@@ -95,7 +95,8 @@ class EndpointService:
         self.settings = dict(DEFAULT_SETTINGS)
         self.settings.update({k: v for k, v in settings.items() if v is not None})
         self.facts = host_facts(role)
-        self.host = PluginHost(name, role, self.facts, self.notify, self._plugins_changed)
+        self.host = PluginHost(name, role, self.facts, self.notify, self._plugins_changed,
+                               check_table=self._check_table)
         self.plugin_spec = plugins
         self.pool: Optional[WorkerPool] = None
         self._link: Optional[Link] = None
@@ -159,11 +160,17 @@ class EndpointService:
             link.abort()
 
     # -- one connected session -------------------------------------------------------
-    def _hello(self) -> Dict[str, Any]:
+    def _hello(self, plugins: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         info = {"type": self.role, "role": self.role, "hostname": self.facts["hostname"],
                 "python_version": self.facts["python_version"], "version": __version__}
         return {"name": self.name, "resume": self._resume, "pid": os.getpid(),
-                "endpoint": info, "plugins": self.host.describe()}
+                "endpoint": info, "plugins": self.host.describe() if plugins is None else plugins}
+
+    def _check_table(self, plugins: Dict[str, Any]) -> None:
+        """A plugin table the bridge would refuse in a hello (too many plugins, too large
+        or not JSON) raises ProtocolError: the plugin that would make it is not loaded,
+        rather than the endpoint being unable to register at its next reconnect."""
+        protocol.decode(protocol.encode(protocol.HELLO, **self._hello(plugins)), (protocol.HELLO,))
 
     def _serve(self, link: Link) -> None:
         self._resume = link.resume
