@@ -36,8 +36,11 @@ MAX_CONNECTIONS = 10000
 MAX_UNAUTHENTICATED = 1024
 #: the same, from one source address
 MAX_UNAUTHENTICATED_PER_SOURCE = 64
-#: an unauthenticated connection waiting this long for a head may be shed for a newcomer
-SHED_MIN_AGE = 1.0
+#: an unauthenticated connection waiting this long for a head may be shed for a newcomer:
+#: long enough for a new connection's thread to read the head a real client sent at once,
+#: short enough that an attacker would need 4 new connections per unauthenticated slot
+#: and second (4000/s at the default cap) to keep newcomers out
+SHED_MIN_AGE = 0.25
 #: what a refused client is told to wait
 RETRY_AFTER_S = 5
 #: at most one summary line of refusals per this many seconds
@@ -48,6 +51,8 @@ REFUSAL_QUEUE = 64
 REFUSAL_HANDSHAKE_TIMEOUT = 2.0
 #: reads of at most 64 KiB dropped before a refused plain connection is closed
 DROP_READS = 4
+#: file descriptors kept for everything but connections (logs, listening socket, plugins)
+FD_RESERVE = 64
 #: sources named per reason in a summary line
 SUMMARY_SOURCES = 3
 #: what RefusalLog counts besides refusals (whose reason is the cap that refused)
@@ -195,6 +200,28 @@ class Admission:
         with self._lock:
             return {"connections": self._total, "unauthenticated": self._unauthenticated,
                     "waiting_for_head": len(self._waiting), "sources": len(self._per_source)}
+
+
+def connections_the_fd_limit_allows(wanted: int) -> int:
+    """Raise the soft file-descriptor limit (up to the hard one) so that ``wanted``
+    connections fit, and say how many do: past the limit, accept() would fail
+    (EMFILE) and new connections would wait unanswered instead of getting 503."""
+    try:
+        import resource
+    except ImportError:         # not a Unix
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - FD_RESERVE))
 
 
 def _shut_reading(sock: socket.socket) -> None:

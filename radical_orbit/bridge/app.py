@@ -77,8 +77,11 @@ class Bridge:
         s = self.settings
         limits = Limits(s["head_timeout"], s["keepalive_timeout"], s["max_head_bytes"],
                         s["max_headers"]).check()
-        budget = admission.Admission(s["max_connections"], s["max_unauthenticated"],
-                                     s["max_unauthenticated_per_source"])
+        most = admission.connections_the_fd_limit_allows(s["max_connections"])
+        if most < s["max_connections"]:
+            log.warning("the file-descriptor limit (ulimit -n) leaves room for %d connections: "
+                        "--max-connections lowered from %d", most, s["max_connections"])
+        budget = admission.Admission(most, s["max_unauthenticated"], s["max_unauthenticated_per_source"])
         self.server = Server((self.host, self.port), handler, self.tls, limits, budget,
                              bind_and_activate=False)
         try:

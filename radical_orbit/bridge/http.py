@@ -1,6 +1,7 @@
 """HTTP/1.1 plumbing on top of ``http.server``: the threaded server (admission, TLS
 handshake in the connection thread), the connection's deadline-bound reader, the
 request head (read by framing.py) and the response writers."""
+import errno
 import io
 import json
 import logging
@@ -25,6 +26,8 @@ log = logging.getLogger("radical_orbit.bridge.http")
 HEAD_TIMEOUT = 10.0
 #: default seconds an authenticated keep-alive connection may idle between requests
 KEEPALIVE_TIMEOUT = 120.0
+#: seconds the accept loop rests when the process is out of file descriptors
+FD_EXHAUSTED_PAUSE = 0.05
 #: a head cap below this would refuse ordinary browsers' requests
 MIN_HEAD_BYTES = 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -67,6 +70,17 @@ class Server(ThreadingHTTPServer):
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, handler, bind_and_activate)
+
+    def get_request(self):
+        """accept(); out of file descriptors, pause the accept loop briefly rather than
+        spin on a listening socket that stays readable."""
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                self.admission.stats.note("file-descriptor limit", "-")
+                time.sleep(FD_EXHAUSTED_PAUSE)
+            raise
 
     def process_request(self, request, client_address):
         ticket, refused = self.admission.admit(client_address[0], request)
