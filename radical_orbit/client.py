@@ -315,11 +315,12 @@ class EventListener:
         while not self._stopping.is_set():
             try:
                 self._follow()
-                delay = 0.2
             except Exception as exc:
                 if self._stopping.is_set():
                     return
                 log.debug("event stream interrupted: %s: %s", type(exc).__name__, exc)
+            if self.connected.is_set():
+                delay = 0.2         # it was connected: this is a new outage, not a longer one
             self.connected.clear()
             self._stopping.wait(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, 5.0)

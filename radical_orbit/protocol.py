@@ -20,12 +20,13 @@ from . import names
 VERSION = 1
 
 # endpoint -> bridge
-HELLO = "hello"        # name, resume, pid, endpoint, plugins
+HELLO = "hello"        # name, resume, pid, endpoint, plugins, notes {stream, acked}
 RESPONSE = "res"       # id, status, headers, body, end, length
-NOTE = "note"          # plugin, topic, data, ts
+NOTE = "note"          # plugin, topic, data, ts, stream, seq
 PLUGINS = "plugins"    # plugins: the endpoint's plugin table after a change
 # bridge -> endpoint
-WELCOME = "welcome"    # resume, settings
+WELCOME = "welcome"    # resume, settings, notes {acked}
+ACK = "ack"            # stream, seq: the stream's notifications up to seq are in the event log
 REFUSE = "refuse"      # status, detail, retry
 REQUEST = "req"        # id, method, path, query, headers, body, end, length, deadline
 SHUTDOWN = "shutdown"  # reason
@@ -35,12 +36,14 @@ CREDIT = "credit"      # id, n: the receiver consumed n bytes, the sender may se
 CANCEL = "cancel"      # id, detail: the stream is abandoned (client gone, deadline, error)
 ERROR = "error"        # detail, id, fatal: the peer broke the protocol
 
-KINDS = frozenset((HELLO, RESPONSE, NOTE, PLUGINS, WELCOME, REFUSE, REQUEST, SHUTDOWN,
+KINDS = frozenset((HELLO, RESPONSE, NOTE, PLUGINS, WELCOME, ACK, REFUSE, REQUEST, SHUTDOWN,
                    DATA, CREDIT, CANCEL, ERROR))
 #: What each side accepts once registered (the handshake accepts only its one reply).
 TO_BRIDGE = frozenset((RESPONSE, DATA, CREDIT, CANCEL, NOTE, PLUGINS, ERROR))
-TO_ENDPOINT = frozenset((REQUEST, DATA, CREDIT, CANCEL, SHUTDOWN, ERROR))
+TO_ENDPOINT = frozenset((REQUEST, ACK, DATA, CREDIT, CANCEL, SHUTDOWN, ERROR))
 HANDSHAKE_REPLIES = frozenset((WELCOME, REFUSE, ERROR))
+#: The longest notification stream id an endpoint may choose (it makes a random one).
+MAX_STREAM_ID = 64
 
 #: Defaults the bridge announces in WELCOME; the endpoint follows them.
 DEFAULT_SETTINGS = {
@@ -248,6 +251,20 @@ def _settings(settings: Dict[Any, Any]) -> bool:
     return True
 
 
+def _stream_id(value: Any) -> bool:
+    return 0 < len(value) <= MAX_STREAM_ID
+
+
+def _notes(value: Dict[Any, Any], keys: Tuple[str, ...]) -> bool:
+    """The ``notes`` map of a hello (``stream``, ``acked``) or a welcome (``acked``)."""
+    stream, acked = value.get("stream"), value.get("acked", 0)
+    if "stream" in keys and (type(stream) is not str or not _stream_id(stream)):
+        raise _Invalid("needs 'stream', a str of 1 to %d characters, got %s" % (MAX_STREAM_ID, _show(stream)))
+    if type(acked) is not int or not _uint(acked):
+        raise _Invalid("needs 'acked', an int from 0 to 2**63-1, got %s" % _show(acked))
+    return True
+
+
 _INT, _NUMBER, _STR, _BYTES, _BOOL, _MAP = (int,), (int, float), (str,), (bytes,), (bool,), (dict,)
 
 
@@ -266,6 +283,8 @@ _HEADER_MAP = Field("headers", "a map of str to str", _MAP, _headers)
 _STATUS = Field("status", "an HTTP status (an int from 100 to 599)", _INT,
                 lambda v: 100 <= v <= 599, required=True)
 _LABEL_WHAT = "a str of at most %d characters" % MAX_LABEL
+_STREAM_WHAT = "a notification stream id (a str of 1 to %d characters)" % MAX_STREAM_ID
+_SEQ_WHAT = "a notification number (an int from 1 to 2**63-1)"
 _PLUGINS_WHAT = "the plugin table: a map of plugin instance names to maps"
 
 SCHEMA: Dict[str, Kind] = {k.name: k for k in (
@@ -275,11 +294,16 @@ SCHEMA: Dict[str, Kind] = {k.name: k for k in (
          Field("pid", "a process id (a non-negative int)", _INT, _uint),
          Field("endpoint", "a map with str keys", _MAP, _json_value),
          Field("plugins", _PLUGINS_WHAT, _MAP, _plugin_table),
+         Field("notes", "a map {stream, acked}", _MAP, lambda v: _notes(v, ("stream", "acked"))),
          max_size=MAX_DESCRIPTION, fatal=True),
     Kind(WELCOME,
          Field("resume", _LABEL_WHAT, _STR, _label, required=True),
          Field("settings", "a map of settings", _MAP, _settings),
+         Field("notes", "a map {acked}", _MAP, lambda v: _notes(v, ("acked",))),
          fatal=True),
+    Kind(ACK,
+         Field("stream", _STREAM_WHAT, _STR, _stream_id, required=True),
+         Field("seq", "a notification number (an int from 0 to 2**63-1)", _INT, _uint, required=True)),
     Kind(REFUSE,
          Field("status", "an HTTP status (an int from 100 to 599)", _INT, lambda v: 100 <= v <= 599,
                required=True),
@@ -301,7 +325,9 @@ SCHEMA: Dict[str, Kind] = {k.name: k for k in (
          Field("plugin", _LABEL_WHAT, _STR, _label, required=True),
          Field("topic", _LABEL_WHAT, _STR, _label, required=True),
          Field("data", "data JSON can carry (str map keys, finite numbers)", None, _json_value),
-         Field("ts", "a finite number (seconds since the epoch)", _NUMBER, _finite)),
+         Field("ts", "a finite number (seconds since the epoch)", _NUMBER, _finite),
+         Field("stream", _STREAM_WHAT, _STR, _stream_id),
+         Field("seq", _SEQ_WHAT, _INT, lambda v: 1 <= v <= MAX_UINT)),
     Kind(PLUGINS, Field("plugins", _PLUGINS_WHAT, _MAP, _plugin_table, required=True),
          max_size=MAX_DESCRIPTION),
     Kind(SHUTDOWN, Field("reason", "a str of at most %d characters" % MAX_TEXT, _STR, _text)),

@@ -466,6 +466,12 @@ class WebSocket:
 
     # --------------------------------------------------------------- receiving
 
+    def buffered(self) -> int:
+        """Bytes already received but not yet returned by ``recv`` (here, and inside TLS):
+        zero means the next ``recv`` may block, so work batched until then is due now."""
+        pending = getattr(self._sock, "pending", None)
+        return self._rend - self._rstart + (pending() if pending is not None else 0)
+
     def recv(self, deadline: "float | None" = None) -> "Message | None":
         """Return the next data message, or None once the connection is over.
 

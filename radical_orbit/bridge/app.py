@@ -4,9 +4,9 @@ import logging
 import secrets
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from .. import protocol
+from .. import config, protocol
 from .. import websocket as ws
 from ..host import host_facts
 from ..names import check_endpoint_name
@@ -15,6 +15,7 @@ from ..plugin_host import PluginHost
 from . import admission, framing, http
 from .auth import Auth
 from .connection import EndpointConnection
+from .eventlog import EventLog, LogBusy
 from .events import EventHub
 from .http import Limits, Server, tls_context
 from .static import ExplorerFiles
@@ -39,7 +40,11 @@ DEFAULT_SETTINGS = {
     "max_headers": framing.MAX_HEADERS,
     "sse_keepalive": 15.0,          # s between keepalive comments on an idle event stream
     "hello_timeout": 10.0,          # s a WebSocket at /register has to send its hello
+    "event_log_dir": None,          # default: <config dir>/events
+    "event_log_events": 10000,      # events kept for replay (on disk and in memory) ...
+    "event_log_bytes": 64 * 2**20,  # ... and the bytes they may take
 }
+EVENT_LOG_DIR = "events"
 #: SSE keepalive intervals allowed: the SDK takes a stream silent for 45 s as lost
 MAX_SSE_KEEPALIVE = 30.0
 
@@ -55,7 +60,8 @@ class Bridge:
         self.tls = tls_context(cert, key) if cert else None
         self.auth = Auth(token)
         self.started = time.time()
-        self.hub = EventHub()
+        self.hub = EventHub(ring_size=self.settings["event_log_events"],
+                            ring_bytes=self.settings["event_log_bytes"])
         self.explorer = ExplorerFiles()
         self.server: Optional[Server] = None
         self.urls: Dict[str, str] = {}
@@ -92,6 +98,22 @@ class Bridge:
         self.port = self.server.server_address[1]
         self.urls, self.url_warnings = advertised_urls(self.host, self.port, self.cert)
         self.topology = Topology(self.hub, self.urls["url"])
+        self.open_event_log()
+
+    def open_event_log(self) -> None:
+        """Continue from the event log in the config dir (ConfigError when another bridge
+        holds it). A log that cannot be written leaves the bridge running from memory."""
+        directory = self.settings["event_log_dir"] or config.path_in_home(EVENT_LOG_DIR)
+        event_log = EventLog(directory, self.settings["event_log_events"], self.settings["event_log_bytes"])
+        try:
+            kept = self.hub.attach_log(event_log)
+        except LogBusy as exc:
+            raise config.ConfigError(str(exc))
+        except OSError as exc:
+            event_log.close()
+            log.warning("no event log (%s): events will not survive a restart of this bridge", exc)
+            return
+        log.info("event log %s: %d event(s) kept for replay", directory, kept)
 
     def listen(self) -> None:
         """From here on the port accepts connections (served once ``serve_forever`` runs)."""
@@ -138,6 +160,7 @@ class Bridge:
         if self.local is not None:
             self.local.stop()
         self.server.server_close()
+        self.hub.close()
         log.info("bridge stopped")
 
     def _housekeeping(self) -> None:
@@ -198,6 +221,7 @@ class Bridge:
             name = check_endpoint_name(hello["name"])
             settings = dict(protocol.DEFAULT_SETTINGS, ping_interval=self.settings["ping_interval"])
             conn = EndpointConnection(sock, name, hello, settings, secrets.token_hex(16), address)
+            notes = {"acked": self._notes_acked(hello.get("notes"))}
         except OrbitError as exc:
             return self._refuse(sock, 400, exc.detail, retry=False)
         except protocol.ProtocolError as exc:
@@ -218,7 +242,7 @@ class Bridge:
                                         retry=True)
                 log.info("endpoint %s reconnected: replacing its stale socket", name)
             # welcome first: once listed, calls may be sent on this socket at once
-            _send(sock, protocol.WELCOME, resume=conn.resume_key, settings=settings)
+            _send(sock, protocol.WELCOME, resume=conn.resume_key, settings=settings, notes=notes)
             self.topology.add(conn)
         if old is not None:
             _in_background(old.shutdown, "replaced by a reconnect")
@@ -230,8 +254,24 @@ class Bridge:
         sock.close(ws.CLOSE_POLICY_VIOLATION, detail[:120])
         return None
 
-    def _on_note(self, endpoint: str, plugin: str, msg: Dict[str, Any]) -> None:
-        self.hub.notify(endpoint, plugin, str(msg.get("topic", "")), msg.get("data"))
+    def _notes_acked(self, notes: Optional[Dict[str, Any]]) -> int:
+        """How far this bridge has the stream of a hello's ``notes`` ({stream, acked},
+        checked by the schema; absent from endpoints that do not number notifications)."""
+        if notes is None:
+            return 0
+        return self.hub.stream_acked(notes["stream"], notes.get("acked", 0))
+
+    def _on_note(self, endpoint: str, msg: Dict[str, Any]) -> Optional[Tuple[str, int]]:
+        """Log and publish one notification; returns the ack it earns, if numbered."""
+        plugin, topic, data = msg["plugin"], msg["topic"], msg.get("data")
+        stream, seq = msg.get("stream"), msg.get("seq")
+        if stream is None and seq is None:
+            self.hub.notify(endpoint, plugin, topic, data)
+            return None
+        if stream is None or seq is None:
+            raise protocol.ProtocolError("malformed note message: 'stream' and 'seq' go together",
+                                         False, None, protocol.NOTE)
+        return stream, self.hub.notify_once(endpoint, plugin, topic, data, stream, seq)
 
 
 def _in_background(func, *args) -> threading.Thread:

@@ -74,6 +74,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hello-timeout", type=cli.seconds, default=DEFAULT_SETTINGS["hello_timeout"],
                    help="seconds a WebSocket at /register has to send its hello before it is "
                         "closed (default %(default)s)")
+    p.add_argument("--event-log-dir",
+                   help="where the event log lives (default: events/ in the config dir); one bridge per directory")
+    p.add_argument("--event-log-events", type=cli.count, default=DEFAULT_SETTINGS["event_log_events"],
+                   help="events kept for replay by Last-Event-ID, across restarts (default %(default)s)")
+    p.add_argument("--event-log-mib", type=cli.count, default=DEFAULT_SETTINGS["event_log_bytes"] // 2**20,
+                   help="MiB those events may take (default %(default)s)")
     p.add_argument("--log-level", type=cli.log_level,
                    help="DEBUG, INFO, WARNING or ERROR (default: env, else INFO)")
     return p
@@ -101,7 +107,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         max_unauthenticated=args.max_unauthenticated,
                         max_unauthenticated_per_source=args.max_unauthenticated_per_source,
                         head_timeout=args.head_timeout, max_head_bytes=args.max_head_bytes,
-                        hello_timeout=args.hello_timeout)
+                        hello_timeout=args.hello_timeout,
+                        event_log_dir=args.event_log_dir, event_log_events=args.event_log_events,
+                        event_log_bytes=args.event_log_mib * 2**20)
         bridge.bind()
         bridge.load_plugins()
         notices = publish(bridge)

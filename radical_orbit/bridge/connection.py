@@ -9,7 +9,7 @@ import itertools
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .. import protocol
 from .. import websocket as ws
@@ -20,6 +20,8 @@ log = logging.getLogger("radical_orbit.bridge.connection")
 
 #: Request ids are unique per bridge run, across all endpoints.
 _request_ids = itertools.count(1)
+#: Notifications taken before an ack is sent even though more are waiting to be read.
+ACK_BATCH = 256
 
 
 def next_request_id() -> int:
@@ -109,6 +111,8 @@ class EndpointConnection:
         self._pending: Dict[int, Pending] = {}
         self._lock = threading.Lock()
         self.closed = False
+        self._ack: Optional[Tuple[str, int]] = None     # (stream, seq) logged, not yet acked
+        self._unacked = 0
 
     # -- sending -------------------------------------------------------------
     def send(self, kind: str, **fields: Any) -> None:
@@ -143,11 +147,15 @@ class EndpointConnection:
             self.send_quietly(protocol.CANCEL, id=pending.id, detail="abandoned by the bridge")
 
     # -- the reader loop -------------------------------------------------------
-    def serve(self, on_note: Callable[[str, str, Dict[str, Any]], None],
+    def serve(self, on_note: Callable[[str, Dict[str, Any]], Optional[Tuple[str, int]]],
               on_plugins: Callable[["EndpointConnection"], None]) -> str:
         """Read until the socket closes or the endpoint stops speaking the protocol;
         returns why. The caller shuts the connection down. Nothing the endpoint sends
-        ends this loop otherwise: a malformed message is answered with ``error``."""
+        ends this loop otherwise: a malformed message is answered with ``error``.
+
+        ``on_note`` puts a notification into the event log and returns what to
+        acknowledge; acks are sent once nothing more is waiting to be read (or every
+        ACK_BATCH notifications), so a burst costs a handful of them."""
         reason = "closed by the endpoint"
         while True:
             message = self.ws.recv()
@@ -163,6 +171,8 @@ class EndpointConnection:
                     break
             except Exception:
                 log.exception("endpoint %s: handling a message failed", self.name)
+            if self._ack is not None and (self._unacked >= ACK_BATCH or not self.ws.buffered()):
+                self._send_ack()
         return reason
 
     def _refuse_message(self, exc: protocol.ProtocolError) -> bool:
@@ -191,7 +201,12 @@ class EndpointConnection:
         if kind in (protocol.RESPONSE, protocol.DATA, protocol.CREDIT, protocol.CANCEL):
             self._on_stream(kind, msg)
         elif kind == protocol.NOTE:
-            on_note(self.name, msg["plugin"], msg)
+            ack = on_note(self.name, msg)
+            if ack is not None:
+                if self._ack is not None and self._ack[0] != ack[0]:
+                    self._send_ack()
+                self._ack = ack
+                self._unacked += 1
         elif kind == protocol.PLUGINS:
             self.plugins = msg["plugins"]
             on_plugins(self)
@@ -199,6 +214,11 @@ class EndpointConnection:
             log.warning("endpoint %s reports a protocol error: %s", self.name, msg["detail"])
             if msg.get("id") is not None:
                 self._fail_stream(msg["id"], "endpoint %s refused the request: %s" % (self.name, msg["detail"]))
+
+    def _send_ack(self) -> None:
+        stream, seq = self._ack
+        self._ack, self._unacked = None, 0
+        self.send_quietly(protocol.ACK, stream=stream, seq=seq)
 
     def _on_stream(self, kind: str, msg: Dict[str, Any]) -> None:
         with self._lock:

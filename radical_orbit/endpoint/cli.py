@@ -48,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
                    help="worker threads for plugin requests (default %(default)s)")
     p.add_argument("--queue-size", type=cli.count, default=DEFAULT_SETTINGS["queue_size"],
                    help="requests waiting for a free worker before 503 + Retry-After (default %(default)s)")
+    p.add_argument("--note-buffer", type=cli.count, default=DEFAULT_SETTINGS["note_buffer"],
+                   help="notifications kept until the bridge acknowledges them; beyond, the oldest "
+                        "are dropped and reported (default %(default)s)")
     p.add_argument("--role", choices=[r for r in ROLES if r != "bridge"],
                    help="override the detected host role (login, compute, standalone)")
     p.add_argument("--tunnel", choices=("none", "forward", "reverse"), default="none",
@@ -86,7 +89,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         role = args.role or detect_role()
         service = EndpointService(name, url.value, cert, token.value if token else None, args.plugins,
                                   role, sources=sources, workers=args.workers,
-                                  queue_size=args.queue_size, backoff_max=backoff_max)
+                                  queue_size=args.queue_size, note_buffer=args.note_buffer,
+                                  backoff_max=backoff_max)
         service.load_plugins()
     except (OrbitError, config.ConfigError, PluginSpecError, ValueError) as exc:
         fatal(getattr(exc, "detail", None) or str(exc))

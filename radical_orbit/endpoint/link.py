@@ -43,6 +43,11 @@ class Link:
         self.resume = welcome.get("resume")
         self.settings = dict(protocol.DEFAULT_SETTINGS)
         self.settings.update(welcome.get("settings") or {})
+        notes = welcome.get("notes")
+        #: the bridge acknowledges notifications (older bridges do not: sent is delivered)
+        self.acks = isinstance(notes, dict)
+        acked = notes.get("acked") if self.acks else 0
+        self.notes_acked = acked if isinstance(acked, int) else 0
         self.closed = threading.Event()
 
     def send(self, kind: str, **fields: Any) -> bool:

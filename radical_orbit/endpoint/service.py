@@ -1,6 +1,6 @@
 """The endpoint service: keeps one registered link to the bridge, runs requests on
-worker threads, streams bodies with flow control, and buffers notifications
-while disconnected.
+worker threads, streams bodies with flow control, and keeps every notification
+until the bridge acknowledges it (resending after a reconnect).
 
 Threads: the service thread reads the link; ``worker-N`` run plugin handlers;
 ``endpoint-pinger`` pings; plugins may notify from any thread.
@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import random
+import secrets
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, Optional
@@ -29,12 +30,13 @@ log = logging.getLogger("radical_orbit.endpoint")
 DEFAULT_SETTINGS = {
     "workers": 8,
     "queue_size": 64,             # requests waiting for a worker before 503
-    "note_buffer": 10000,         # notifications kept while disconnected (oldest dropped)
+    "note_buffer": 10000,         # notifications kept until acknowledged (beyond, oldest dropped)
     "note_buffer_bytes": 64 * 2**20,  # ... and the bytes they may take
     "backoff_initial": 0.25,
     "backoff_max": 5.0,           # RADICAL_ORBIT_RECONNECT_MAX overrides (see endpoint/cli.py)
     "stream_idle_timeout": 60.0,
 }
+DROP_LOG_INTERVAL = 10.0          # s between "outbox full" warnings
 
 
 class Backoff:
@@ -103,9 +105,14 @@ class EndpointService:
         self._resume: Optional[str] = None
         self._streams: Dict[int, Stream] = {}
         self._streams_lock = threading.Lock()
-        self._notes: Deque[bytes] = collections.deque()
+        # the outbox: (seq, message) of every notification the bridge has not acknowledged
+        self._notes: Deque[Tuple[int, bytes]] = collections.deque()
         self._notes_bytes = 0
         self._notes_dropped = 0
+        self._drop_logged = 0.0
+        self._note_stream = secrets.token_hex(8)    # this process's numbering, never reused
+        self._note_seq = 0                          # the last number given out
+        self._note_acked = 0                        # the last number the bridge acknowledged
         self._note_lock = threading.Lock()
         self._stopping = threading.Event()
         self.exit_code = 0
@@ -164,7 +171,8 @@ class EndpointService:
         info = {"type": self.role, "role": self.role, "hostname": self.facts["hostname"],
                 "python_version": self.facts["python_version"], "version": __version__}
         return {"name": self.name, "resume": self._resume, "pid": os.getpid(),
-                "endpoint": info, "plugins": self.host.describe() if plugins is None else plugins}
+                "endpoint": info, "plugins": self.host.describe() if plugins is None else plugins,
+                "notes": {"stream": self._note_stream, "acked": self._note_acked}}
 
     def _check_table(self, plugins: Dict[str, Any]) -> None:
         """A plugin table the bridge would refuse in a hello (too many plugins, too large
@@ -203,16 +211,17 @@ class EndpointService:
             link.close()
 
     def _attach(self, link: Link) -> None:
-        """Deliver what was buffered while away, then send notifications live."""
+        """Resend, in order, every notification the bridge has not acknowledged, then
+        send notifications live."""
         with self._note_lock:
-            if self._notes_dropped:
-                link.send(protocol.NOTE, plugin="_orbit", topic="notifications_dropped",
-                          data={"count": self._notes_dropped}, ts=time.time())
-                self._notes_dropped = 0
-            while self._notes:
-                if not link.send_encoded(self._notes[0]):
+            if link.acks:
+                self._forget_notes(link.notes_acked)
+            for _seq, message in self._notes:
+                if not link.send_encoded(message):
                     return
-                self._notes_bytes -= len(self._notes.popleft())
+            if not link.acks:
+                self._notes.clear()
+                self._notes_bytes = 0
             self._link = link
 
     def _detach(self, link: Link) -> None:
@@ -259,6 +268,11 @@ class EndpointService:
             log.error("bridge reports a protocol error: %s", msg["detail"])
             if msg.get("id") is not None:
                 self._cancel_stream(msg["id"], "the bridge refused the stream: %s" % msg["detail"])
+            return
+        if kind == protocol.ACK:
+            if msg["stream"] == self._note_stream:
+                with self._note_lock:
+                    self._forget_notes(msg["seq"])
             return
         with self._streams_lock:
             stream = self._streams.get(msg["id"])
@@ -340,26 +354,52 @@ class EndpointService:
 
     # -- notifications and plugin changes ---------------------------------------------
     def notify(self, plugin: str, topic: str, data: Any) -> None:
-        """From any thread: send now, or buffer (bounded in count and bytes, oldest
-        dropped first) until the link is back. A notification too large for one
+        """From any thread: number it, keep it until the bridge acknowledges it (bounded
+        in count and bytes, oldest dropped first: the bridge sees the gap in the numbers
+        and reports it) and send it now if connected. A notification too large for one
         message is dropped with a log line: it would cost the whole link."""
-        message = protocol.encode(protocol.NOTE, plugin=plugin, topic=topic, data=data, ts=time.time())
-        if len(message) > protocol.MAX_MESSAGE:
-            log.warning("notification %s/%s dropped: %d bytes exceed the %d-byte message limit",
-                        plugin, topic, len(message), protocol.MAX_MESSAGE)
-            return
         with self._note_lock:
-            link = self._link
-            if link is not None and link.send_encoded(message):
+            seq = self._note_seq + 1
+            message = protocol.encode(protocol.NOTE, plugin=plugin, topic=topic, data=data,
+                                      ts=time.time(), stream=self._note_stream, seq=seq)
+            if len(message) > protocol.MAX_MESSAGE:
+                log.warning("notification %s/%s dropped: %d bytes exceed the %d-byte message limit",
+                            plugin, topic, len(message), protocol.MAX_MESSAGE)
                 return
-            self._notes.append(message)
-            self._notes_bytes += len(message)
-            while (len(self._notes) > self.settings["note_buffer"]
-                   or self._notes_bytes > self.settings["note_buffer_bytes"]):
-                self._notes_bytes -= len(self._notes.popleft())
-                self._notes_dropped += 1
-            log.debug("notification %s/%s buffered while disconnected (%d waiting)",
-                      plugin, topic, len(self._notes))
+            self._note_seq = seq
+            link = self._link
+            sent = link is not None and link.send_encoded(message)
+            if not sent or link.acks:
+                self._keep(seq, message)
+            if link is None:
+                log.debug("notification %s/%s kept while disconnected (%d waiting)",
+                          plugin, topic, len(self._notes))
+
+    def _keep(self, seq: int, message: bytes) -> None:
+        """Into the outbox (under the note lock), within its bounds."""
+        self._notes.append((seq, message))
+        self._notes_bytes += len(message)
+        dropped = 0
+        while (len(self._notes) > self.settings["note_buffer"]
+               or self._notes_bytes > self.settings["note_buffer_bytes"]):
+            self._notes_bytes -= len(self._notes.popleft()[1])
+            dropped += 1
+        if dropped:
+            self._notes_dropped += dropped
+            now = time.monotonic()
+            if now - self._drop_logged > DROP_LOG_INTERVAL:
+                self._drop_logged = now
+                log.warning("notification outbox full (%d, %d bytes): dropped the oldest "
+                            "unacknowledged one(s), %d so far", self.settings["note_buffer"],
+                            self.settings["note_buffer_bytes"], self._notes_dropped)
+
+    def _forget_notes(self, acked: int) -> None:
+        """The bridge has everything up to ``acked`` in its event log (under the note lock)."""
+        acked = min(acked, self._note_seq)
+        if acked > self._note_acked:
+            self._note_acked = acked
+        while self._notes and self._notes[0][0] <= acked:
+            self._notes_bytes -= len(self._notes.popleft()[1])
 
     def _plugins_changed(self) -> None:
         link = self._link

@@ -4,7 +4,8 @@ Not in any default set; load it with ``-p echo``.
 """
 import tempfile
 import threading
-from typing import Any, Dict
+import time
+from typing import Any, Dict, Optional
 
 from ..errors import BadRequest
 from ..plugin import Plugin, Request, Response, route
@@ -12,6 +13,7 @@ from ..plugin import Plugin, Request, Response, route
 CHUNK = 256 * 1024
 MAX_BLOB = 2**40
 SPOOL_IN_MEMORY = 2**20
+MAX_NOTIFY_COUNT = 10**6
 
 
 class EchoPlugin(Plugin):
@@ -81,6 +83,41 @@ class EchoPlugin(Plugin):
         else:
             self.notify(topic, data)
         return {"notified": topic, "delay_ms": int(delay * 1000)}
+
+    @route("POST", "notify_many/{topic}")
+    def notify_many(self, req: Request, topic: str) -> Dict[str, Any]:
+        """``?count=N`` notifications ``{"i": 0..N-1}`` from a background thread, at
+        ``?rate=`` per second (0: as fast as possible), after ``?delay_ms=``: a stream
+        of numbered events for checking that none is lost or repeated."""
+        count = _int_param(req, "count", 1, MAX_NOTIFY_COUNT)
+        rate = _int_param(req, "rate", 0, 10**6, 0)
+        delay = _int_param(req, "delay_ms", 0, 3600 * 1000, 0) / 1000.0
+
+        def emit() -> None:
+            threading.Event().wait(delay)
+            started = time.monotonic()
+            for i in range(count):
+                if rate:
+                    ahead = started + i / rate - time.monotonic()
+                    if ahead > 0:
+                        threading.Event().wait(ahead)
+                self.notify(topic, {"i": i})
+
+        threading.Thread(target=emit, name="echo-notify-many", daemon=True).start()
+        return {"notifying": topic, "count": count, "rate": rate}
+
+
+def _int_param(req: Request, name: str, low: int, high: int, default: Optional[int] = None) -> int:
+    raw = req.query.get(name)
+    if raw is None and default is not None:
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise BadRequest("%s must be an integer" % name)
+    if not low <= value <= high:
+        raise BadRequest("%s must be between %d and %d" % (name, low, high))
+    return value
 
 
 def _zeros(size: int):

@@ -1,0 +1,323 @@
+"""The event log on disk: every SSE event the bridge numbers, appended to a file in
+the config dir before anyone sees it, so listeners resume by ``Last-Event-ID`` across
+a restart (``kill -9`` included) and duplicates resent by endpoints are recognised.
+
+Layout: a directory (mode 0700) holding ``lock`` and segments
+``segment-<origin>.log`` (mode 0600), where ``<origin>`` is the id of the last event
+before the segment. A segment is a text file of lines::
+
+    <crc32 of the rest, 8 hex digits> <meta JSON>\\t<payload JSON>\\n
+
+The first line of a segment is a header (``{"h": 1, "origin": N, "streams": {...}}``:
+the endpoints' notification high-water marks when the segment began); every other
+line is one event: ``{"i": id, "t": topic, "e": endpoint, "p": plugin, "n": topic of
+a notification, "s": endpoint stream, "q": its sequence number}`` and the event's
+``data:`` JSON. Topology events are logged as markers without payload (the current
+topology is served instead of old ones). JSON never holds a raw tab or newline, so
+lines split unambiguously; a line whose CRC or JSON fails (a write cut short by
+``kill -9``, zeros after an OS crash) is skipped, and a torn tail is cut off before
+appending.
+
+Each event is one ``write()`` to the kernel (no fsync while running): it survives
+the bridge process dying; an OS crash may lose what the kernel had not yet written
+back. A clean stop fsyncs.
+
+Bounded: a segment is closed after ``max_events / SEGMENTS`` events or
+``max_bytes / SEGMENTS`` bytes; the oldest segment is deleted once the newer ones
+alone hold ``max_events`` events or ``max_bytes`` bytes. One bridge per directory:
+an exclusive ``flock`` on ``lock`` (released by the kernel when the process dies).
+"""
+import collections
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import time
+import zlib
+from typing import Any, Dict, List, Optional, Tuple
+
+from .. import config
+
+log = logging.getLogger("radical_orbit.bridge.eventlog")
+
+SEGMENTS = 4                    # closed segments that make up the bound
+MAX_STREAMS = 4096              # endpoint streams whose high-water mark is remembered
+LOCK_FILE = "lock"
+SEGMENT_RE = re.compile(r"^segment-(\d{20})\.log$")
+ERROR_LOG_INTERVAL = 60.0       # s between repeated "cannot write" lines
+
+
+class LogBusy(Exception):
+    """Another live bridge holds this event log."""
+
+
+class Record:
+    """One logged event as read back: what the hub needs to rebuild its ring."""
+    __slots__ = ("seq", "topic", "endpoint", "plugin", "ntopic", "payload")
+
+    def __init__(self, meta: Dict[str, Any], payload: bytes):
+        self.seq = int(meta["i"])
+        self.topic = str(meta["t"])
+        self.endpoint = meta.get("e")
+        self.plugin = meta.get("p")
+        self.ntopic = meta.get("n")
+        self.payload = payload
+
+
+class Loaded:
+    """What ``EventLog.open`` found: records in order, the last id, the high-water marks."""
+
+    def __init__(self) -> None:
+        self.records: List[Record] = []
+        self.last_id = 0
+        self.streams: "collections.OrderedDict[str, int]" = collections.OrderedDict()
+        self.skipped = 0
+
+
+def encode_line(meta: Dict[str, Any], payload: "bytes | memoryview") -> List[Any]:
+    """The pieces of one line, for one ``writev`` (a large payload is not copied)."""
+    body = json.dumps(meta, separators=(",", ":")).encode() + b"\t"
+    crc = zlib.crc32(payload, zlib.crc32(body)) & 0xffffffff
+    return [b"%08x " % crc + body, payload, b"\n"]
+
+
+def decode_line(line: bytes) -> Optional[Tuple[Dict[str, Any], bytes]]:
+    """(meta, payload) of one line without its newline; None when it is damaged."""
+    if len(line) < 10 or line[8:9] != b" ":
+        return None
+    body = line[9:]
+    try:
+        if int(line[:8], 16) != zlib.crc32(body) & 0xffffffff:
+            return None
+        meta_raw, _, payload = body.partition(b"\t")
+        meta = json.loads(meta_raw)
+    except ValueError:
+        return None
+    return (meta, payload) if isinstance(meta, dict) else None
+
+
+def remember(streams: "collections.OrderedDict[str, int]", stream: str, seq: int) -> None:
+    """Raise a stream's high-water mark; the least recently advanced streams are forgotten
+    beyond MAX_STREAMS (an endpoint process silent that long resends as if new)."""
+    if seq > streams.get(stream, 0):
+        streams[stream] = seq
+    if stream in streams:
+        streams.move_to_end(stream)
+    while len(streams) > MAX_STREAMS:
+        streams.popitem(last=False)
+
+
+class Segment:
+    """One file; ``events`` and ``bytes`` count event lines only (not the header)."""
+    __slots__ = ("path", "origin", "events", "bytes", "sealed")
+
+    def __init__(self, path: str, origin: int):
+        self.path, self.origin = path, origin
+        self.events = self.bytes = 0
+        self.sealed = False     # never append to it again (its damaged end could not be cut)
+
+
+class EventLog:
+    """Appends events; rotates and deletes segments to stay bounded. Not thread-safe:
+    the hub calls it under its own lock, which also keeps ids and lines in order."""
+
+    def __init__(self, directory: str, max_events: int, max_bytes: int):
+        if max_events < 1 or max_bytes < 1:
+            raise ValueError("the event log needs room for at least one event")
+        self.directory = os.path.abspath(directory)
+        self.max_events, self.max_bytes = max_events, max_bytes
+        self.segment_events = max(1, max_events // SEGMENTS)
+        self.segment_bytes = max(1, max_bytes // SEGMENTS)
+        self.streams: "collections.OrderedDict[str, int]" = collections.OrderedDict()
+        self._segments: List[Segment] = []
+        self._fd: Optional[int] = None
+        self._lock_fd: Optional[int] = None
+        self._last_error = 0.0
+
+    # -- opening ---------------------------------------------------------------------
+    def open(self, start_id: int) -> Loaded:
+        """Lock the directory and read what it holds; ``start_id`` numbers a new log.
+        Raises LogBusy when another bridge has it, OSError when it cannot be made."""
+        config.ensure_dir(self.directory)
+        os.chmod(self.directory, 0o700)
+        self._lock()
+        loaded = Loaded()
+        for name in sorted(n for n in os.listdir(self.directory) if SEGMENT_RE.match(n)):
+            self._read_segment(os.path.join(self.directory, name), loaded)
+        if loaded.skipped:
+            log.warning("event log %s: skipped %d damaged line(s)", self.directory, loaded.skipped)
+        self.streams = loaded.streams
+        last = self._segments[-1] if self._segments else None
+        if last is None:
+            loaded.last_id = max(loaded.last_id, start_id)
+            self._start_segment(loaded.last_id)
+        elif last.sealed or self._full(last):
+            self._roll(loaded.last_id)
+        else:
+            self._fd = os.open(last.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        return loaded
+
+    def _lock(self) -> None:
+        path = os.path.join(self.directory, LOCK_FILE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise LogBusy("the event log %s is in use by another bridge (pid %s): stop it, or "
+                              "give this bridge its own --event-log-dir or RADICAL_ORBIT_HOME"
+                              % (self.directory, holder))
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, b"%d\n" % os.getpid())
+        self._lock_fd = fd
+
+    def _read_segment(self, path: str, loaded: Loaded) -> None:
+        with open(path, "rb") as f:
+            data = f.read()
+        origin = int(SEGMENT_RE.match(os.path.basename(path)).group(1))
+        segment = Segment(path, origin)
+        loaded.last_id = max(loaded.last_id, origin)
+        good_end = pos = 0      # good_end: the offset after the last intact line
+        while pos < len(data):
+            end = data.find(b"\n", pos)
+            if end < 0:
+                loaded.skipped += 1         # a torn last line: no newline
+                break
+            decoded = decode_line(data[pos:end])
+            start, pos = pos, end + 1
+            record = self._apply(decoded, loaded) if decoded is not None else False
+            if record is False:
+                loaded.skipped += 1
+                continue
+            good_end = pos
+            if record is not None:
+                segment.events += 1
+                segment.bytes += pos - start
+        if good_end < len(data):
+            log.warning("event log %s: cutting %d damaged byte(s) off the end", path, len(data) - good_end)
+            try:
+                os.truncate(path, good_end)
+            except OSError as exc:
+                log.warning("cannot cut the damaged end of %s (%s): starting a new segment", path, exc)
+                segment.sealed = True
+        self._segments.append(segment)
+
+    @staticmethod
+    def _apply(decoded: Tuple[Dict[str, Any], bytes], loaded: Loaded):
+        """Take one intact line into ``loaded``: the Record, None for a header, False for
+        a line that makes no sense (unknown keys, an id that goes back)."""
+        meta, payload = decoded
+        try:
+            if meta.get("h"):
+                for stream, seq in (meta.get("streams") or {}).items():
+                    remember(loaded.streams, str(stream), int(seq))
+                return None
+            record = Record(meta, payload)
+            if record.seq <= loaded.last_id:
+                return False
+            if meta.get("s") is not None:
+                remember(loaded.streams, str(meta["s"]), int(meta["q"]))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return False
+        loaded.records.append(record)
+        loaded.last_id = record.seq
+        return record
+
+    # -- appending ---------------------------------------------------------------------
+    def append(self, seq: int, topic: str, payload: "bytes | memoryview", endpoint: Optional[str] = None,
+               plugin: Optional[str] = None, ntopic: Optional[str] = None,
+               stream: Optional[str] = None, stream_seq: Optional[int] = None) -> None:
+        """One line, one write(). A failing disk is logged (once a minute), never raised:
+        the event still reaches the listeners, it is only not durable."""
+        meta: Dict[str, Any] = {"i": seq, "t": topic}
+        if endpoint is not None:
+            meta["e"], meta["p"], meta["n"] = endpoint, plugin, ntopic
+        if stream is not None:
+            meta["s"], meta["q"] = stream, stream_seq
+        if self._fd is None:
+            self._roll(seq - 1)             # the last roll failed: try again
+        written = self._write(encode_line(meta, payload))
+        if written:
+            segment = self._segments[-1]
+            segment.events += 1
+            segment.bytes += written
+            if self._full(segment):
+                self._roll(seq)
+
+    def _full(self, segment: Segment) -> bool:
+        return segment.events >= self.segment_events or segment.bytes >= self.segment_bytes
+
+    def _write(self, pieces: List[Any]) -> int:
+        """Bytes written (all of them), 0 on failure."""
+        if self._fd is None:
+            return 0
+        try:
+            total = sum(len(p) for p in pieces)
+            done = os.writev(self._fd, pieces)
+            if done < total:        # rare on a regular file: finish with plain writes
+                rest = memoryview(b"".join(bytes(p) for p in pieces))[done:]
+                while rest:
+                    rest = rest[os.write(self._fd, rest):]
+            return total
+        except OSError as exc:
+            self._error("cannot write the event log in %s: %s; events are not durable until "
+                        "this is fixed", self.directory, exc)
+            return 0
+
+    def _error(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_error > ERROR_LOG_INTERVAL:
+            self._last_error = now
+            log.error(msg, *args)
+
+    def _roll(self, last_id: int) -> None:
+        """Close the current segment, start the next, delete what the bound no longer needs."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        try:
+            self._start_segment(last_id)
+        except OSError as exc:
+            self._error("cannot start a new event log segment in %s: %s", self.directory, exc)
+            return
+        while len(self._segments) > 2:
+            newer = self._segments[1:]
+            if (sum(s.events for s in newer) < self.max_events
+                    and sum(s.bytes for s in newer) < self.max_bytes):
+                break
+            oldest = self._segments.pop(0)
+            try:
+                os.unlink(oldest.path)
+            except OSError as exc:
+                log.warning("cannot delete old event log segment %s: %s", oldest.path, exc)
+
+    def _start_segment(self, origin: int) -> None:
+        if self._segments and self._segments[-1].origin == origin:
+            self._segments.pop()            # an empty segment with the same name: made anew
+        path = os.path.join(self.directory, "segment-%020d.log" % origin)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self._fd = fd
+        self._segments.append(Segment(path, origin))
+        self._write(encode_line({"h": 1, "origin": origin, "streams": dict(self.streams)}, b""))
+
+    # -- closing -------------------------------------------------------------------------
+    def close(self) -> None:
+        """A clean stop: the log reaches the disk, the lock is released."""
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            except OSError:
+                pass
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def files(self) -> List[str]:
+        return [s.path for s in self._segments]
