@@ -333,3 +333,17 @@ def test_the_log_stays_bounded_and_keeps_the_newest(tmp_path):
     # the stream's high-water mark outlived the segment that recorded it
     assert hub.notify_once("ep", "p", "t", 0, "early-stream", 7) == 7
     hub.close()
+
+
+def test_a_bridge_whose_log_cannot_be_written_runs_from_memory(orbit_plain, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    orbit_plain.start_bridge("--event-log-dir", str(blocker / "events"))
+    wait_for(lambda: "no event log" in orbit_plain.bridge.output(), 10, "the warning")
+    events = RawEvents(orbit_plain, "?topic=t")
+    fake = NumberedEndpoint(orbit_plain, "stream-e")
+    fake.note(1)
+    assert fake.acked_up_to(1) == [1]
+    wait_for(lambda: events.notes(), 10, "the notification")
+    events.close()
+    fake.close()

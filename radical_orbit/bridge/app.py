@@ -66,6 +66,7 @@ class Bridge:
         self.server: Optional[Server] = None
         self.urls: Dict[str, str] = {}
         self.url_warnings: List[str] = []
+        self.event_log_note: Optional[Tuple[int, str]] = None
         self.topology: Optional[Topology] = None
         self.local: Optional[PluginHost] = None
         self.plugin_spec = plugins
@@ -111,9 +112,10 @@ class Bridge:
             raise config.ConfigError(str(exc))
         except OSError as exc:
             event_log.close()
-            log.warning("no event log (%s): events will not survive a restart of this bridge", exc)
+            self.event_log_note = (logging.WARNING, "no event log (%s): events will not survive a "
+                                   "restart of this bridge" % exc)
             return
-        log.info("event log %s: %d event(s) kept for replay", directory, kept)
+        self.event_log_note = (logging.INFO, "event log %s: %d event(s) kept for replay" % (directory, kept))
 
     def listen(self) -> None:
         """From here on the port accepts connections (served once ``serve_forever`` runs)."""
@@ -133,6 +135,8 @@ class Bridge:
 
     def serve_forever(self) -> None:
         self.listen()
+        if self.event_log_note:     # said here: a start that fails says one line only
+            log.log(*self.event_log_note)
         self.topology.start()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="bridge-housekeeping",
                                              daemon=True)
