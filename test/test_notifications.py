@@ -172,6 +172,7 @@ def test_resent_duplicates_are_dropped_also_after_a_bridge_restart(orbit_plain):
     third.note(6)
     wait_for(lambda: len(resumed.notes()) >= 2, 10, "the next live one")
     resumed.close()
+    third.close()
     assert [n[2]["i"] for n in events.notes()] == [1, 2, 3, 4]
     assert [n[2]["i"] for n in resumed.notes()] == [5, 6]
 
@@ -185,18 +186,25 @@ def test_a_gap_in_the_numbers_is_published_as_dropped(orbit_plain):
     assert fake.acked_up_to(5)[-1] == 5
     wait_for(lambda: len(events.notes()) >= 3, 10, "three events")
     events.close()
+    fake.close()
     assert events.notes() == [("p", "t", {"i": 1}),
                               ("_orbit", "notifications_dropped", {"count": 3, "first": 2, "last": 4}),
                               ("p", "t", {"i": 5})]
     assert "endpoint fake dropped 3 notification(s)" in orbit_plain.bridge.output()
 
 
-def test_a_bad_note_number_is_a_protocol_error_not_a_crash(orbit_plain):
+def test_a_bad_note_number_is_refused_and_the_link_goes_on(orbit_plain):
     orbit_plain.start_bridge()
     fake = NumberedEndpoint(orbit_plain, "stream-c")
     fake.send(protocol.NOTE, plugin="p", topic="t", data=1, ts=0, stream="stream-c", seq="x")
     msg = fake.recv()
     assert msg["k"] == protocol.ERROR and "'seq' must be a notification number" in msg["detail"]
+    fake.send(protocol.NOTE, plugin="p", topic="t", data=1, ts=0, stream="stream-c")
+    msg = fake.recv()
+    assert msg["k"] == protocol.ERROR and "'stream' and 'seq' go together" in msg["detail"]
+    fake.note(1)                                    # the link goes on
+    assert fake.acked_up_to(1) == [1]
+    fake.close()
     assert orbit_plain.get("health").status_code == 200
 
 
@@ -240,6 +248,7 @@ def test_a_torn_log_tail_is_skipped_and_replay_goes_on(orbit_plain):
     fake.note(4)
     wait_for(lambda: len(resumed.notes()) >= 3, 10, "the replay and the new one")
     resumed.close()
+    fake.close()
     assert [n[2]["i"] for n in resumed.notes()] == [2, 3, 4]
     ids = [i for i, e in resumed.events if e["topic"] == "notification"]
     assert ids == sorted(ids) and ids[-1] < 99999999999999999, "ids continue from the log, not the torn line"

@@ -151,6 +151,7 @@ class EventHub:
         self._streams: "collections.OrderedDict[str, int]" = collections.OrderedDict()
         self._topology_seq = 0                      # id of the newest topology event (or marker)
         self._topology: Optional[Event] = None      # the newest topology event of this run
+        self._closed = False
         self.listener_queue = listener_queue
         self.listener_bytes = listener_bytes
 
@@ -168,7 +169,10 @@ class EventHub:
             return len(self._ring)
 
     def close(self) -> None:
+        """A clean stop: the log is synced and closed; notifications from endpoints still
+        being read are no longer taken (nor acknowledged), so they go to the next bridge."""
         with self._lock:
+            self._closed = True
             if self._log is not None:
                 self._log.close()
                 self._log = None
@@ -193,7 +197,7 @@ class EventHub:
         payload = serialise(NOTIFICATION, _note(endpoint, plugin, topic, data))
         with self._lock:
             done = self._streams.get(stream, 0)
-            if seq <= done:
+            if seq <= done or self._closed:
                 return done
             if seq > done + 1:
                 log.warning("endpoint %s dropped %d notification(s) before they reached the bridge",
