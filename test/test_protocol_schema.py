@@ -22,8 +22,10 @@ def refusal(kind, accepted=protocol.KINDS, **fields):
 def test_every_kind_as_the_peers_send_it_passes():
     samples = [
         (protocol.HELLO, dict(name="ep1", resume=None, pid=12, endpoint={"type": "login"},
-                              plugins={"echo": {"type": "echo", "ui_config": {"a": 1}, "enabled": True}})),
-        (protocol.WELCOME, dict(resume="k", settings=protocol.DEFAULT_SETTINGS)),
+                              plugins={"echo": {"type": "echo", "ui_config": {"a": 1}, "enabled": True}},
+                              notes={"stream": "0123456789abcdef", "acked": 0})),
+        (protocol.WELCOME, dict(resume="k", settings=protocol.DEFAULT_SETTINGS, notes={"acked": 12})),
+        (protocol.ACK, dict(stream="0123456789abcdef", seq=12)),
         (protocol.REFUSE, dict(status=409, detail="taken", retry=True)),
         (protocol.REQUEST, dict(id=1, method="GET", path="echo/ping", query="a=1", headers={"x": "y"},
                                 body=b"", end=True, length=None, deadline=300.0)),
@@ -31,7 +33,8 @@ def test_every_kind_as_the_peers_send_it_passes():
         (protocol.DATA, dict(id=1, body=b"x", end=False)),
         (protocol.CREDIT, dict(id=1, n=65536)),
         (protocol.CANCEL, dict(id=1, detail="gone")),
-        (protocol.NOTE, dict(plugin="echo", topic="t", data={"a": [1, 2.5, None, b"raw"]}, ts=1.5)),
+        (protocol.NOTE, dict(plugin="echo", topic="t", data={"a": [1, 2.5, None, b"raw"]}, ts=1.5,
+                             stream="0123456789abcdef", seq=13)),
         (protocol.PLUGINS, dict(plugins={})),
         (protocol.SHUTDOWN, dict(reason="bye")),
         (protocol.ERROR, dict(detail="x", id=3, fatal=False)),
@@ -39,6 +42,18 @@ def test_every_kind_as_the_peers_send_it_passes():
     assert {kind for kind, _ in samples} == protocol.KINDS == set(protocol.SCHEMA)
     for kind, fields in samples:
         assert protocol.decode(protocol.encode(kind, **fields))["k"] == kind
+
+
+@pytest.mark.parametrize("kind,fields,problem", [
+    (protocol.NOTE, dict(plugin="p", topic="t", stream="s", seq=0), "'seq' must be a notification number"),
+    (protocol.NOTE, dict(plugin="p", topic="t", stream="s" * 65, seq=1), "'stream' must be a notification stream id"),
+    (protocol.ACK, dict(stream="s"), "'seq' is missing"),
+    (protocol.HELLO, dict(name="ep1", notes={"acked": 1}), "'notes' needs 'stream'"),
+    (protocol.HELLO, dict(name="ep1", notes={"stream": "s", "acked": -1}), "'notes' needs 'acked'"),
+    (protocol.WELCOME, dict(resume="k", notes={"acked": "3"}), "'notes' needs 'acked'"),
+])
+def test_notification_numbers_are_checked(kind, fields, problem):
+    assert problem in refusal(kind, **fields).detail
 
 
 def test_unknown_fields_are_left_alone():
