@@ -342,8 +342,10 @@ def check(msg: Dict[str, Any], accepted: Collection[str] = KINDS, size: int = 0)
     kind = msg.get("k")
     spec = SCHEMA.get(kind) if type(kind) is str else None
     if spec is None or kind not in accepted:
+        # no id: what an id means in a kind this side does not take is unknown, and a
+        # newer peer's new kind must not end a stream here
         what = "unknown message kind %s" % _show(kind) if spec is None else "unexpected %s message" % kind
-        raise ProtocolError(what, False, _usable_id(msg), kind)
+        raise ProtocolError(what, False, None, kind)
     if size > spec.max_size:
         raise _violation(spec, msg, "%d bytes exceed the %d-byte limit of a %s" % (size, spec.max_size, kind))
     for key, types, test, required, field in spec.rules:

@@ -235,7 +235,7 @@ class EndpointConnection:
                 pending.window.grant(msg["n"])
         else:
             pending.fail(Unavailable("endpoint %s abandoned the request: %s"
-                                     % (self.name, msg.get("detail", "")), retry_after=1))
+                                     % (self.name, msg.get("detail") or ""), retry_after=1))
 
     def shutdown(self, reason: str) -> None:
         """Fail every request in flight at once with 503 and close the socket."""

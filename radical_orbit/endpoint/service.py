@@ -261,7 +261,7 @@ class EndpointService:
             self._on_request(link, msg)
             return
         if kind == protocol.SHUTDOWN:
-            log.info("shutdown requested by the bridge: %s", msg.get("reason", ""))
+            log.info("shutdown requested by the bridge: %s", msg.get("reason") or "")
             self._stopping.set()
             return
         if kind == protocol.ERROR:
@@ -284,7 +284,7 @@ class EndpointService:
             if stream.window is not None:
                 stream.window.grant(msg["n"])
         elif kind == protocol.CANCEL:
-            stream.cancel("cancelled by the bridge: %s" % msg.get("detail", ""))
+            stream.cancel("cancelled by the bridge: %s" % (msg.get("detail") or ""))
 
     # -- requests --------------------------------------------------------------------
     def _on_request(self, link: Link, msg: Dict[str, Any]) -> None:
