@@ -13,7 +13,7 @@ import random
 import secrets
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Optional
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
 from urllib.parse import parse_qs
 
 from .. import __version__, protocol
