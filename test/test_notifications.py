@@ -193,6 +193,20 @@ def test_a_gap_in_the_numbers_is_published_as_dropped(orbit_plain):
     assert "endpoint fake dropped 3 notification(s)" in orbit_plain.bridge.output()
 
 
+def test_a_burst_of_notifications_costs_a_handful_of_acks(orbit_plain):
+    orbit_plain.start_bridge()
+    fake = NumberedEndpoint(orbit_plain, "stream-burst")
+    frames = b"".join(websocket.ABNF.create_frame(
+        protocol.encode(protocol.NOTE, plugin="p", topic="t", data={"i": seq}, ts=0,
+                        stream="stream-burst", seq=seq), websocket.ABNF.OPCODE_BINARY).format()
+                      for seq in range(1, 2001))
+    fake.sock.sock.sendall(frames)                  # one write: the bridge reads them in bulk
+    acks = fake.acked_up_to(2000)
+    fake.close()
+    assert acks == sorted(acks) and acks[-1] == 2000
+    assert len(acks) <= 2000 // 256 + 60, "%d acks for 2000 notifications" % len(acks)
+
+
 def test_a_bad_note_number_is_refused_and_the_link_goes_on(orbit_plain):
     orbit_plain.start_bridge()
     fake = NumberedEndpoint(orbit_plain, "stream-c")
