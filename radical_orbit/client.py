@@ -260,14 +260,16 @@ def _socket_of(resp: "requests.Response") -> Optional[socket.socket]:
 
 
 def _error(resp: "requests.Response") -> OrbitError:
+    detail = kind = None
     try:
         body = resp.json()
-        detail = body.get("detail") if isinstance(body, dict) else None
+        if isinstance(body, dict):
+            detail, kind = body.get("detail"), body.get("kind")
     except ValueError:
-        detail = None
+        pass
     if detail is None:
         detail = resp.text[:500] or resp.reason
-    return error_for_status(resp.status_code, detail, resp.headers)
+    return error_for_status(resp.status_code, detail, resp.headers, kind)
 
 
 class EventListener:

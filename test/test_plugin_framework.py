@@ -1,6 +1,7 @@
 """The plugin framework in process, no network: the router, ``-p`` resolution, the
 base routes of every plugin through PluginHost.dispatch, sessions and their TTL,
 errors and the envelope, the ``_orbit`` control namespace, and name rules."""
+import errno
 import io
 import json
 import logging
@@ -17,7 +18,9 @@ import pytest
 from orbit_procs import REPO
 from radical_orbit import plugin as plugin_mod
 from radical_orbit import registry
-from radical_orbit.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, OrbitError, Unavailable
+from radical_orbit.errors import (BadRequest, Conflict, MethodNotAllowed, NotFound, OrbitError,
+                                  RangeNotSatisfiable, Unavailable, error_for_status,
+                                  from_exception)
 from radical_orbit.names import check_name
 from radical_orbit.plugin import Plugin, PluginSession, Request, Response, route
 from radical_orbit.plugin_host import PluginHost
@@ -699,6 +702,33 @@ def test_error_envelope_shape(host):
     assert set(body) == {"error", "status_code", "detail"}
     assert body["error"] is True and body["status_code"] == resp.status == 404
     assert isinstance(body["detail"], str) and body["detail"]
+
+
+@pytest.mark.parametrize("exc, status, kind, builtin", [
+    (FileNotFoundError(2, "No such file", "/x"), 404, "FileNotFoundError", FileNotFoundError),
+    (FileExistsError(17, "File exists", "/x"), 409, "FileExistsError", FileExistsError),
+    (PermissionError(13, "Permission denied", "/x"), 403, "PermissionError", PermissionError),
+    (NotADirectoryError(20, "Not a directory", "/x"), 400, "NotADirectoryError", NotADirectoryError),
+    (IsADirectoryError(21, "Is a directory", "/x"), 400, "IsADirectoryError", IsADirectoryError),
+    (OSError(errno.ENOSPC, "No space left on device"), 507, None, OSError),
+])
+def test_file_errors_carry_a_kind_the_client_maps_back(exc, status, kind, builtin):
+    """A builtin file error raised by a handler becomes an envelope whose optional
+    ``kind`` makes the client raise the precise class (still the status's kind)."""
+    err = from_exception(exc)
+    body = err.envelope()
+    assert body["status_code"] == status and body.get("kind") == kind
+    assert set(body) - {"kind"} == {"error", "status_code", "detail"}
+    back = error_for_status(status, body["detail"], {}, body.get("kind"))
+    assert isinstance(back, builtin) and isinstance(back, OrbitError)
+    assert type(back) is type(err) and back.status_code == status
+
+
+def test_an_unknown_or_mismatched_kind_falls_back_to_the_status():
+    assert type(error_for_status(404, "x", {}, "NoSuchKindError")) is NotFound
+    assert type(error_for_status(404, "x", {}, "FileExistsError")) is NotFound
+    assert type(error_for_status(409, "x", {}, ["not", "a", "str"])) is Conflict
+    assert type(error_for_status(416, "x")) is RangeNotSatisfiable
 
 
 # -- sessions and their TTL -----------------------------------------------------------------
