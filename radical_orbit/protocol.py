@@ -131,12 +131,13 @@ class _Invalid(Exception):
 
 
 class Field:
-    """One key of a kind: the types its value may have and, if needed, a further test.
-    An absent key and nil are the same; a required key must be there and not nil."""
+    """One key of a kind: the types its value may have (None: any JSON-able value, which
+    ``test`` checks) and, if needed, a further test. An absent key and nil are the same;
+    a required key must be there and not nil."""
 
     __slots__ = ("key", "required", "types", "test", "what")
 
-    def __init__(self, key: str, what: str, types: Tuple[type, ...],
+    def __init__(self, key: str, what: str, types: Optional[Tuple[type, ...]],
                  test: Optional[Callable[[Any], bool]] = None, required: bool = False):
         self.key, self.what, self.types, self.test, self.required = key, what, types, test, required
 
