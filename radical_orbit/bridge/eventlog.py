@@ -18,7 +18,7 @@ lines split unambiguously; a line whose CRC or JSON fails (a write cut short by
 ``kill -9``, zeros after an OS crash) is skipped, and a torn tail is cut off before
 appending.
 
-Each event is one ``write()`` to the kernel (no fsync while running): it survives
+Each event is one system call (``writev``) to the kernel, no fsync while running: it survives
 the bridge process dying; an OS crash may lose what the kernel had not yet written
 back. A clean stop fsyncs.
 
@@ -69,8 +69,8 @@ class Record:
 class Loaded:
     """What ``EventLog.open`` found: records in order, the last id, the high-water marks."""
 
-    def __init__(self) -> None:
-        self.records: List[Record] = []
+    def __init__(self, max_events: int) -> None:
+        self.records: "collections.deque[Record]" = collections.deque(maxlen=max_events)
         self.last_id = 0
         self.streams: "collections.OrderedDict[str, int]" = collections.OrderedDict()
         self.skipped = 0
@@ -143,7 +143,7 @@ class EventLog:
         config.ensure_dir(self.directory)
         os.chmod(self.directory, 0o700)
         self._lock()
-        loaded = Loaded()
+        loaded = Loaded(self.max_events)     # the disk may hold up to twice what is replayed
         for name in sorted(n for n in os.listdir(self.directory) if SEGMENT_RE.match(n)):
             self._read_segment(os.path.join(self.directory, name), loaded)
         if loaded.skipped:
