@@ -10,7 +10,7 @@ import websocket
 
 from orbit_procs import wait_for
 from radical_orbit.bridge.auth import Auth, normal_origin, origin_problem
-from radical_orbit.bridge.http import Headers
+from radical_orbit.bridge.framing import Headers
 from radical_orbit.errors import Forbidden, Unauthorized
 
 TOKEN = "t0ken-for-the-rule"

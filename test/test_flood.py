@@ -88,6 +88,20 @@ def test_the_unauthenticated_cap_leaves_authenticated_connections_alone(orbit_pl
     wait_for(lambda: health(orbit_plain, "127.0.0.30")[0] == 200, 10, "room once the slow ones left")
 
 
+def test_over_tls_a_refused_connection_gets_its_503_after_the_handshake(orbit):
+    orbit.start_bridge("--max-connections", "2")
+    held = [orbit.session() for _ in range(2)]          # authenticated: nothing to shed
+    for s in held:
+        assert s.get(orbit.url + "/health", verify=orbit.tls["cert"], timeout=10).status_code == 200
+    refused = requests.get(orbit.url + "/health", verify=orbit.tls["cert"], timeout=10,
+                           headers={"Authorization": "Bearer " + orbit.token})
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+    assert "--max-connections 2" in refused.json()["detail"]
+    for s in held:
+        s.close()
+    wait_for(lambda: orbit.get("health").status_code == 200, 10, "room once the slow ones left")
+
+
 def test_refusals_are_summarised_not_logged_one_by_one(orbit_plain):
     orbit_plain.start_bridge("--max-connections", "2", "--log-level", "INFO")
     held = [slow(orbit_plain, "127.0.0.40"), slow(orbit_plain, "127.0.0.41")]

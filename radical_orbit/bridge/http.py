@@ -11,7 +11,7 @@ import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional
 
 from ..errors import envelope
 from ..logs import redact
@@ -194,54 +194,8 @@ class SocketWriter(io.BufferedIOBase):
         return self._sock.fileno()
 
 
-class Headers:
-    """Request headers: what ``http.client.HTTPMessage`` offers the handlers, for a
-    fraction of its cost. Names are case-insensitive; ``get`` returns the first value."""
-
-    __slots__ = ("_pairs", "_first")
-
-    def __init__(self, pairs: Iterable[Tuple[str, str]] = ()) -> None:
-        self._pairs: List[Tuple[str, str]] = []
-        self._first: Dict[str, str] = {}
-        for name, value in pairs:
-            self.add(name, value)
-
-    def add(self, name: str, value: str) -> None:
-        self._pairs.append((name, value))
-        self._first.setdefault(name.lower(), value)
-
-    def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
-        return self._first.get(name.lower(), default)
-
-    def get_all(self, name: str, default: Optional[List[str]] = None) -> Optional[List[str]]:
-        key = name.lower()
-        values = [v for n, v in self._pairs if n.lower() == key]
-        return values or default
-
-    def __getitem__(self, name: str) -> Optional[str]:
-        return self._first.get(name.lower())
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._first
-
-    def items(self) -> List[Tuple[str, str]]:
-        return list(self._pairs)
-
-    def keys(self) -> List[str]:
-        return [n for n, _v in self._pairs]
-
-    def __iter__(self):
-        return iter(self.keys())
-
-    def __len__(self) -> int:
-        return len(self._pairs)
-
-    def __str__(self) -> str:
-        return "".join("%s: %s\n" % pair for pair in self._pairs)
-
-
-def _tokens(value: Optional[str]) -> List[str]:
-    return [t.strip().lower() for t in (value or "").split(",")]
+def _tokens(value: str) -> List[str]:
+    return [t.strip().lower() for t in value.split(",")]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -300,7 +254,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             method()
             body = self.request_body
-            if self.framing.has_body and (body is None or not body.done):
+            if self.framing is not NO_BODY and (body is None or not body.done):
                 self.close_connection = True    # what is left would be read as the next request
         except socket.timeout as exc:
             self.log_error("request timed out: %r", exc)
@@ -312,8 +266,9 @@ class Handler(BaseHTTPRequestHandler):
         """Read and check the next request head under its deadline; False when the
         connection is to close (an error answered, a timeout, the client gone, shed)."""
         limits, ticket, reader = self.limits, self.ticket, self._reader
-        admission = self.server.admission if ticket is not None else None
-        if self._authenticated:
+        # only an unauthenticated connection waiting for a head can be shed
+        admission = self.server.admission if not self._authenticated else None
+        if admission is None:
             reader.deadline, reader.arm = None, limits.head_timeout
         else:
             admission.await_head(ticket)
@@ -336,8 +291,8 @@ class Handler(BaseHTTPRequestHandler):
             return False
         if timed_out:
             if reader.received > before:    # a head had begun: too slow, not just idle
-                if admission is not None:
-                    admission.stats.note(CUT, self.client_address[0])
+                if ticket is not None:
+                    self.server.admission.stats.note(CUT, self.client_address[0])
                 self.send_error(408, "request head not received within %g s" % limits.head_timeout)
             return False
         if error is not None:
@@ -345,17 +300,20 @@ class Handler(BaseHTTPRequestHandler):
             return False
         if head is None:
             return False
-        self.command, self.path, self.request_version = head.method, head.target, head.version
-        self.requestline = "%s %s %s" % head[:3]
-        self.headers = headers = Headers(head.fields)
-        self.framing = head.framing
-        if self._authenticated:
+        self.requestline, self.command, self.path, self.request_version, headers, self.framing = head
+        self.headers = headers
+        if admission is None:
             reader.deadline = reader.arm = None
-        connection = _tokens(headers.get("Connection"))
-        self.close_connection = "close" in connection or (
-            head.version == "HTTP/1.0" and "keep-alive" not in connection)
-        self.expect_continue = (head.version == "HTTP/1.1"
-                                and _tokens(headers.get("Expect")) == ["100-continue"])
+        connection = headers.get("Connection")
+        if connection is None or connection == "keep-alive":     # what clients send: no parsing
+            self.close_connection = connection is None and head.version == "HTTP/1.0"
+        else:
+            tokens = _tokens(connection)
+            self.close_connection = "close" in tokens or (
+                head.version == "HTTP/1.0" and "keep-alive" not in tokens)
+        expect = headers.get("Expect")
+        self.expect_continue = (expect is not None and head.version == "HTTP/1.1"
+                                and _tokens(expect) == ["100-continue"])
         if self.path.startswith("//"):
             self.path = "/" + self.path.lstrip("/")
         return True
