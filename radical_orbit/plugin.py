@@ -62,6 +62,40 @@ class Request:
         """The last value of each query parameter."""
         return {k: v[-1] for k, v in self.query_lists.items() if v}
 
+    def query_int(self, name: str, low: int, high: int, default: Optional[int] = None) -> int:
+        """Query parameter ``name`` as an int in ``[low, high]``; 400 when it is not one,
+        or when it is missing and there is no ``default``."""
+        raw = self.query.get(name)
+        if raw is None and default is not None:
+            return default
+        try:
+            value = int(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise BadRequest("query parameter %s must be an integer" % name)
+        if not low <= value <= high:
+            raise BadRequest("query parameter %s must be between %d and %d" % (name, low, high))
+        return value
+
+    def query_bool(self, name: str, default: bool = False) -> bool:
+        """Query parameter ``name`` as a boolean (true/false, 1/0, yes/no, on/off; a bare
+        ``?name`` is true); 400 for anything else."""
+        raw = self.query_lists.get(name)
+        if not raw:
+            return default
+        text = raw[-1].strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise BadRequest("query parameter %s must be true or false, not %r" % (name, raw[-1][:40]))
+
+    def json_object(self) -> Dict[str, Any]:
+        """The body as a JSON object (an empty body is ``{}``); 400 for any other JSON."""
+        body = self.json()
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        return body
+
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "")
@@ -80,6 +114,10 @@ class Request:
             return json.loads(raw)
         except ValueError as exc:
             raise BadRequest("request body is not valid JSON: %s" % exc)
+
+
+_TRUE = frozenset(("", "1", "true", "yes", "on"))
+_FALSE = frozenset(("0", "false", "no", "off"))
 
 
 def read_capped(stream: Any, limit: int) -> bytes:

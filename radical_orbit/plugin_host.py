@@ -188,7 +188,7 @@ class PluginHost:
         return {"loaded": self.describe(), "available": sorted(registry.available())}
 
     def _ctl_load(self, req: Request) -> Dict[str, Any]:
-        body = _json_object(req)
+        body = req.json_object()
         kind = body.get("plugin")
         if not isinstance(kind, str) or not kind:
             raise BadRequest("body needs 'plugin': a plugin name")
@@ -217,18 +217,11 @@ class PluginHost:
         return {"loaded": name, "plugins": self.names()}
 
     def _ctl_unload(self, req: Request) -> Dict[str, Any]:
-        name = _json_object(req).get("name")
+        name = req.json_object().get("name")
         if not isinstance(name, str) or not name:
             raise BadRequest("body needs 'name': a plugin instance name")
         self.remove(name)
         return {"unloaded": name, "plugins": self.names()}
-
-
-def _json_object(req: Request) -> Dict[str, Any]:
-    body = req.json()
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    return body
 
 
 def as_response(result: Any) -> Response:

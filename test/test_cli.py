@@ -269,7 +269,7 @@ def test_default_plugin_set_follows_the_role(orbit):
     orbit.start_endpoint("node1", "--role", "compute")
     info = orbit.get("endpoint/list", "POST").json()["data"]["endpoints"]["node1"]
     assert info["endpoint"]["type"] == "compute"
-    assert sorted(info["plugins"]) == ["sysinfo"]
+    assert sorted(info["plugins"]) == ["staging", "sysinfo"]
 
 
 def free_port():

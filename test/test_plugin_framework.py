@@ -376,13 +376,14 @@ def test_an_entry_point_naming_another_plugins_descriptor_is_skipped_with_one_li
     assert len(caplog.records) == 1 and "'described'" in caplog.records[0].getMessage()
 
 
-def test_real_builtins_are_known_and_default_sets_hold_sysinfo():
+def test_real_builtins_are_known_and_default_sets_hold_sysinfo_and_staging():
     available = registry.available()
     assert available["sysinfo"].target == "radical_orbit.plugins.sysinfo:SysinfoPlugin"
+    assert available["staging"].target == "radical_orbit.plugins.staging:StagingPlugin"
     assert available["echo"].target == "radical_orbit.plugins.echo:EchoPlugin"
     for role in ROLES:
         resolved = registry.resolve("default", role)
-        assert "sysinfo" in resolved and "echo" not in resolved
+        assert "sysinfo" in resolved and "staging" in resolved and "echo" not in resolved
     for descriptor in BUILTIN:
         cls = registry.load_class(descriptor)
         assert cls is not None and cls.plugin_name == descriptor.name
@@ -484,7 +485,7 @@ def test_a_descriptor_whose_module_does_not_exist_is_listed_then_skipped_with_on
     host = PluginHost("ep1", "standalone", {}, notes)
     try:
         with caplog.at_level(logging.DEBUG, logger="radical_orbit"):
-            assert host.load_spec("default,echo") == ["sysinfo", "echo"]
+            assert host.load_spec("default,echo") == ["staging", "sysinfo", "echo"]
         records = warnings_of(caplog)
         assert len(records) == 1, [r.getMessage() for r in records]
         message = records[0].getMessage()

@@ -11,4 +11,6 @@ BUILTIN = (
       client_class="radical_orbit.plugins.sysinfo_client.SysinfoClient"),
     P("echo", "radical_orbit.plugins.echo:EchoPlugin",
       client_class="radical_orbit.plugins.echo_client.EchoClient"),
+    P("staging", "radical_orbit.plugins.staging:StagingPlugin", EVERY_ROLE, ui_module="staging.js",
+      client_class="radical_orbit.plugins.staging_client.StagingClient"),
 )

@@ -5,7 +5,7 @@ Not in any default set; load it with ``-p echo``.
 import tempfile
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from ..errors import BadRequest
 from ..plugin import Plugin, Request, Response, route
@@ -72,10 +72,7 @@ class EchoPlugin(Plugin):
         """Publishes the body as a notification, now or after ``?delay_ms=`` (from a
         timer thread, as a plugin watching jobs would)."""
         data = req.json()
-        try:
-            delay = int(req.query.get("delay_ms", "0")) / 1000.0
-        except ValueError:
-            raise BadRequest("delay_ms must be an integer")
+        delay = req.query_int("delay_ms", 0, 3600 * 1000, 0) / 1000.0
         if delay > 0:
             timer = threading.Timer(delay, self.notify, (topic, data))
             timer.daemon = True
@@ -89,9 +86,9 @@ class EchoPlugin(Plugin):
         """``?count=N`` notifications ``{"i": 0..N-1}`` from a background thread, at
         ``?rate=`` per second (0: as fast as possible), after ``?delay_ms=``: a stream
         of numbered events for checking that none is lost or repeated."""
-        count = _int_param(req, "count", 1, MAX_NOTIFY_COUNT)
-        rate = _int_param(req, "rate", 0, 10**6, 0)
-        delay = _int_param(req, "delay_ms", 0, 3600 * 1000, 0) / 1000.0
+        count = req.query_int("count", 1, MAX_NOTIFY_COUNT)
+        rate = req.query_int("rate", 0, 10**6, 0)
+        delay = req.query_int("delay_ms", 0, 3600 * 1000, 0) / 1000.0
 
         def emit() -> None:
             threading.Event().wait(delay)
@@ -105,19 +102,6 @@ class EchoPlugin(Plugin):
 
         threading.Thread(target=emit, name="echo-notify-many", daemon=True).start()
         return {"notifying": topic, "count": count, "rate": rate}
-
-
-def _int_param(req: Request, name: str, low: int, high: int, default: Optional[int] = None) -> int:
-    raw = req.query.get(name)
-    if raw is None and default is not None:
-        return default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise BadRequest("%s must be an integer" % name)
-    if not low <= value <= high:
-        raise BadRequest("%s must be between %d and %d" % (name, low, high))
-    return value
 
 
 def _zeros(size: int):

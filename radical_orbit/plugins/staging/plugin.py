@@ -1,0 +1,428 @@
+"""staging: the routes that move files to and from the machine an endpoint runs on.
+
+Small files go as JSON (``put``, ``get``: base64, capped); files of any size stream as
+raw bytes (``upload``, ``download``), resumable and ranged. Every path is confined to
+the allowed roots (``paths``); every write is atomic (``transfer``). The route table is
+in docs/plugins.md.
+"""
+import base64
+import binascii
+import errno
+import hashlib
+import math
+import os
+import stat
+import threading
+import time
+from typing import Any, Dict, List, Optional
+from urllib.parse import quote
+
+from ...errors import (BadRequest, Conflict, FileExists, NotADirectory, OrbitError,
+                       PayloadTooLarge, PermissionDenied)
+from ...plugin import Plugin, PluginContext, PluginSession, Request, Response, route
+from . import transfer
+from .paths import Roots, Target, fs_error, open_below
+
+#: the largest file ``put`` and ``get`` carry as JSON (decoded bytes); beyond: stream it
+JSON_FILE_CAP = 8 * 2**20
+#: the most entries ``list`` returns (sorted by name); beyond, ``truncated`` is true
+MAX_LIST = 100000
+#: how often (s) one directory's abandoned partial uploads are looked for
+SWEEP_EVERY = 3600.0
+_MAX_MODE = 0o7777
+
+
+class StagingPlugin(Plugin):
+    plugin_name = "staging"
+    version = "1.0.0"
+    ui_config = {"title": "Files", "description": "Browse, upload and download files"}
+
+    def __init__(self, name: str, context: PluginContext):
+        super().__init__(name, context)
+        config = context.config
+        self.roots = Roots(config.get("roots"))
+        self.json_cap = int(config.get("json_cap", JSON_FILE_CAP))
+        self._busy: Dict[str, str] = {}
+        self._swept: Dict[str, float] = {}
+        self._busy_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Removes abandoned partial uploads in the roots themselves (deeper directories
+        are swept when they are next written), off the loading thread."""
+        threading.Thread(target=self._sweep_roots, name="staging-sweep", daemon=True).start()
+
+    # -- browsing ------------------------------------------------------------------
+    @route("GET", "roots/{sid}")
+    def get_roots(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        return {"roots": list(self.roots.roots), "home": self.roots.home}
+
+    @route("POST", "list/{sid}")
+    def list_dir(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        target = self.roots.check(_str_field(req.json_object(), "path"))
+        fd = open_below(target.root, target.path)
+        entries: List[Dict[str, Any]] = []
+        truncated = False
+        try:
+            with os.scandir(fd) as found:
+                for entry in found:
+                    if transfer.is_partial(entry.name):
+                        continue
+                    if len(entries) >= MAX_LIST:
+                        truncated = True
+                        break
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    entries.append(describe(entry.name, st))
+        finally:
+            os.close(fd)
+        entries.sort(key=lambda e: e["name"])
+        return {"path": target.path, "entries": entries, "truncated": truncated}
+
+    @route("POST", "stat/{sid}")
+    def stat_path(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        target = self.roots.check(_str_field(req.json_object(), "path"))
+        info = describe(os.path.basename(target.path) or target.path, _lstat(target))
+        info["path"] = target.path
+        return info
+
+    # -- changing the tree ----------------------------------------------------------
+    @route("POST", "mkdir/{sid}")
+    def mkdir(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        body = req.json_object()
+        target = self.roots.check(_str_field(body, "path"), follow=False)
+        parents = _bool_field(body, "parents")
+        exist_ok = _bool_field(body, "exist_ok")
+        if not target.name:
+            if exist_ok:
+                return {"path": target.path}
+            raise FileExists("%s exists (it is a root)" % target.path)
+        dir_fd = open_below(target.root, target.parent, create=parents)
+        try:
+            os.mkdir(target.name, dir_fd=dir_fd)
+        except FileExistsError:
+            st = _lstat_at(target.name, dir_fd, target)
+            if not (exist_ok and stat.S_ISDIR(st.st_mode)):
+                raise FileExists("%s exists" % target.path)
+        except OSError as exc:
+            raise fs_error(exc, target.path)
+        finally:
+            os.close(dir_fd)
+        return {"path": target.path}
+
+    @route("POST", "remove/{sid}")
+    def remove(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        body = req.json_object()
+        target = self.roots.check(_str_field(body, "path"), follow=False)
+        recursive = _bool_field(body, "recursive")
+        if not target.name:
+            raise PermissionDenied("%s is a root; it cannot be removed" % target.path)
+        dir_fd = target.open_parent()
+        try:
+            st = _lstat_at(target.name, dir_fd, target)
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(target.name, dir_fd=dir_fd)
+            elif recursive:
+                transfer.remove_tree(target.name, dir_fd, target.path)
+            else:
+                os.rmdir(target.name, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise Conflict("%s is a directory that is not empty; pass recursive to remove it "
+                               "and all it holds" % target.path)
+            raise fs_error(exc, target.path)
+        finally:
+            os.close(dir_fd)
+        return {"path": target.path, "removed": True}
+
+    @route("POST", "rename/{sid}")
+    def rename(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        body = req.json_object()
+        src = self.roots.check(_str_field(body, "src"), follow=False)
+        dst = self.roots.check(_str_field(body, "dst"), follow=False)
+        overwrite = _bool_field(body, "overwrite")
+        if not src.name or not dst.name:
+            raise PermissionDenied("a root cannot be renamed, nor replaced")
+        src_fd = src.open_parent()
+        try:
+            dst_fd = dst.open_parent()
+            try:
+                _lstat_at(src.name, src_fd, src)
+                if not overwrite and _lstat_at(dst.name, dst_fd, dst, missing_ok=True) is not None:
+                    raise FileExists("%s exists; pass overwrite to replace it" % dst.path)
+                os.replace(src.name, dst.name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            except OSError as exc:
+                raise _rename_error(exc, src, dst)
+            finally:
+                os.close(dst_fd)
+        finally:
+            os.close(src_fd)
+        return {"path": dst.path}
+
+    # -- small files as JSON --------------------------------------------------------
+    @route("POST", "put/{sid}")
+    def put(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        body = req.json_object()
+        target = self.roots.check(_str_field(body, "path"), follow=False)
+        data = body.get("data")
+        if not isinstance(data, str):
+            raise BadRequest("'data' must be the file's bytes in base64")
+        if len(data) * 3 // 4 > self.json_cap + 2:
+            raise self._too_large(target.path, "upload")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise BadRequest("'data' is not valid base64: %s" % exc)
+        if len(raw) > self.json_cap:
+            raise self._too_large(target.path, "upload")
+        upload = transfer.Upload(target, _bool_field(body, "overwrite"), 0,
+                                 _mode(body.get("mode")), _mtime(body.get("mtime")))
+        return self._write(upload, _Bytes(raw))
+
+    @route("POST", "get/{sid}")
+    def get(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        target = self.roots.check(_str_field(req.json_object(), "path"))
+        fd, st = transfer.open_read(target)
+        try:
+            if st.st_size > self.json_cap:
+                raise self._too_large(target.path, "download")
+            data = _read_upto(fd, self.json_cap + 1)
+        finally:
+            os.close(fd)
+        if len(data) > self.json_cap:
+            raise self._too_large(target.path, "download")
+        return {"path": target.path, "data": base64.b64encode(data).decode("ascii"),
+                "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                "mode": stat.S_IMODE(st.st_mode), "mtime": st.st_mtime}
+
+    # -- any size, streamed ---------------------------------------------------------
+    @route("PUT", "upload/{sid}")
+    def upload(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        target = self.roots.check(_query_path(req), follow=False)
+        mode = req.query.get("mode")
+        try:
+            mode_bits = _mode(int(mode, 8)) if mode is not None else None
+        except ValueError:
+            raise BadRequest("query parameter mode must be octal digits, e.g. 644")
+        mtime = req.query.get("mtime")
+        try:
+            mtime_s = _mtime(float(mtime)) if mtime is not None else None
+        except ValueError:
+            raise BadRequest("query parameter mtime must be seconds since the epoch")
+        digest = req.query.get("sha256")
+        if digest is not None and not _is_sha256(digest):
+            raise BadRequest("query parameter sha256 must be 64 hex digits")
+        upload = transfer.Upload(target, req.query_bool("overwrite"),
+                                 req.query_int("offset", 0, 2**63 - 1, 0), mode_bits, mtime_s,
+                                 digest, req.content_length)
+        return self._write(upload, req.stream)
+
+    @route("GET", "upload_status/{sid}")
+    def upload_status(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        target = self.roots.check(_query_path(req), follow=False)
+        return {"path": target.path, "offset": transfer.held_offset(target)}
+
+    @route("GET", "download/{sid}")
+    def download(self, req: Request, session: PluginSession) -> Response:
+        target = self.roots.check(_query_path(req))
+        fd, st = transfer.open_read(target)
+        try:
+            size = st.st_size
+            headers = {"X-Orbit-Size": str(size), "X-Orbit-Mode": "%o" % stat.S_IMODE(st.st_mode),
+                       "X-Orbit-Mtime": repr(st.st_mtime), "Accept-Ranges": "bytes"}
+            if req.query_bool("attachment"):
+                headers["Content-Disposition"] = "attachment; filename*=UTF-8''%s" % quote(target.name or "root")
+            span = transfer.parse_range(req.headers.get("range"), size)
+            status, start, end = 200, 0, size
+            if span is not None:
+                start, end = span
+                status = 206
+                headers["Content-Range"] = "bytes %d-%d/%d" % (start, end - 1, size)
+            os.lseek(fd, start, os.SEEK_SET)
+            body = transfer.FileSlice(fd, end - start)
+        except BaseException:
+            os.close(fd)
+            raise
+        return Response(body, status, "application/octet-stream", headers, length=end - start)
+
+    @route("POST", "checksum/{sid}")
+    def checksum(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        target = self.roots.check(_str_field(req.json_object(), "path"))
+        fd, _st = transfer.open_read(target)
+        try:
+            digest, size = transfer.hash_file(fd)
+        finally:
+            os.close(fd)
+        return {"path": target.path, "size": size, "sha256": digest}
+
+    @route("POST", "copy/{sid}")
+    def copy(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        """Endpoint to endpoint: only the bridge's staging can reach two endpoints."""
+        if self.context.role != "bridge":
+            raise BadRequest("copy runs on the bridge: POST /bridge/%s/copy/{sid}" % self.name)
+        raise OrbitError("copy is not available in this version", 501)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _write(self, upload: transfer.Upload, stream: Any) -> Dict[str, Any]:
+        """Run one write; a second write to the same path meanwhile is 409."""
+        key = upload.target.path
+        with self._busy_lock:
+            if key in self._busy:
+                raise Conflict("%s: another upload to this path is in progress" % key)
+            self._busy[key] = upload.partial
+        try:
+            self._maybe_sweep(upload.target)
+            return upload.run(stream)
+        finally:
+            with self._busy_lock:
+                self._busy.pop(key, None)
+
+    def _maybe_sweep(self, target: Target) -> None:
+        now = time.monotonic()
+        with self._busy_lock:
+            last = self._swept.get(target.parent)
+            if last is not None and now - last < SWEEP_EVERY:
+                return
+            if len(self._swept) > MAX_LIST:
+                self._swept.clear()
+            self._swept[target.parent] = now
+            busy = set(self._busy.values())
+        try:
+            fd = target.open_parent()
+        except OrbitError:
+            return
+        try:
+            removed = transfer.sweep_partials(fd, keep=busy)
+        except OSError:
+            removed = 0
+        finally:
+            os.close(fd)
+        if removed:
+            self.log.info("removed %d abandoned partial uploads in %s", removed, target.parent)
+
+    def _sweep_roots(self) -> None:
+        for root in self.roots.roots:
+            try:
+                self._maybe_sweep(Target(os.path.join(root, "x"), root, root, "x"))
+            except Exception:
+                self.log.exception("sweeping %s for abandoned partial uploads failed", root)
+
+    def _too_large(self, path: str, streamed: str) -> PayloadTooLarge:
+        return PayloadTooLarge("%s: more than %d bytes; use the streamed %s route (StagingClient.%s)"
+                               % (path, self.json_cap, streamed, "put" if streamed == "upload" else "get"))
+
+
+def describe(name: str, st: os.stat_result) -> Dict[str, Any]:
+    """One directory entry as the routes show it (a link is not followed)."""
+    if stat.S_ISLNK(st.st_mode):
+        kind = "link"
+    elif stat.S_ISDIR(st.st_mode):
+        kind = "dir"
+    elif stat.S_ISREG(st.st_mode):
+        kind = "file"
+    else:
+        kind = "other"
+    return {"name": name, "type": kind, "size": st.st_size, "mtime": st.st_mtime,
+            "mode": stat.S_IMODE(st.st_mode)}
+
+
+class _Bytes:
+    """A ``read``-able view of bytes already in memory (the JSON put)."""
+
+    def __init__(self, data: bytes):
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else self._pos + size
+        piece = bytes(self._view[self._pos:end])
+        self._pos += len(piece)
+        return piece
+
+
+def _lstat(target: Target) -> os.stat_result:
+    dir_fd = target.open_parent()
+    try:
+        if not target.name:
+            return os.fstat(dir_fd)
+        return _lstat_at(target.name, dir_fd, target)
+    finally:
+        os.close(dir_fd)
+
+
+def _lstat_at(name: str, dir_fd: int, target: Target, missing_ok: bool = False) -> Optional[os.stat_result]:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise fs_error(FileNotFoundError(2, "missing"), target.path)
+    except OSError as exc:
+        raise fs_error(exc, target.path)
+
+
+def _rename_error(exc: OSError, src: Target, dst: Target) -> Exception:
+    if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+        return Conflict("%s is a directory that is not empty; it cannot be replaced" % dst.path)
+    if exc.errno == errno.EXDEV:
+        return BadRequest("%s and %s are on different file systems; a rename cannot move "
+                          "between them (download and upload instead)" % (src.path, dst.path))
+    if exc.errno == errno.EINVAL:
+        return BadRequest("%s cannot be moved into itself (%s)" % (src.path, dst.path))
+    if exc.errno == errno.ENOTDIR:
+        return NotADirectory("%s: a directory cannot replace a file" % dst.path)
+    return fs_error(exc, "%s -> %s" % (src.path, dst.path))
+
+
+def _str_field(body: Dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest("body needs %r: a path" % name)
+    return value
+
+
+def _bool_field(body: Dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise BadRequest("%r must be true or false" % name)
+    return value
+
+
+def _query_path(req: Request) -> str:
+    path = req.query.get("path")
+    if not path:
+        raise BadRequest("query parameter path is required")
+    return path
+
+
+def _mode(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value <= _MAX_MODE:
+        raise BadRequest("mode must be permission bits between 0 and 0o7777")
+    return value
+
+
+def _mtime(value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        raise BadRequest("mtime must be seconds since the epoch")
+    return float(value)
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _read_upto(fd: int, limit: int) -> bytes:
+    pieces = []
+    got = 0
+    while got < limit:
+        piece = os.read(fd, min(limit - got, transfer.CHUNK * 4))
+        if not piece:
+            break
+        pieces.append(piece)
+        got += len(piece)
+    return b"".join(pieces)

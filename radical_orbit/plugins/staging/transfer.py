@@ -1,0 +1,377 @@
+"""Moving bytes in and out of files: atomic, resumable writes and ranged reads, each
+hashed (sha256) as it streams and never held whole in memory.
+
+A write goes to a partial file ``.<name>.orbit-partial`` next to the target (same
+file system, so the commit is one atomic rename). The partial survives an interrupted
+upload, so a client can resume at the offset it holds; it is removed on a checksum
+mismatch and on a full disk. The commit fsyncs the data, applies mode and mtime, and
+renames; without ``overwrite`` it links (``EEXIST`` if the target appeared meanwhile)
+so that an existing file is never replaced by accident.
+"""
+import errno
+import hashlib
+import os
+import stat
+import time
+from typing import Any, BinaryIO, Dict, Iterable, Optional, Tuple
+
+from ...errors import (BadRequest, FileExists, InsufficientStorage, IsADirectory, OrbitError,
+                       RangeNotSatisfiable)
+from .paths import Target, fs_error
+
+#: bytes per read and write: the protocol's chunk, so a piece is never split or joined
+CHUNK = 256 * 1024
+PARTIAL_SUFFIX = ".orbit-partial"
+#: a partial older than this (s) is abandoned: removed when its directory is next written
+STALE_PARTIAL_S = 24 * 3600.0
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_WRITE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NO_LINK = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS)
+
+
+def partial_name(name: str) -> str:
+    return "." + name + PARTIAL_SUFFIX
+
+
+def is_partial(name: str) -> bool:
+    return name.startswith(".") and name.endswith(PARTIAL_SUFFIX)
+
+
+class Upload:
+    """One write of ``target`` from a stream, resumable at ``offset`` (the bytes the
+    partial already holds; 0 starts over)."""
+
+    def __init__(self, target: Target, overwrite: bool = False, offset: int = 0,
+                 mode: Optional[int] = None, mtime: Optional[float] = None,
+                 sha256: Optional[str] = None, length: Optional[int] = None):
+        if not target.name:
+            raise IsADirectory("%s is a root directory" % target.path)
+        self.target = target
+        self.overwrite = overwrite
+        self.offset = offset
+        self.mode = mode
+        self.mtime = mtime
+        self.expected = sha256.lower() if sha256 else None
+        self.length = length
+        self.partial = partial_name(target.name)
+
+    def run(self, stream: Optional[BinaryIO]) -> Dict[str, Any]:
+        """Write, check and commit; returns ``{"path", "size", "sha256"}``."""
+        dir_fd = self.target.open_parent()
+        try:
+            self._check_target(dir_fd)
+            fd = self._open_partial(dir_fd)
+            try:
+                digest, size = self._receive(dir_fd, fd, stream)
+                try:
+                    self._finish(fd)
+                except OSError as exc:
+                    raise self._error(exc, dir_fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+            self._commit(dir_fd)
+            _fsync_dir(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return {"path": self.target.path, "size": size, "sha256": digest}
+
+    def _check_target(self, dir_fd: int) -> None:
+        st = _lstat_at(self.target.name, dir_fd, self.target.path)
+        if st is None:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectory("%s is a directory" % self.target.path)
+        if not self.overwrite:
+            raise FileExists("%s exists; pass overwrite to replace it" % self.target.path)
+
+    def _open_partial(self, dir_fd: int) -> int:
+        held = held_offset(self.target, dir_fd)
+        if self.offset not in (0, held):
+            raise FileExists("%s: the endpoint holds %d bytes of a partial upload, not %d; "
+                             "resume at offset %d or start over at 0" % (self.target.path, held, self.offset, held))
+        try:
+            fd = os.open(self.partial, _WRITE_FLAGS, 0o666, dir_fd=dir_fd)
+        except OSError as exc:
+            raise self._error(exc, dir_fd)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise BadRequest("%s: the partial upload is not a regular file" % self.target.path)
+            if self.offset == 0:
+                os.ftruncate(fd, 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _receive(self, dir_fd: int, fd: int, stream: Optional[BinaryIO]) -> Tuple[str, int]:
+        sha = hashlib.sha256()
+        if self.offset:
+            _hash_prefix(fd, self.offset, sha)
+        os.lseek(fd, self.offset, os.SEEK_SET)
+        received = 0
+        while stream is not None:
+            piece = stream.read(CHUNK)
+            if not piece:
+                break
+            try:
+                _write_all(fd, piece)
+            except OSError as exc:
+                raise self._error(exc, dir_fd)
+            sha.update(piece)
+            received += len(piece)
+        size = self.offset + received
+        if self.length is not None and received != self.length:
+            raise BadRequest("%s: the body ended after %d of %d bytes; the endpoint holds %d bytes, "
+                             "resume at that offset" % (self.target.path, received, self.length, size))
+        digest = sha.hexdigest()
+        if self.expected is not None and digest != self.expected:
+            _unlink_quietly(self.partial, dir_fd)
+            raise BadRequest("%s: sha256 mismatch: received %s, expected %s; nothing was written"
+                             % (self.target.path, digest, self.expected))
+        return digest, size
+
+    def _finish(self, fd: int) -> None:
+        if self.mode is not None:
+            os.fchmod(fd, self.mode)
+        if self.mtime is not None:
+            os.utime(fd, (self.mtime, self.mtime))
+        os.fsync(fd)
+
+    def _commit(self, dir_fd: int) -> None:
+        try:
+            if self.overwrite:
+                os.replace(self.partial, self.target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            else:
+                _rename_no_replace(self.partial, self.target.name, dir_fd)
+        except FileExistsError:
+            raise FileExists("%s appeared during the upload; the data is kept: upload again with "
+                             "overwrite at offset %d to replace it" % (self.target.path, self._held(dir_fd)))
+        except OSError as exc:
+            raise self._error(exc, dir_fd)
+
+    def _held(self, dir_fd: int) -> int:
+        st = _lstat_at(self.partial, dir_fd, self.target.path)
+        return st.st_size if st is not None else 0
+
+    def _error(self, exc: OSError, dir_fd: int) -> Exception:
+        """A full disk removes the partial (507); anything else keeps it for a resume."""
+        if exc.errno in _NO_SPACE:
+            _unlink_quietly(self.partial, dir_fd)
+            return InsufficientStorage("%s: %s; the partial upload was removed"
+                                       % (self.target.path, exc.strerror or "no space left"))
+        return fs_error(exc, self.target.path)
+
+
+def held_offset(target: Target, dir_fd: Optional[int] = None) -> int:
+    """How many bytes of a partial upload to ``target`` the endpoint holds (0: none)."""
+    if not target.name:
+        return 0
+    own = dir_fd is None
+    fd = target.open_parent() if own else dir_fd
+    try:
+        st = _lstat_at(partial_name(target.name), fd, target.path)
+    finally:
+        if own:
+            os.close(fd)
+    return st.st_size if st is not None and stat.S_ISREG(st.st_mode) else 0
+
+
+def sweep_partials(dir_fd: int, keep: Iterable[str] = (), now: Optional[float] = None,
+                   max_age: float = STALE_PARTIAL_S) -> int:
+    """Remove the abandoned partials (older than ``max_age``, not in ``keep``: those
+    being written) in one directory."""
+    now = time.time() if now is None else now
+    keep = set(keep)
+    removed = 0
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            if not is_partial(entry.name) or entry.name in keep:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > max_age:
+                removed += _unlink_quietly(entry.name, dir_fd)
+    return removed
+
+
+class FileSlice:
+    """A file-like view of ``length`` bytes of an open file, from its current offset;
+    ``close`` closes the file (the response's streaming closes it when done)."""
+
+    def __init__(self, fd: int, length: int):
+        self._file = os.fdopen(fd, "rb", buffering=0)
+        self._left = length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._file.read(want) or b""
+        self._left -= len(data)
+        if not data:
+            self._left = 0
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def open_read(target: Target) -> Tuple[int, os.stat_result]:
+    """A descriptor for reading ``target``, a regular file, and its stat; never follows
+    a link swapped in for the last component."""
+    if not target.name:
+        raise IsADirectory("%s is a directory" % target.path)
+    dir_fd = target.open_parent()
+    try:
+        fd = os.open(target.name, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        raise fs_error(exc, target.path)
+    finally:
+        os.close(dir_fd)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectory("%s is a directory" % target.path)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadRequest("%s is not a regular file" % target.path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def hash_file(fd: int) -> Tuple[str, int]:
+    """sha256 and size of what ``fd`` holds, read in chunks from the start."""
+    sha = hashlib.sha256()
+    size = 0
+    os.lseek(fd, 0, os.SEEK_SET)
+    while True:
+        piece = os.read(fd, 4 * CHUNK)
+        if not piece:
+            return sha.hexdigest(), size
+        sha.update(piece)
+        size += len(piece)
+
+
+def parse_range(header: Optional[str], size: int) -> Optional[Tuple[int, int]]:
+    """``(start, end)`` (end exclusive) of a single ``bytes=`` range, or None for the
+    whole file; 416 (with the size in ``Content-Range``) for one that does not fit."""
+    if header is None or not header.strip():
+        return None
+    unit, _, spec = header.strip().partition("=")
+    bad = RangeNotSatisfiable("cannot serve Range %r of a %d-byte file (one bytes=N-, N-M or -K range)"
+                              % (header[:80], size), headers={"Content-Range": "bytes */%d" % size})
+    if unit.strip().lower() != "bytes" or "," in spec:
+        raise bad
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        raise bad
+    try:
+        if first == "":
+            count = int(last)
+            if count <= 0:
+                raise bad
+            start, end = max(0, size - count), size
+        else:
+            start = int(first)
+            end = size if last == "" else min(size, int(last) + 1)
+    except ValueError:
+        raise bad
+    if start < 0 or start >= size or end <= start:
+        raise bad
+    return start, end
+
+
+def remove_tree(name: str, dir_fd: int, shown: str) -> None:
+    """Remove directory ``name`` below ``dir_fd`` and all it holds, by descriptors (a
+    link inside is removed, never followed)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                     dir_fd=dir_fd)
+    except OSError as exc:
+        raise fs_error(exc, shown)
+    try:
+        with os.scandir(fd) as entries:
+            children = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+        for child, is_dir in children:
+            path = os.path.join(shown, child)
+            try:
+                if is_dir:
+                    remove_tree(child, fd, path)
+                else:
+                    os.unlink(child, dir_fd=fd)
+            except OrbitError:
+                raise
+            except OSError as exc:
+                raise fs_error(exc, path)
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except OSError as exc:
+        raise fs_error(exc, shown)
+
+
+def _lstat_at(name: str, dir_fd: int, shown: str) -> Optional[os.stat_result]:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise fs_error(exc, shown)
+
+
+def _rename_no_replace(src: str, dst: str, dir_fd: int) -> None:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError), atomically
+    where the file system has hard links, else with a check just before."""
+    try:
+        os.link(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise
+        if _lstat_at(dst, dir_fd, dst) is not None:
+            raise FileExistsError(errno.EEXIST, "exists", dst)
+        os.rename(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        return
+    os.unlink(src, dir_fd=dir_fd)
+
+
+def _hash_prefix(fd: int, size: int, sha: Any) -> None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    left = size
+    while left > 0:
+        piece = os.read(fd, min(left, 4 * CHUNK))
+        if not piece:
+            raise BadRequest("the partial upload shrank while it was read; start over at offset 0")
+        sha.update(piece)
+        left -= len(piece)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_dir(dir_fd: int) -> None:
+    """Make the rename durable; some file systems cannot fsync a directory."""
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+
+
+def _unlink_quietly(name: str, dir_fd: int) -> int:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+        return 1
+    except OSError:
+        return 0
+
