@@ -329,7 +329,7 @@ def test_an_interrupted_upload_leaves_no_file_and_resumes(staging):
     assert 3 * MiB <= held <= 4 * MiB
     # a wrong offset is refused with the held one in the detail
     status, body, _ = stream_upload(st, target, 1, offset=held + 1)
-    assert status == 409 and str(held).encode() in body
+    assert status == 409 and str(held).encode() in body and b'"kind"' not in body
     # resume: send the rest from the held offset
     whole = BLOCK * 8
     raw = Raw(st.orbit)

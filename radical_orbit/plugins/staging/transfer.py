@@ -15,7 +15,7 @@ import stat
 import time
 from typing import Any, BinaryIO, Dict, Iterable, Optional, Tuple
 
-from ...errors import (BadRequest, FileExists, InsufficientStorage, IsADirectory, OrbitError,
+from ...errors import (BadRequest, Conflict, FileExists, InsufficientStorage, IsADirectory, OrbitError,
                        RangeNotSatisfiable)
 from .paths import Target, fs_error
 
@@ -90,7 +90,7 @@ class Upload:
     def _open_partial(self, dir_fd: int) -> int:
         held = held_offset(self.target, dir_fd)
         if self.offset not in (0, held):
-            raise FileExists("%s: the endpoint holds %d bytes of a partial upload, not %d; "
+            raise Conflict("%s: the endpoint holds %d bytes of a partial upload, not %d; "
                              "resume at offset %d or start over at 0" % (self.target.path, held, self.offset, held))
         try:
             fd = os.open(self.partial, _WRITE_FLAGS, 0o666, dir_fd=dir_fd)
