@@ -26,6 +26,17 @@ def threads(pid: int) -> int:
     return vm_kib(pid, "Threads")
 
 
+def close_wait(port: int) -> int:
+    """Sockets of the bridge's port whose peer closed but the bridge did not (yet)."""
+    count = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "08" and int(local.split(":")[1], 16) == port:
+                count += 1
+    return count
+
+
 def port_of(orbit) -> int:
     return int(orbit.url.rsplit(":", 1)[1])
 
@@ -156,6 +167,7 @@ def test_a_slowloris_flood_leaves_clients_and_endpoints_served(orbit_plain, tmp_
     assert fresh and fresh.count(200) == len(fresh), fresh
     assert recovered < 2.0, "the bridge answered %.1f s after the flood" % recovered
     wait_for(lambda: threads(pid) < 50, 10, "the flood's threads to be gone")
+    wait_for(lambda: close_wait(port_of(orbit_plain)) == 0, 10, "no socket left in CLOSE-WAIT")
     assert vm_kib(pid, "VmHWM") < 300 * 1024, "bridge peak RSS %d KiB" % vm_kib(pid, "VmHWM")
     assert flood_threads < 1100                        # the unauthenticated budget, plus a few
     # every attacker connection was answered (503 shed or refused, 408 cut), none silently closed
