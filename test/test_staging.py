@@ -434,3 +434,24 @@ def test_one_gib_round_trip_in_bounded_memory(staging):
     finally:
         if os.path.exists(target):
             os.unlink(target)
+
+
+def test_the_bridge_hosts_staging_with_the_default_roots(orbit, tmp_path):
+    """No -p: the bridge's default set has staging, rooted at $HOME and /tmp."""
+    orbit.start_bridge()
+    http = orbit.session()
+    base = "%s/bridge/staging" % orbit.url
+    sid = http.post(base + "/register_session", verify=orbit.verify, timeout=10).json()["sid"]
+    roots = http.get("%s/roots/%s" % (base, sid), verify=orbit.verify, timeout=10).json()
+    assert roots["roots"] == [os.path.realpath(os.path.expanduser("~")), os.path.realpath("/tmp")]
+    target = str(tmp_path / "via-bridge.bin")
+    data = BLOCK * 3
+    resp = http.put("%s/upload/%s" % (base, sid), params={"path": target}, data=data,
+                    verify=orbit.verify, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["sha256"] == hashlib.sha256(data).hexdigest()
+    resp = http.get("%s/download/%s" % (base, sid), params={"path": target}, headers={"Range": "bytes=-100"},
+                    verify=orbit.verify, timeout=30)
+    assert resp.status_code == 206 and resp.content == data[-100:]
+    resp = http.post("%s/stat/%s" % (base, sid), json={"path": "/etc/passwd"}, verify=orbit.verify, timeout=10)
+    assert resp.status_code == 403
