@@ -2,11 +2,12 @@
 and exit 1 like every other fatal error, option types checked at parse time,
 fatal-error exits and signal handling."""
 import argparse
+import json
 import logging
 import os
 import signal
 import sys
-from typing import Callable, NoReturn
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 from . import config
 
@@ -104,6 +105,34 @@ def non_empty(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
     return text
+
+
+PLUGIN_CONFIG_HELP = ("configure a plugin loaded at start: NAME=JSON-object, e.g. "
+                      "'staging={\"roots\": [\"~\", \"/scratch/me\"]}'; repeatable")
+
+
+def plugin_config(text: str) -> Tuple[str, Dict[str, Any]]:
+    """``NAME={...}``: a plugin's config as given with ``--plugin-config``."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise argparse.ArgumentTypeError("%r must be NAME=JSON-object, e.g. staging={\"roots\": [\"~\"]}" % text)
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("the config of %s is not valid JSON: %s" % (name, exc))
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("the config of %s must be a JSON object" % name)
+    return name, value
+
+
+def plugin_configs(pairs: Optional[List[Tuple[str, Dict[str, Any]]]]) -> Dict[str, Dict[str, Any]]:
+    """Repeated ``--plugin-config`` flags as one dict; a later flag adds to (and wins
+    over) an earlier one for the same plugin."""
+    configs: Dict[str, Dict[str, Any]] = {}
+    for name, value in pairs or ():
+        configs.setdefault(name, {}).update(value)
+    return configs
 
 
 def on_stop_signals(stop: Callable[[], None]) -> None:

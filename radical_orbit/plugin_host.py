@@ -46,16 +46,27 @@ class PluginHost:
         self._control.add("POST", "plugins/unload", self._ctl_unload)
 
     # -- loading -----------------------------------------------------------
-    def load_spec(self, spec: str) -> List[str]:
-        """Load the plugins named by a ``-p`` spec; unknown names raise PluginSpecError.
-        A plugin that cannot be imported or started here is skipped with one log line."""
+    def load_spec(self, spec: str, configs: Optional[Dict[str, Dict[str, Any]]] = None) -> List[str]:
+        """Load the plugins named by a ``-p`` spec, each with its entry of ``configs``
+        (``--plugin-config``); unknown names, and a config for a plugin not in the set,
+        raise PluginSpecError. A plugin that cannot be imported or started here is
+        skipped with one log line."""
+        configs = configs or {}
+        selected = registry.Catalog().select(spec, self.role)
+        stray = sorted(set(configs) - {d.name for d in selected})
+        if stray:
+            raise registry.PluginSpecError(
+                "--plugin-config for %s, which %s not among the plugins loaded here (%s)"
+                % (", ".join(stray), "is" if len(stray) == 1 else "are",
+                   ", ".join(d.name for d in selected) or "none"))
         loaded = []
-        for descriptor in registry.Catalog().select(spec, self.role):
+        for descriptor in selected:
             cls = registry.load_class(descriptor)
             if cls is None:
                 continue
             try:
-                self.add(descriptor.name, cls, announce=False, descriptor=descriptor)
+                self.add(descriptor.name, cls, configs.get(descriptor.name), announce=False,
+                         descriptor=descriptor)
             except Exception as exc:
                 log.error("plugin %s skipped: it failed to start: %s: %s",
                           descriptor.name, type(exc).__name__, exc)

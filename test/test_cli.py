@@ -160,6 +160,18 @@ def test_port_in_use_and_unknown_plugin_are_one_line_errors(tmp_path):
     assert r.returncode == 1 and "unknown plugin 'nosuchplugin'" in one_error_line(r.stderr)
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--plugin-config", "staging"], "must be NAME=JSON-object"),
+    (["--plugin-config", "staging={roots"], "not valid JSON"),
+    (["--plugin-config", "staging=[1]"], "must be a JSON object"),
+    (["--plugin-config", "echo={}"], "--plugin-config for echo, which is not among the plugins loaded here"),
+    (["-p", "none", "--plugin-config", "staging={}"], "-p none loads no bridge plugins"),
+])
+def test_a_bad_plugin_config_is_a_one_line_error(tmp_path, args, message):
+    r = run_cmd("radical_orbit.bridge", ["--port", "0"] + args, clean_env(str(tmp_path)))
+    assert r.returncode == 1 and message in one_error_line(r.stderr)
+
+
 def test_endpoint_without_url_names_all_three_sources(tmp_path, monkeypatch):
     r = run_cmd("radical_orbit.endpoint", ["--name", "x"], clean_env(str(tmp_path)))
     line = one_error_line(r.stderr)

@@ -455,3 +455,16 @@ def test_the_bridge_hosts_staging_with_the_default_roots(orbit, tmp_path):
     assert resp.status_code == 206 and resp.content == data[-100:]
     resp = http.post("%s/stat/%s" % (base, sid), json={"path": "/etc/passwd"}, verify=orbit.verify, timeout=10)
     assert resp.status_code == 403
+
+
+def test_roots_are_an_endpoint_setting_on_its_command_line(orbit, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    orbit.start_bridge()
+    orbit.start_endpoint(ENDPOINT, "--plugin-config", 'staging={"roots": ["%s"]}' % scratch)
+    http = orbit.session()
+    base = "%s/%s/staging" % (orbit.url, ENDPOINT)
+    sid = http.post(base + "/register_session", verify=orbit.verify, timeout=10).json()["sid"]
+    assert http.get("%s/roots/%s" % (base, sid), verify=orbit.verify, timeout=10).json()["roots"] == [str(scratch)]
+    resp = http.post("%s/stat/%s" % (base, sid), json={"path": str(tmp_path)}, verify=orbit.verify, timeout=10)
+    assert resp.status_code == 403

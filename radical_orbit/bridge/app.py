@@ -12,6 +12,7 @@ from ..host import host_facts
 from ..names import check_endpoint_name
 from ..errors import OrbitError
 from ..plugin_host import PluginHost
+from ..registry import PluginSpecError
 from . import admission, framing, http
 from .auth import Auth
 from .connection import EndpointConnection
@@ -52,7 +53,8 @@ MAX_SSE_KEEPALIVE = 30.0
 class Bridge:
     def __init__(self, host: str = "127.0.0.1", port: int = 8000, cert: Optional[str] = None,
                  key: Optional[str] = None, token: Optional[str] = None,
-                 plugins: Optional[str] = None, **settings: Any):
+                 plugins: Optional[str] = None,
+                 plugin_config: Optional[Dict[str, Dict[str, Any]]] = None, **settings: Any):
         self.settings = dict(DEFAULT_SETTINGS)
         self.settings.update({k: v for k, v in settings.items() if v is not None})
         self.host, self.port = host, port
@@ -70,6 +72,8 @@ class Bridge:
         self.topology: Optional[Topology] = None
         self.local: Optional[PluginHost] = None
         self.plugin_spec = plugins
+        #: each bridge plugin's config from ``--plugin-config``, by plugin name
+        self.plugin_config = dict(plugin_config or {})
         self._register_lock = threading.Lock()
         self._stopping = threading.Event()
         self._listening = False
@@ -126,11 +130,14 @@ class Bridge:
     def load_plugins(self) -> None:
         """The bridge's own plugins (pseudo-endpoint ``bridge``); PluginSpecError on a bad -p."""
         if self.plugin_spec == "none":
+            if self.plugin_config:
+                raise PluginSpecError("--plugin-config for %s, but -p none loads no bridge plugins"
+                                      % ", ".join(sorted(self.plugin_config)))
             return
         self.local = PluginHost("bridge", "bridge", host_facts("bridge"),
                                 notify=lambda plugin, topic, data: self.hub.notify("bridge", plugin, topic, data),
                                 on_change=self.topology.changed)
-        self.local.load_spec(self.plugin_spec or "default")
+        self.local.load_spec(self.plugin_spec or "default", self.plugin_config)
         self.topology.set_local(self.local)
 
     def serve_forever(self) -> None:

@@ -47,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
     auth.add_argument("--no-auth", action="store_true", help="turn token auth off (dangerous)")
     p.add_argument("-p", "--plugins", type=cli.non_empty, default="default",
                    help="bridge-hosted plugins: names, unique prefixes, globs, 'all', 'default' or 'none'")
+    p.add_argument("--plugin-config", metavar="NAME=JSON", type=cli.plugin_config, action="append",
+                   help=cli.PLUGIN_CONFIG_HELP)
     p.add_argument("--insecure", action="store_true",
                    help="allow plain HTTP on a non-loopback address")
     p.add_argument("--request-timeout", type=cli.seconds, default=DEFAULT_SETTINGS["request_timeout"],
@@ -101,6 +103,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             fatal("refusing plain HTTP on %s: give --cert and --key, or --insecure" % args.host)
         token = None if args.no_auth else config.ensure_token(args.token, args.token_file)
         bridge = Bridge(args.host, args.port, cert, key, token.value if token else None, args.plugins,
+                        plugin_config=cli.plugin_configs(args.plugin_config),
                         request_timeout=args.request_timeout, ping_interval=args.ping_interval,
                         max_pending=args.max_pending, max_connections=args.max_connections,
                         sse_keepalive=args.keepalive,

@@ -44,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
     auth.add_argument("--token", type=cli.token, help=cli.TOKEN_HELP)
     p.add_argument("-p", "--plugins", type=cli.non_empty, default="default",
                    help="plugins: names, unique prefixes, globs, 'all' or 'default' (the role's set)")
+    p.add_argument("--plugin-config", metavar="NAME=JSON", type=cli.plugin_config, action="append",
+                   help=cli.PLUGIN_CONFIG_HELP)
     p.add_argument("--workers", type=cli.count, default=DEFAULT_SETTINGS["workers"],
                    help="worker threads for plugin requests (default %(default)s)")
     p.add_argument("--queue-size", type=cli.count, default=DEFAULT_SETTINGS["queue_size"],
@@ -88,7 +90,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         sources = "URL from %s, token from %s" % (url.source, token.source if token else "nowhere")
         role = args.role or detect_role()
         service = EndpointService(name, url.value, cert, token.value if token else None, args.plugins,
-                                  role, sources=sources, workers=args.workers,
+                                  role, sources=sources, plugin_config=cli.plugin_configs(args.plugin_config),
+                                  workers=args.workers,
                                   queue_size=args.queue_size, note_buffer=args.note_buffer,
                                   backoff_max=backoff_max)
         service.load_plugins()

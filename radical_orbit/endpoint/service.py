@@ -84,7 +84,7 @@ class Stream:
 class EndpointService:
     def __init__(self, name: str, url: str, cert: Optional[str], token: Optional[str],
                  plugins: str = "default", role: str = "standalone", sources: str = "",
-                 **settings: Any):
+                 plugin_config: Optional[Dict[str, Dict[str, Any]]] = None, **settings: Any):
         self.name = name
         self.url = url
         #: where URL and token came from ("URL from --url, token from ..."), for errors
@@ -100,6 +100,8 @@ class EndpointService:
         self.host = PluginHost(name, role, self.facts, self.notify, self._plugins_changed,
                                check_table=self._check_table)
         self.plugin_spec = plugins
+        #: each plugin's config from ``--plugin-config``, by plugin name
+        self.plugin_config = dict(plugin_config or {})
         self.pool: Optional[WorkerPool] = None
         self._link: Optional[Link] = None
         self._resume: Optional[str] = None
@@ -120,7 +122,7 @@ class EndpointService:
     # -- lifecycle -------------------------------------------------------------
     def load_plugins(self) -> None:
         """Load the ``-p`` set; PluginSpecError for an unknown or ambiguous name."""
-        self.host.load_spec(self.plugin_spec)
+        self.host.load_spec(self.plugin_spec, self.plugin_config)
 
     def run(self) -> int:
         """Connect, serve, reconnect, until shut down; returns the exit code."""
