@@ -211,14 +211,16 @@ class PluginClient:
     def post(self, path: str, json: Any = None, **kwargs: Any) -> Any:
         return self.request("POST", path, json=json, **kwargs)
 
+    # the base routes call ``request``, not ``get``: a subclass may give ``get`` its own
+    # meaning (staging's ``get(src, tgt)`` downloads a file)
     def version(self) -> Dict[str, Any]:
-        return self.get("version")
+        return self.request("GET", "version")
 
     def health(self) -> Dict[str, Any]:
-        return self.get("health")
+        return self.request("GET", "health")
 
     def list_sessions(self) -> List[Dict[str, Any]]:
-        return self.get("list_sessions")["sessions"]
+        return self.request("GET", "list_sessions")["sessions"]
 
     def close(self) -> None:
         """Unregister the session (an already gone session is fine)."""

@@ -206,7 +206,8 @@ class PluginContext:
                  notify: Callable[[str, str, Any], None],
                  config: Optional[Dict[str, Any]] = None,
                  facts: Optional[Dict[str, Any]] = None,
-                 descriptor: Optional[PluginDescriptor] = None):
+                 descriptor: Optional[PluginDescriptor] = None,
+                 bridge: Any = None):
         self.endpoint = endpoint
         self.role = role
         self._notify = notify
@@ -215,6 +216,9 @@ class PluginContext:
         self.facts = facts
         #: the plugin's descriptor, as the registry read it (None: made from the class)
         self.descriptor = descriptor
+        #: on the bridge: its ``open_call`` to endpoints (radical_orbit.bridge.calls.BridgeCalls);
+        #: None on an endpoint
+        self.bridge = bridge
 
 
 class Plugin:

@@ -27,16 +27,19 @@ class PluginHost:
     def __init__(self, endpoint: str, role: str, facts: Dict[str, Any],
                  notify: Callable[[str, str, Any], None],
                  on_change: Optional[Callable[[], None]] = None,
-                 check_table: Optional[Callable[[Dict[str, Dict[str, Any]]], None]] = None):
+                 check_table: Optional[Callable[[Dict[str, Dict[str, Any]]], None]] = None,
+                 bridge: Any = None):
         """``check_table`` raises ValueError for a plugin table the host cannot announce
         (the endpoint: one the bridge would refuse); a plugin that would make one is
-        not loaded."""
+        not loaded. ``bridge`` (on the bridge only) is handed to every plugin as
+        ``context.bridge``: how a bridge-hosted plugin calls endpoints."""
         self.endpoint = endpoint
         self.role = role
         self.facts = facts
         self._notify = notify
         self._on_change = on_change
         self._check_table = check_table
+        self._bridge = bridge
         self._plugins: Dict[str, Plugin] = {}
         self._starting: set = set()
         self._lock = threading.Lock()
@@ -80,7 +83,8 @@ class PluginHost:
         (a slow constructor must not stall the endpoint); it is routable once started.
         ``descriptor`` is the registry's; without one it is read from the class."""
         check_name(name, "plugin instance")
-        context = PluginContext(self.endpoint, self.role, self._notify, config, self.facts, descriptor)
+        context = PluginContext(self.endpoint, self.role, self._notify, config, self.facts, descriptor,
+                                self._bridge)
         with self._lock:
             taken = [n for n in list(self._plugins) + list(self._starting) if fold(n) == fold(name)]
             if taken:

@@ -15,6 +15,7 @@ from ..plugin_host import PluginHost
 from ..registry import PluginSpecError
 from . import admission, framing, http
 from .auth import Auth
+from .calls import BridgeCalls
 from .connection import EndpointConnection
 from .eventlog import EventLog, LogBusy
 from .events import EventHub
@@ -136,7 +137,7 @@ class Bridge:
             return
         self.local = PluginHost("bridge", "bridge", host_facts("bridge"),
                                 notify=lambda plugin, topic, data: self.hub.notify("bridge", plugin, topic, data),
-                                on_change=self.topology.changed)
+                                on_change=self.topology.changed, bridge=BridgeCalls(self))
         self.local.load_spec(self.plugin_spec or "default", self.plugin_config)
         self.topology.set_local(self.local)
 

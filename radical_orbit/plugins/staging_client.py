@@ -1,0 +1,309 @@
+"""Client side of the staging plugin: move files of any size to and from an endpoint.
+
+``put`` and ``get`` stream in chunks (memory stays at a chunk whatever the size),
+hash while streaming and check the digest against the endpoint's, resume an
+interrupted transfer (``resume=True``), and report progress to a callback or, on a
+terminal, as a bar on stderr. Every request has a connect timeout and a timeout per
+chunk read, never one for the whole transfer. Imports nothing of the plugin.
+"""
+import hashlib
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from ..client import PluginClient
+from ..errors import OrbitError
+
+#: bytes per read from a local file and per network read
+CHUNK = 1 << 20
+#: s to open a connection to the bridge
+CONNECT_TIMEOUT = 10.0
+#: s a streamed transfer may wait for its next chunk (or for the answer after the last:
+#: the endpoint fsyncs the file, or hashes the held part of a resumed upload first)
+CHUNK_TIMEOUT = 120.0
+#: s a copy between endpoints may take as a whole: its answer comes when it is done
+COPY_TIMEOUT = 6 * 3600.0
+#: the suffix of a partial download, next to its target (as the endpoint does for uploads)
+PARTIAL = ".orbit-partial"
+#: the bridge's pseudo-endpoint, where copies between endpoints run
+BRIDGE = "bridge"
+
+Progress = Callable[[int, int], Any]
+
+
+class StagingClient(PluginClient):
+    """A session with one endpoint's staging plugin (``get_plugin("staging")``)."""
+
+    # -- file system -----------------------------------------------------------------
+    def roots(self) -> Dict[str, Any]:
+        """``{"roots": [...], "home": ...}``: where this endpoint lets files be read and written."""
+        return self._call("GET", "roots")
+
+    def list(self, path: str = "~") -> List[Dict[str, Any]]:
+        """The entries of a directory: name, type (file, dir, link, other), size, mtime, mode."""
+        return self._call("POST", "list", json={"path": path})["entries"]
+
+    def stat(self, path: str) -> Dict[str, Any]:
+        return self._call("POST", "stat", json={"path": path})
+
+    def mkdir(self, path: str, parents: bool = False, exist_ok: bool = False) -> str:
+        return self._call("POST", "mkdir", json={"path": path, "parents": parents,
+                                                 "exist_ok": exist_ok})["path"]
+
+    def remove(self, path: str, recursive: bool = False) -> str:
+        return self._call("POST", "remove", json={"path": path, "recursive": recursive})["path"]
+
+    def rename(self, src: str, dst: str, overwrite: bool = False) -> str:
+        return self._call("POST", "rename", json={"src": src, "dst": dst, "overwrite": overwrite})["path"]
+
+    def checksum(self, path: str) -> Dict[str, Any]:
+        """``{"path", "size", "sha256"}`` of a file on the endpoint (it reads the file)."""
+        return self._call("POST", "checksum", json={"path": path}, timeout=(CONNECT_TIMEOUT, COPY_TIMEOUT))
+
+    # -- small files as JSON -----------------------------------------------------------
+    def put_bytes(self, data: bytes, tgt: str, overwrite: bool = False) -> Dict[str, Any]:
+        """Write a small file in one JSON call (the endpoint caps it: 413 above, use ``put``)."""
+        import base64
+        return self._call("POST", "put", json={"path": tgt, "overwrite": overwrite,
+                                               "data": base64.b64encode(data).decode("ascii")})
+
+    def get_bytes(self, src: str) -> bytes:
+        """Read a small file in one JSON call, checked against its sha256."""
+        import base64
+        answer = self._call("POST", "get", json={"path": src})
+        data = base64.b64decode(answer["data"])
+        _check_digest(hashlib.sha256(data).hexdigest(), answer.get("sha256"), src)
+        return data
+
+    # -- streamed transfers --------------------------------------------------------------
+    def put(self, src: str, tgt: str, overwrite: bool = False, resume: bool = False,
+            progress: Optional[Progress] = None, keep_mode: bool = True) -> Dict[str, Any]:
+        """Upload the local file ``src`` to ``tgt`` on the endpoint (a ``tgt`` ending in
+        ``/`` is a directory: the file keeps its name). Atomic on the endpoint: nothing
+        appears under ``tgt`` until all bytes arrived and the sha256 matched.
+        ``resume=True`` continues from what the endpoint holds of an earlier, interrupted
+        upload of ``tgt`` (its held part is checked by the final digest).
+        Returns ``{"path", "size", "sha256"}``."""
+        if tgt.endswith("/"):
+            tgt += os.path.basename(src)
+        with open(src, "rb") as f:
+            st = os.fstat(f.fileno())
+            size = st.st_size
+            offset = self._held(tgt) if resume else 0
+            if offset > size:
+                offset = 0
+            hasher = hashlib.sha256()
+            _hash_prefix(f, offset, hasher)
+            query = {"path": tgt, "overwrite": "true" if overwrite else "false", "offset": offset,
+                     "mtime": repr(st.st_mtime)}
+            if keep_mode:
+                query["mode"] = "%o" % (st.st_mode & 0o7777)
+            body = _FileBody(f, offset, size, hasher, _reporter(progress, "put " + os.path.basename(src)))
+            answer = self._call("PUT", "upload", params=query, data=body if len(body) else b"",
+                                headers={"Content-Type": "application/octet-stream"},
+                                timeout=(CONNECT_TIMEOUT, CHUNK_TIMEOUT))
+            body.report.finish()
+        _check_digest(hasher.hexdigest(), answer.get("sha256"), tgt)
+        return answer
+
+    def get(self, src: str, tgt: str, overwrite: bool = False, resume: bool = False,
+            progress: Optional[Progress] = None) -> Dict[str, Any]:
+        """Download ``src`` from the endpoint to the local ``tgt`` (an existing directory:
+        the file keeps its name). The bytes go to ``.<name>.orbit-partial`` next to ``tgt``,
+        renamed to ``tgt`` once complete and its sha256 matched the endpoint's; an
+        interrupted download leaves that partial, and ``resume=True`` continues it
+        (HTTP ``Range``). Returns ``{"path", "size", "sha256"}`` (``path`` the local one)."""
+        if os.path.isdir(tgt):
+            tgt = os.path.join(tgt, os.path.basename(src.rstrip("/")))
+        if os.path.exists(tgt) and not overwrite:
+            raise FileExistsError("%s exists (pass overwrite=True to replace it)" % tgt)
+        partial = _partial_name(tgt)
+        hasher = hashlib.sha256()
+        offset = 0
+        if resume and os.path.exists(partial):
+            with open(partial, "rb") as f:
+                offset = _hash_prefix(f, None, hasher)
+        headers = {"Range": "bytes=%d-" % offset} if offset else {}
+        resp = self._call("GET", "download", params={"path": src}, headers=headers, stream=True,
+                          timeout=(CONNECT_TIMEOUT, CHUNK_TIMEOUT))
+        try:
+            if offset and resp.status_code != 206:
+                offset, hasher = 0, hashlib.sha256()        # the endpoint sends it all: start over
+            total = _total_size(resp, offset)
+            report = _reporter(progress, "get " + os.path.basename(tgt))
+            done = offset
+            with open(partial, "r+b" if offset else "wb") as out:
+                out.seek(offset)
+                out.truncate()
+                report(done, total)
+                for chunk in resp.iter_content(CHUNK):
+                    out.write(chunk)
+                    hasher.update(chunk)
+                    done += len(chunk)
+                    report(done, total)
+                out.flush()
+                os.fsync(out.fileno())
+            report.finish()
+        finally:
+            resp.close()
+        if total is not None and done != total:
+            raise OrbitError("download of %s ended after %d of %d bytes (the partial %s is kept: "
+                             "resume=True continues it)" % (src, done, total, partial), 502)
+        digest = hasher.hexdigest()
+        remote = resp.headers.get("X-Orbit-Sha256") if offset == 0 else None
+        _check_digest(digest, remote or self.checksum(src)["sha256"], src, partial)
+        if not overwrite and os.path.exists(tgt):
+            raise FileExistsError("%s appeared during the download (kept as %s)" % (tgt, partial))
+        os.replace(partial, tgt)
+        return {"path": tgt, "size": done, "sha256": digest}
+
+    def copy(self, src_endpoint: str, src_path: str, dst_endpoint: str, dst_path: str,
+             overwrite: bool = False, timeout: float = COPY_TIMEOUT) -> Dict[str, Any]:
+        """Copy a file from one endpoint to another (either may be ``bridge``), streamed
+        through the bridge, never through this client. Runs on the bridge's staging
+        plugin; the answer comes when the copy is done (``timeout`` s at most).
+        Returns ``{"path", "size", "sha256"}`` (checked equal at both ends by the bridge)."""
+        body = {"src": {"endpoint": src_endpoint, "path": src_path},
+                "dst": {"endpoint": dst_endpoint, "path": dst_path}, "overwrite": overwrite}
+        if self.endpoint.name == BRIDGE:
+            return self._call("POST", "copy", json=body, timeout=(CONNECT_TIMEOUT, timeout))
+        bridge = self.endpoint.bridge.get_endpoint_client(BRIDGE).get_plugin(self.name)
+        try:
+            return bridge._call("POST", "copy", json=body, timeout=(CONNECT_TIMEOUT, timeout))
+        finally:
+            bridge.close()
+
+    # -- plumbing ----------------------------------------------------------------------
+    def _call(self, method: str, route: str, **kwargs: Any) -> Any:
+        """A route of this session (``<route>/<sid>``)."""
+        return self.request(method, "%s/%s" % (route, self.sid), **kwargs)
+
+    def _held(self, tgt: str) -> int:
+        """Bytes the endpoint holds of an interrupted upload to ``tgt``."""
+        return int(self._call("GET", "upload_status", params={"path": tgt}).get("offset") or 0)
+
+
+class _FileBody:
+    """An upload body: ``len`` known (so requests sends a Content-Length, no chunked
+    coding), chunks read, hashed and reported as they are sent."""
+
+    def __init__(self, f, offset: int, size: int, hasher, report: "_Report"):
+        self.f, self.offset, self.size = f, offset, size
+        self.hasher = hasher
+        self.report = report
+
+    def __len__(self) -> int:
+        return self.size - self.offset
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.f.seek(self.offset)
+        done = self.offset
+        self.report(done, self.size)
+        while done < self.size:
+            chunk = self.f.read(min(CHUNK, self.size - done))
+            if not chunk:
+                raise OSError("%s shrank during the upload (%d of %d bytes read)"
+                              % (getattr(self.f, "name", "the file"), done, self.size))
+            self.hasher.update(chunk)
+            done += len(chunk)
+            yield chunk
+            self.report(done, self.size)
+
+
+class _Report:
+    """Calls the progress callback, or draws a bar on stderr when that is a terminal."""
+
+    def __init__(self, callback: Optional[Progress], label: str):
+        self.callback = callback
+        self.bar = callback is None and _is_tty(sys.stderr)
+        self.label = label
+        self.started = time.monotonic()
+        self.drawn = 0.0
+        self.last: Tuple[int, Optional[int]] = (0, None)
+
+    def __call__(self, done: int, total: Optional[int]) -> None:
+        self.last = (done, total)
+        if self.callback is not None:
+            self.callback(done, total if total is not None else -1)
+        elif self.bar:
+            now = time.monotonic()
+            if now - self.drawn >= 0.1 or (total is not None and done >= total):
+                self.drawn = now
+                sys.stderr.write("\r" + _bar_line(self.label, done, total, now - self.started))
+                sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.bar:
+            done, total = self.last
+            sys.stderr.write("\r" + _bar_line(self.label, done, total, time.monotonic() - self.started) + "\n")
+            sys.stderr.flush()
+
+
+def _reporter(callback: Optional[Progress], label: str) -> _Report:
+    return _Report(callback, label)
+
+
+def _is_tty(stream: Any) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _bar_line(label: str, done: int, total: Optional[int], seconds: float, width: int = 30) -> str:
+    rate = done / seconds / 2**20 if seconds > 0 else 0.0
+    if not total:
+        return "%s %s %.1f MiB/s" % (label[:30], _human(done), rate)
+    filled = int(width * done / total)
+    return "%-30s [%s%s] %3d%% %s of %s %.1f MiB/s " % (
+        label[:30], "#" * filled, "." * (width - filled), 100 * done // total, _human(done),
+        _human(total), rate)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return "%.1f %s" % (n, unit)
+        n /= 1024.0
+    return "%.1f TiB" % n
+
+
+def _hash_prefix(f, length: Optional[int], hasher) -> int:
+    """Hash the first ``length`` bytes of ``f`` (None: all of it); returns how many."""
+    f.seek(0)
+    done = 0
+    while length is None or done < length:
+        chunk = f.read(CHUNK if length is None else min(CHUNK, length - done))
+        if not chunk:
+            break
+        hasher.update(chunk)
+        done += len(chunk)
+    return done
+
+
+def _partial_name(tgt: str) -> str:
+    head, name = os.path.split(os.path.abspath(tgt))
+    return os.path.join(head, "." + name + PARTIAL)
+
+
+def _total_size(resp: Any, offset: int) -> Optional[int]:
+    """The whole file's size: ``X-Orbit-Size``, else from Content-Range or Content-Length."""
+    size = resp.headers.get("X-Orbit-Size")
+    if size and size.isdigit():
+        return int(size)
+    crange = resp.headers.get("Content-Range", "")
+    if "/" in crange and crange.rsplit("/", 1)[1].isdigit():
+        return int(crange.rsplit("/", 1)[1])
+    length = resp.headers.get("Content-Length")
+    return offset + int(length) if length and length.isdigit() else None
+
+
+def _check_digest(local: str, remote: Optional[str], path: str, partial: Optional[str] = None) -> None:
+    if remote != local:
+        if partial is not None:
+            try:
+                os.unlink(partial)
+            except OSError:
+                pass
+        raise OrbitError("sha256 mismatch for %s: here %s, on the endpoint %s" % (path, local, remote), 502)
