@@ -6,17 +6,23 @@ HTTP/1.1 keep-alive, Nagle off (``disable_nagle_algorithm``), written the plain
 stdlib way: ``send_response``/``send_header``/``end_headers``, then the body.
 ``--lean`` writes the status line, headers and body in one hand-built send instead
 (what the bridge itself does; a stricter reference, about 2x less server CPU).
+``PUT /file?path=P`` writes the body to the file P (1 MiB reads, fsync at the end) and
+``GET /file?path=P`` sends it back (1 MiB pieces): the direct transfer the staging
+benchmark compares with.
 
 Prints ``REFERENCE PORT <n>`` once it listens; stops on SIGTERM/SIGINT.
 """
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 CHUNK = 256 * 1024
+FILE_CHUNK = 1 << 20
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -39,9 +45,36 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         return b""
 
+    def _file_path(self) -> str:
+        return parse_qs(self.path.partition("?")[2]).get("path", [""])[-1]
+
+    def do_PUT(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        left = length
+        with open(self._file_path(), "wb") as f:
+            while left > 0:
+                piece = self.rfile.read(min(FILE_CHUNK, left))
+                if not piece:
+                    self.close_connection = True
+                    return
+                f.write(piece)
+                left -= len(piece)
+            f.flush()
+            os.fsync(f.fileno())
+        body = json.dumps({"size": length}).encode()
+        self.wfile.write(self._head(200, "application/json", len(body)) + body)
+
     def do_GET(self):
         path, _, query = self.path.partition("?")
-        if path.endswith("/ping"):
+        if path == "/file":
+            with open(self._file_path(), "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                head = self._head(200, "application/octet-stream", size)
+                if head:
+                    self.wfile.write(head)
+                for piece in iter(lambda: f.read(FILE_CHUNK), b""):
+                    self.wfile.write(piece)
+        elif path.endswith("/ping"):
             body = json.dumps({"pong": True, "query": dict(p.split("=", 1) for p in query.split("&") if "=" in p)}).encode()
             self.wfile.write(self._head(200, "application/json", len(body)) + body)
         else:

@@ -64,14 +64,17 @@ class CallResponse:
         """The typed error of a non-2xx answer (its envelope's detail, prefixed by ``what``)."""
         if self.status < 400:
             return
+        detail = kind = None
         try:
             body = self.json(MAX_ERROR_BODY)
-            detail = body.get("detail") if isinstance(body, dict) else None
+            if isinstance(body, dict):
+                detail, kind = body.get("detail"), body.get("kind")
         except OrbitError:
-            detail = None
+            pass
         finally:
             self.close()
-        raise error_for_status(self.status, "%s: %s" % (what, detail or "status %d" % self.status))
+        raise error_for_status(self.status, "%s: %s" % (what, detail or "status %d" % self.status),
+                               self.headers, kind)
 
     def close(self) -> None:
         release, self._release = self._release, None

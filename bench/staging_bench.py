@@ -1,0 +1,228 @@
+"""Staging throughput: a file streamed up and down through the bridge with the SDK,
+next to a plain local copy and a direct stdlib HTTP transfer on loopback, in one run.
+
+    python bench/staging_bench.py                 # 512 MiB, 2 rounds
+    python bench/staging_bench.py --size-mib 1024 --rounds 3
+
+``bench/run_bench.py`` runs ``measure`` as one of its phases (with its reference server
+and bridge); run alone, this starts its own (all stopped in a finally).
+
+Every transfer reads the source file and writes a new file in the same temp dir,
+fsynced at the end (the endpoint's upload fsyncs, so the references do too):
+- local copy: read and write 1 MiB blocks in this process;
+- direct HTTP: ``requests`` (1 MiB pieces, Content-Length) to and from
+  bench/reference_server.py (a stdlib ThreadingHTTPServer in its own process: ``PUT``
+  writes the body to a file, ``GET`` sends the file);
+- ORBIT: ``StagingClient.put`` / ``get`` through the bridge (plain HTTP on loopback, token
+  auth) to an endpoint ``-p staging``, sha256 computed on both sides and compared (a
+  download also asks the endpoint for the file's checksum, which reads it again).
+Rounds alternate ORBIT and the reference; the best round of each is reported (the
+machine is shared: the best is the least disturbed). Peak RSS of bridge and endpoint is
+sampled during the ORBIT transfers.
+"""
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable, Dict, Optional
+
+import requests
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from common import REPO, MiB, Procs, rss_mib  # noqa: E402
+
+sys.path.insert(0, REPO)
+from radical_orbit.client import BridgeClient  # noqa: E402
+
+ENDPOINT = "stage"
+BLOCK = MiB
+#: targets of the issue: through the bridge against the direct transfer, and absolute
+TARGET_RATIO = 0.5
+TARGET_MB_S = 300.0
+
+
+def log(msg: str = "") -> None:
+    sys.stdout.write(msg + "\n")
+    sys.stdout.flush()
+
+
+def make_file(path: str, size: int) -> None:
+    """Incompressible bytes (one random MiB repeated with a counter, cheap to make)."""
+    seed = os.urandom(BLOCK)
+    with open(path, "wb") as f:
+        for i in range(size // BLOCK):
+            f.write(i.to_bytes(8, "little") + seed[8:])
+        f.write(seed[:size % BLOCK])
+
+
+def fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Body:
+    """A file as a request body with a known length, read in 1 MiB pieces."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.size = os.path.getsize(path)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        with open(self.path, "rb") as f:
+            for piece in iter(lambda: f.read(BLOCK), b""):
+                yield piece
+
+
+def local_copy(src: str, dst: str) -> None:
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        for piece in iter(lambda: fin.read(BLOCK), b""):
+            fout.write(piece)
+        fout.flush()
+        os.fsync(fout.fileno())
+
+
+def http_put(session: requests.Session, ref_url: str, src: str, dst: str) -> None:
+    r = session.put("%s/file" % ref_url, params={"path": dst}, data=_Body(src), timeout=(10, 120))
+    if r.status_code != 200 or r.json()["size"] != os.path.getsize(src):
+        raise RuntimeError("direct PUT answered %s: %s" % (r.status_code, r.text[:200]))
+
+
+def http_get(session: requests.Session, ref_url: str, src: str, dst: str) -> None:
+    with session.get("%s/file" % ref_url, params={"path": src}, stream=True, timeout=(10, 120)) as r:
+        if r.status_code != 200:
+            raise RuntimeError("direct GET answered %s" % r.status_code)
+        with open(dst, "wb") as f:
+            for piece in r.iter_content(BLOCK):
+                f.write(piece)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class PeakRss:
+    """Samples the RSS of some processes every 10 ms while running."""
+
+    def __init__(self, pids: Dict[str, int]):
+        self.pids = pids
+        self.peak = {k: rss_mib(p) for k, p in pids.items()}
+        self.before = dict(self.peak)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for k, p in self.pids.items():
+                try:
+                    self.peak[k] = max(self.peak[k], rss_mib(p))
+                except OSError:
+                    pass
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def timed(func: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    func()
+    return time.perf_counter() - t0
+
+
+def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds: int = 2,
+            say: Callable[[str], None] = log) -> Dict[str, object]:
+    """Start an endpoint ``-p staging`` on P's bridge, move one file each way, return figures."""
+    endpoint = P.start_endpoint(ENDPOINT, "staging")
+    size = size_mib * MiB
+    work = tempfile.mkdtemp(prefix="orbit-staging-bench-", dir=os.environ.get("ORBIT_BENCH_DIR"))
+    fig: Dict[str, object] = {"staging_size_mib": size_mib}
+    try:
+        src = os.path.join(work, "source.bin")
+        make_file(src, size)
+        fsync_file(src)
+        with BridgeClient(url=P.url, token=P.token) as bc:
+            bc.wait_for_endpoint(ENDPOINT, timeout=30)
+            st = bc.get_endpoint_client(ENDPOINT).get_plugin("staging")
+            ref = requests.Session()
+            best: Dict[str, float] = {}
+            pids = {"bridge": bridge_pid, "endpoint": endpoint.pid}
+            watch = PeakRss(pids)
+
+            def keep(name: str, seconds: float) -> None:
+                best[name] = min(best.get(name, seconds), seconds)
+
+            def fresh(name: str) -> str:
+                path = os.path.join(work, name)
+                if os.path.exists(path):
+                    os.unlink(path)
+                return path
+            with watch:
+                for i in range(rounds):
+                    order = ["orbit", "ref"] if i % 2 == 0 else ["ref", "orbit"]
+                    keep("local", timed(lambda: local_copy(src, fresh("local.bin"))))
+                    for which in order:
+                        if which == "ref":
+                            keep("ref_up", timed(lambda: http_put(ref, ref_url, src, fresh("ref.bin"))))
+                            keep("ref_down", timed(lambda: http_get(ref, ref_url, src, fresh("ref-down.bin"))))
+                        else:
+                            up = fresh("orbit.bin")
+                            keep("orbit_up", timed(lambda: st.put(src, up, progress=lambda d, t: None)))
+                            down = fresh("orbit-down.bin")
+                            keep("orbit_down", timed(lambda: st.get(up, down, progress=lambda d, t: None)))
+            st.close()
+        for name, seconds in best.items():
+            fig["staging_%s_mb_s" % name] = size / seconds / 1e6
+        fig["staging_peak_bridge"], fig["staging_peak_endpoint"] = watch.peak["bridge"], watch.peak["endpoint"]
+        fig["staging_before_bridge"], fig["staging_before_endpoint"] = watch.before["bridge"], watch.before["endpoint"]
+        f = fig
+        say("staging, %d MiB file, best of %d rounds (MB/s = 10^6 bytes/s):" % (size_mib, rounds))
+        say("  local file copy          %7.0f MB/s" % f["staging_local_mb_s"])
+        for way, label in (("up", "upload  "), ("down", "download")):
+            o, r = f["staging_orbit_%s_mb_s" % way], f["staging_ref_%s_mb_s" % way]
+            say("  %s: orbit %7.0f MB/s, direct HTTP %7.0f MB/s (%.2fx; local copy %.2fx)"
+                % (label, o, r, o / r, o / f["staging_local_mb_s"]))
+        say("  peak RSS: bridge %.1f MiB (%.1f before), endpoint %.1f MiB (%.1f before)" % (
+            f["staging_peak_bridge"], f["staging_before_bridge"], f["staging_peak_endpoint"],
+            f["staging_before_endpoint"]))
+        return fig
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        P.stop(endpoint)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size-mib", type=int, default=512, help="file size (default 512 MiB)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of each transfer (default 2)")
+    p.add_argument("--keep", action="store_true", help="keep the temp RADICAL_ORBIT_HOME (logs)")
+    args = p.parse_args()
+    P = Procs(keep_home=args.keep)
+    try:
+        ref, ref_url = P.start_reference()
+        bridge = P.start_bridge("-p", "none")
+        fig = measure(P, ref_url, bridge.pid, args.size_mib, args.rounds)
+    finally:
+        P.stop_all()
+    for way in ("up", "down"):
+        o, r = fig["staging_orbit_%s_mb_s" % way], fig["staging_ref_%s_mb_s" % way]
+        met = o / r >= TARGET_RATIO and o >= TARGET_MB_S
+        log("target %s: >= %.1fx direct and >= %.0f MB/s: %s" % (way, TARGET_RATIO, TARGET_MB_S,
+                                                                   "met" if met else "NOT met"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

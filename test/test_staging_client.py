@@ -1,0 +1,260 @@
+"""The staging SDK (StagingClient) and copies between endpoints, against real bridge and
+endpoint processes over TLS with auth on."""
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from orbit_procs import REPO, Proc, wait_for
+from test_cli import clean_env, isolate
+
+from radical_orbit import BridgeClient
+from radical_orbit.errors import BadRequest, OrbitError
+from radical_orbit.plugins.staging_client import StagingClient
+
+MiB = 2 ** 20
+
+
+class Boom(Exception):
+    """Raised from a progress callback to cut a transfer partway."""
+
+
+def write_file(path, size):
+    """Incompressible content, made quickly: one random MiB with a counter per MiB."""
+    seed = os.urandom(MiB)
+    with open(path, "wb") as f:
+        for i in range(size // MiB):
+            f.write(i.to_bytes(8, "little") + seed[8:])
+        f.write(seed[:size % MiB])
+    return sha256_of(path)
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(MiB), b""):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def start(orbit, *endpoints):
+    orbit.start_bridge()
+    for name in endpoints:
+        orbit.start_endpoint(name, "-p", "staging")
+    bc = BridgeClient(url=orbit.url, cert=orbit.tls["cert"], token=orbit.token)
+    return bc
+
+
+def staging(bc, endpoint):
+    st = bc.get_endpoint_client(endpoint).get_plugin("staging")
+    assert isinstance(st, StagingClient)
+    return st
+
+
+def test_put_get_round_trip_with_checksum_and_progress(orbit, tmp_path):
+    bc = start(orbit, "ep1")
+    st = staging(bc, "ep1")
+    src = str(tmp_path / "in.bin")
+    size = 5 * MiB + 12345
+    digest = write_file(src, size)
+    remote_dir = st.mkdir(str(tmp_path / "remote"))
+    seen = []
+    answer = st.put(src, remote_dir + "/", progress=lambda done, total: seen.append((done, total)))
+    assert answer["size"] == size and answer["sha256"] == digest
+    assert answer["path"] == os.path.join(remote_dir, "in.bin")
+    assert seen[0] == (0, size) and seen[-1] == (size, size)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert st.stat(answer["path"])["size"] == size
+    assert [e["name"] for e in st.list(remote_dir)] == ["in.bin"]     # no partial left over
+    assert st.checksum(answer["path"])["sha256"] == digest
+
+    seen.clear()
+    back = st.get(answer["path"], str(tmp_path / "back.bin"), progress=lambda d, t: seen.append((d, t)))
+    assert back == {"path": str(tmp_path / "back.bin"), "size": size, "sha256": digest}
+    assert sha256_of(str(tmp_path / "back.bin")) == digest
+    assert seen[-1] == (size, size)
+    assert not [n for n in os.listdir(str(tmp_path)) if n.endswith(".orbit-partial")]
+
+    small = st.put_bytes(b"hello staging", str(tmp_path / "remote" / "small.txt"))
+    assert small["sha256"] == hashlib.sha256(b"hello staging").hexdigest()
+    assert st.get_bytes(small["path"]) == b"hello staging"
+    assert st.version()["type"] == "staging" and st.health()["status"] == "ok"   # base routes still work
+    st.remove(remote_dir, recursive=True)
+    with pytest.raises(FileNotFoundError):
+        st.stat(remote_dir)
+    st.close()
+    bc.close()
+
+
+def test_an_interrupted_put_resumes_from_what_the_endpoint_holds(orbit, tmp_path):
+    bc = start(orbit, "ep1")
+    st = staging(bc, "ep1")
+    src = str(tmp_path / "big.bin")
+    size = 40 * MiB + 7
+    digest = write_file(src, size)
+    tgt = str(tmp_path / "remote.bin")
+
+    def cut(done, total):
+        if done >= 12 * MiB:
+            raise Boom()
+    with pytest.raises(Boom):
+        st.put(src, tgt, progress=cut)
+    with pytest.raises(FileNotFoundError):      # nothing under the target name
+        st.stat(tgt)
+    held = wait_for(lambda: st._held(tgt), 20, "the endpoint to hold part of the upload")
+    assert 0 < held < size
+    seen = []
+    answer = st.put(src, tgt, resume=True, progress=lambda d, t: seen.append(d))
+    assert seen[0] >= held > 0              # it went on from the held offset
+    assert answer["size"] == size and answer["sha256"] == digest
+    assert st.checksum(tgt)["sha256"] == digest
+    assert st._held(tgt) == 0
+    st.close()
+    bc.close()
+
+
+def test_an_interrupted_get_resumes_the_local_partial(orbit, tmp_path):
+    bc = start(orbit, "ep1")
+    st = staging(bc, "ep1")
+    src = str(tmp_path / "big.bin")
+    size = 40 * MiB + 3
+    digest = write_file(src, size)
+    tgt = str(tmp_path / "down" / "big.bin")
+    os.makedirs(os.path.dirname(tgt))
+
+    def cut(done, total):
+        if done >= 12 * MiB:
+            raise Boom()
+    with pytest.raises(Boom):
+        st.get(src, tgt, progress=cut)
+    assert not os.path.exists(tgt)
+    partial = str(tmp_path / "down" / ".big.bin.orbit-partial")
+    held = os.path.getsize(partial)
+    assert 12 * MiB <= held < size
+    seen = []
+    answer = st.get(src, os.path.dirname(tgt), resume=True, progress=lambda d, t: seen.append(d))
+    assert seen[0] == held
+    assert answer == {"path": tgt, "size": size, "sha256": digest}
+    assert sha256_of(tgt) == digest and not os.path.exists(partial)
+    st.close()
+    bc.close()
+
+
+def test_errors_are_the_builtin_file_errors(orbit, tmp_path):
+    bc = start(orbit, "ep1")
+    st = staging(bc, "ep1")
+    src = str(tmp_path / "a.txt")
+    write_file(src, 1000)
+    st.put(src, str(tmp_path / "b.txt"))
+    with pytest.raises(FileExistsError) as exc:
+        st.put(src, str(tmp_path / "b.txt"))
+    assert isinstance(exc.value, OrbitError) and exc.value.status_code == 409
+    assert st.put(src, str(tmp_path / "b.txt"), overwrite=True)["size"] == 1000
+    with pytest.raises(FileExistsError):                # a local target is not overwritten either
+        st.get(str(tmp_path / "b.txt"), src)
+    with pytest.raises(FileNotFoundError) as exc:
+        st.get(str(tmp_path / "missing"), str(tmp_path / "x"))
+    assert exc.value.status_code == 404 and not os.path.exists(str(tmp_path / "x"))
+    with pytest.raises(FileNotFoundError):
+        st.put(str(tmp_path / "missing"), str(tmp_path / "y"))      # the local source
+    with pytest.raises(PermissionError) as exc:
+        st.stat("/proc/self/status")
+    assert exc.value.status_code == 403
+    with pytest.raises(PermissionError):
+        st.put(src, "/etc/orbit-should-not-be-here")
+    with pytest.raises(NotADirectoryError):
+        st.list(str(tmp_path / "b.txt"))
+    with pytest.raises(IsADirectoryError):
+        st.get(str(tmp_path), str(tmp_path / "dir-as-file"))
+    with pytest.raises(FileExistsError):
+        st.mkdir(str(tmp_path))
+    with pytest.raises(BadRequest):          # copy runs on the bridge, not on an endpoint
+        st._call("POST", "copy", json={"src": {"endpoint": "ep1", "path": src},
+                                       "dst": {"endpoint": "ep1", "path": src + ".2"}})
+    st.close()
+    bc.close()
+
+
+def test_copy_between_endpoints_and_the_bridge(orbit, tmp_path):
+    bc = start(orbit, "ep1", "ep2")
+    st1, st2 = staging(bc, "ep1"), staging(bc, "ep2")
+    src = str(tmp_path / "one.bin")
+    size = 9 * MiB + 99
+    digest = write_file(src, size)
+    for d in ("ep2", "bridge", "back"):
+        os.makedirs(str(tmp_path / d))
+    # the two endpoints run on this host: distinct directories stand for distinct machines
+    answer = st1.copy("ep1", src, "ep2", str(tmp_path / "ep2" / "one.bin"))
+    assert answer["size"] == size and answer["sha256"] == digest
+    assert st2.checksum(str(tmp_path / "ep2" / "one.bin"))["sha256"] == digest
+    with pytest.raises(FileExistsError):
+        st1.copy("ep1", src, "ep2", str(tmp_path / "ep2" / "one.bin"))
+    assert st1.copy("ep1", src, "ep2", str(tmp_path / "ep2" / "one.bin"), overwrite=True)["sha256"] == digest
+    # endpoint -> bridge -> endpoint
+    assert st2.copy("ep2", str(tmp_path / "ep2" / "one.bin"), "bridge",
+                    str(tmp_path / "bridge" / "one.bin"))["sha256"] == digest
+    assert st1.copy("bridge", str(tmp_path / "bridge" / "one.bin"), "ep1",
+                    str(tmp_path / "back" / "one.bin"))["sha256"] == digest
+    assert sha256_of(str(tmp_path / "back" / "one.bin")) == digest
+    with pytest.raises(FileNotFoundError):
+        st1.copy("ep1", str(tmp_path / "missing"), "ep2", str(tmp_path / "ep2" / "m"))
+    with pytest.raises(LookupError):
+        st1.copy("ep1", src, "no-such-endpoint", str(tmp_path / "nowhere"))
+    assert not os.path.exists(str(tmp_path / "ep2" / "m"))
+    # the bridge closed the sessions it opened for the copies
+    assert wait_for(lambda: len(st2.list_sessions()) == 1, 10, "the copies' sessions to close")
+    st1.close()
+    st2.close()
+    bc.close()
+
+
+def test_a_large_copy_keeps_the_bridge_memory_bounded(orbit, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    bc = start(orbit, "ep1", "ep2")
+    st = staging(bc, "ep1")
+    src = str(tmp_path / "large.bin")
+    size = 256 * MiB + 1
+    digest = write_file(src, size)
+    os.makedirs(str(tmp_path / "dst"))
+    bridge = psutil.Process(orbit.bridge.pid)
+    before = bridge.memory_info().rss
+    peak = [before]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], bridge.memory_info().rss)
+            stop.wait(0.01)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        answer = st.copy("ep1", src, "ep2", str(tmp_path / "dst" / "large.bin"), timeout=300)
+    finally:
+        stop.set()
+        sampler.join(5)
+    assert answer["size"] == size and answer["sha256"] == digest
+    assert sha256_of(str(tmp_path / "dst" / "large.bin")) == digest
+    grown = (peak[0] - before) / MiB
+    assert grown < 48, "the bridge grew by %.0f MiB during a 256 MiB copy" % grown
+    st.close()
+    bc.close()
+
+
+def test_the_staging_example_against_the_embedded_default(tmp_path, monkeypatch):
+    home = str(tmp_path / "home")
+    env = clean_env(home)
+    isolate(monkeypatch, home)
+    bridge = Proc(["-m", "radical_orbit.bridge", "--port", "0"], env, str(tmp_path / "bridge.out"))
+    try:
+        wait_for(lambda: re.search(r"Explorer: http://127\.0\.0\.1:\d+/", bridge.output()), 20, "the URL")
+        example = subprocess.run([sys.executable, os.path.join(REPO, "examples", "example_staging.py")],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 universal_newlines=True, timeout=120)
+        assert example.returncode == 0, example.stdout
+        assert "round trip intact: True" in example.stdout and "removed bridge:" in example.stdout
+    finally:
+        assert bridge.stop() == 0, bridge.output()
