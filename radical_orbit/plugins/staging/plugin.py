@@ -20,7 +20,7 @@ from urllib.parse import quote
 from ...errors import (BadRequest, Conflict, FileExists, NotADirectory, OrbitError,
                        PayloadTooLarge, PermissionDenied)
 from ...plugin import Plugin, PluginContext, PluginSession, Request, Response, route
-from . import transfer
+from . import copy, transfer
 from .paths import Roots, Target, fs_error, open_below
 
 #: the largest file ``put`` and ``get`` carry as JSON (decoded bytes); beyond: stream it
@@ -258,10 +258,11 @@ class StagingPlugin(Plugin):
 
     @route("POST", "copy/{sid}")
     def copy(self, req: Request, session: PluginSession) -> Dict[str, Any]:
-        """Endpoint to endpoint: only the bridge's staging can reach two endpoints."""
-        if self.context.role != "bridge":
+        """Endpoint to endpoint, streamed through the bridge (``copy.py``): only the
+        bridge's staging can reach two endpoints."""
+        if self.context.bridge is None:
             raise BadRequest("copy runs on the bridge: POST /bridge/%s/copy/{sid}" % self.name)
-        raise OrbitError("copy is not available in this version", 501)
+        return copy.copy(self.context.bridge, self.name, req.json_object())
 
     # -- helpers ----------------------------------------------------------------------
     def _write(self, upload: transfer.Upload, stream: Any) -> Dict[str, Any]:
