@@ -43,6 +43,7 @@ BLOCK = MiB
 #: targets of the issue: through the bridge against the direct transfer, and absolute
 TARGET_RATIO = 0.5
 TARGET_MB_S = 300.0
+SHM = "/dev/shm"
 
 
 def log(msg: str = "") -> None:
@@ -142,14 +143,22 @@ def timed(func: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+def default_dir() -> str:
+    """tmpfs when there is one: the figures are then ORBIT's, not the disk's."""
+    return SHM if os.path.isdir(SHM) and os.access(SHM, os.W_OK) else tempfile.gettempdir()
+
+
 def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds: int = 2,
-            say: Callable[[str], None] = log) -> Dict[str, object]:
-    """Start an endpoint ``-p staging`` on P's bridge, move one file each way, return figures."""
-    endpoint = P.start_endpoint(ENDPOINT, "staging")
+            directory: str = "", say: Callable[[str], None] = log) -> Dict[str, object]:
+    """Start an endpoint ``-p staging`` on P's bridge, move one file each way, return figures.
+    The work directory is the endpoint's HOME, so that it is one of its allowed roots."""
+    work = tempfile.mkdtemp(prefix="orbit-staging-bench-", dir=directory or default_dir())
     size = size_mib * MiB
-    work = tempfile.mkdtemp(prefix="orbit-staging-bench-", dir=os.environ.get("ORBIT_BENCH_DIR"))
-    fig: Dict[str, object] = {"staging_size_mib": size_mib}
+    fig: Dict[str, object] = {"staging_size_mib": size_mib, "staging_dir": work}
+    endpoint = P.spawn(["-m", "radical_orbit.endpoint", "--name", ENDPOINT, "-p", "staging"],
+                       "endpoint-" + ENDPOINT, HOME=work)
     try:
+        P.wait_listed(ENDPOINT, endpoint)
         src = os.path.join(work, "source.bin")
         make_file(src, size)
         fsync_file(src)
@@ -188,7 +197,8 @@ def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds
         fig["staging_peak_bridge"], fig["staging_peak_endpoint"] = watch.peak["bridge"], watch.peak["endpoint"]
         fig["staging_before_bridge"], fig["staging_before_endpoint"] = watch.before["bridge"], watch.before["endpoint"]
         f = fig
-        say("staging, %d MiB file, best of %d rounds (MB/s = 10^6 bytes/s):" % (size_mib, rounds))
+        say("staging, %d MiB file in %s, best of %d rounds (MB/s = 10^6 bytes/s):"
+            % (size_mib, os.path.dirname(work), rounds))
         say("  local file copy          %7.0f MB/s" % f["staging_local_mb_s"])
         for way, label in (("up", "upload  "), ("down", "download")):
             o, r = f["staging_orbit_%s_mb_s" % way], f["staging_ref_%s_mb_s" % way]
@@ -207,13 +217,15 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size-mib", type=int, default=512, help="file size (default 512 MiB)")
     p.add_argument("--rounds", type=int, default=2, help="rounds of each transfer (default 2)")
+    p.add_argument("--dir", default="", help="where the files go (default: /dev/shm if writable, "
+                                             "else the temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the temp RADICAL_ORBIT_HOME (logs)")
     args = p.parse_args()
     P = Procs(keep_home=args.keep)
     try:
         ref, ref_url = P.start_reference()
         bridge = P.start_bridge("-p", "none")
-        fig = measure(P, ref_url, bridge.pid, args.size_mib, args.rounds)
+        fig = measure(P, ref_url, bridge.pid, args.size_mib, args.rounds, args.dir)
     finally:
         P.stop_all()
     for way in ("up", "down"):
