@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..client import PluginClient
-from ..errors import OrbitError
+from ..errors import FileExists, OrbitError, RangeNotSatisfiable
 
 #: bytes per read from a local file and per network read
 CHUNK = 1 << 20
@@ -90,8 +90,8 @@ class StagingClient(PluginClient):
         with open(src, "rb") as f:
             st = os.fstat(f.fileno())
             size = st.st_size
-            offset = self._held(tgt) if resume else 0
-            if offset > size:
+            offset = self._preflight(tgt, overwrite)
+            if not resume or offset > size:
                 offset = 0
             hasher = hashlib.sha256()
             _hash_prefix(f, offset, hasher)
@@ -124,9 +124,14 @@ class StagingClient(PluginClient):
         if resume and os.path.exists(partial):
             with open(partial, "rb") as f:
                 offset = _hash_prefix(f, None, hasher)
-        headers = {"Range": "bytes=%d-" % offset} if offset else {}
-        resp = self._call("GET", "download", params={"path": src}, headers=headers, stream=True,
-                          timeout=(CONNECT_TIMEOUT, CHUNK_TIMEOUT))
+        try:
+            resp = self._download(src, offset)
+        except RangeNotSatisfiable:
+            # the partial holds all of it (verified below), or more than the file now has
+            if self.stat(src)["size"] == offset:
+                return self._commit_download(src, tgt, partial, offset, hasher.hexdigest(), overwrite)
+            offset, hasher = 0, hashlib.sha256()
+            resp = self._download(src, 0)
         try:
             if offset and resp.status_code != 206:
                 offset, hasher = 0, hashlib.sha256()        # the endpoint sends it all: start over
@@ -150,13 +155,7 @@ class StagingClient(PluginClient):
         if total is not None and done != total:
             raise OrbitError("download of %s ended after %d of %d bytes (the partial %s is kept: "
                              "resume=True continues it)" % (src, done, total, partial), 502)
-        digest = hasher.hexdigest()
-        remote = resp.headers.get("X-Orbit-Sha256") if offset == 0 else None
-        _check_digest(digest, remote or self.checksum(src)["sha256"], src, partial)
-        if not overwrite and os.path.exists(tgt):
-            raise FileExistsError("%s appeared during the download (kept as %s)" % (tgt, partial))
-        os.replace(partial, tgt)
-        return {"path": tgt, "size": done, "sha256": digest}
+        return self._commit_download(src, tgt, partial, done, hasher.hexdigest(), overwrite)
 
     def copy(self, src_endpoint: str, src_path: str, dst_endpoint: str, dst_path: str,
              overwrite: bool = False, timeout: float = COPY_TIMEOUT) -> Dict[str, Any]:
@@ -178,6 +177,35 @@ class StagingClient(PluginClient):
     def _call(self, method: str, route: str, **kwargs: Any) -> Any:
         """A route of this session (``<route>/<sid>``)."""
         return self.request(method, "%s/%s" % (route, self.sid), **kwargs)
+
+    def _download(self, src: str, offset: int) -> Any:
+        """The streamed answer of ``download`` from ``offset`` on (a ``Range`` past 0)."""
+        headers = {"Range": "bytes=%d-" % offset} if offset else {}
+        return self._call("GET", "download", params={"path": src}, headers=headers, stream=True,
+                          timeout=(CONNECT_TIMEOUT, CHUNK_TIMEOUT))
+
+    def _commit_download(self, src: str, tgt: str, partial: str, size: int, digest: str,
+                         overwrite: bool) -> Dict[str, Any]:
+        """Check the local digest against the endpoint's, then rename the partial to ``tgt``
+        (a mismatch removes the partial: resuming it would only repeat the mismatch)."""
+        _check_digest(digest, self.checksum(src)["sha256"], src, partial)
+        if not overwrite and os.path.exists(tgt):
+            raise FileExistsError("%s appeared during the download (kept as %s)" % (tgt, partial))
+        os.replace(partial, tgt)
+        return {"path": tgt, "size": size, "sha256": digest}
+
+    def _preflight(self, tgt: str, overwrite: bool) -> int:
+        """Refuse what the endpoint would refuse before a large body is sent: an early
+        answer reaches an HTTP client that is still sending only as a closed connection.
+        Returns the bytes held of an interrupted upload (the path's confinement checked)."""
+        held = self._held(tgt)
+        if not overwrite:
+            try:
+                self.stat(tgt)
+            except FileNotFoundError:
+                return held
+            raise FileExists("%s exists on %s (pass overwrite=True to replace it)" % (tgt, self.endpoint.name))
+        return held
 
     def _held(self, tgt: str) -> int:
         """Bytes the endpoint holds of an interrupted upload to ``tgt``."""
