@@ -162,7 +162,7 @@
           el('label', {class: 'muted root'}, 'Root', rootSelect),
           el('button', {type: 'button', title: 'parent folder', 'data-action': 'up',
                         onclick: function () { if (st.path) go(parentOf(st.path)); }}, '↑ Up'),
-          el('button', {type: 'button', 'data-action': 'refresh', onclick: function () { load(st.path); }}, 'Refresh'),
+          el('button', {type: 'button', 'data-action': 'refresh', onclick: function () { load(st.path, true); }}, 'Refresh'),
           el('span', {class: 'spacer'}),
           el('label', {class: 'muted hid'}, hiddenToggle, 'hidden files'),
           el('button', {type: 'button', 'data-action': 'mkdir', onclick: mkdir}, 'New folder'),
