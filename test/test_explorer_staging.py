@@ -159,11 +159,22 @@ def test_upload_over_an_existing_file_asks(orbit, page, home, tmp_path):
 
 def test_errors_show_the_envelope_detail(orbit, page, home):
     (home / "gone.txt").write_text("soon gone")
+    (home / "inside").mkdir()
+    (home / "to-inside").symlink_to(str(home / "inside"))
+    (home / "escape").symlink_to("/etc")
     open_files(page, orbit, home)
     expect(row(page, "gone.txt")).to_be_visible(timeout=T)
+    # a link out of the allowed roots: refused by the endpoint, said on the page
+    row(page, "escape").locator(".lbl").click()
+    error = page.locator("[data-testid=staging-error]")
+    expect(error).to_contain_text("Cannot open escape: HTTP 403", timeout=T)
+    # a link to a folder inside them opens it
+    row(page, "to-inside").locator(".lbl").click()
+    expect(page.locator("[data-testid=staging-empty]")).to_be_visible(timeout=T)
+    expect(error).to_be_hidden()
+    page.locator("[data-action=up]").click()
     os.unlink(str(home / "gone.txt"))
     row(page, "gone.txt").locator("[data-action=download]").click()
-    error = page.locator("[data-testid=staging-error]")
     expect(error).to_contain_text("Cannot download gone.txt: HTTP 404", timeout=T)
     expect(error).to_contain_text("gone.txt")
     # the next listing drops the row and the error
