@@ -16,7 +16,7 @@
 
   /** the listing is re-read this often while the page is open (keeps the session alive too) */
   var REFRESH_MS = 15000;
-  /** an upload that sends nothing for this long is abandoned (what was sent is kept for a resume) */
+  /** an upload whose body stops moving for this long is abandoned (what was sent is kept for a resume) */
   var UPLOAD_STALL_MS = 120000;
   var TYPE_LABEL = {dir: 'folder', file: 'file', link: 'link', other: 'other'};
   var COLUMNS = [
@@ -531,6 +531,8 @@
             xhr.open('PUT', url);
             xhr.setRequestHeader('Content-Type', 'application/octet-stream');
             xhr.setRequestHeader('Accept', 'application/json');
+            // once the body is sent, the endpoint may take a while to commit a big file
+            xhr.upload.addEventListener('load', function () { clearInterval(stall); });
             xhr.upload.addEventListener('progress', function (ev) {
               lastMove = Date.now();
               progress(t, offset + ev.loaded, file.size, started);
