@@ -3,6 +3,7 @@ against a real bridge (TLS, token auth) and an endpoint running the staging plug
 its home in the test's directory: upload by the file picker, list, download the bytes
 back, mkdir, rename, delete, overwrite, errors, and file names that are HTML."""
 import hashlib
+import json
 import os
 import re
 
@@ -41,10 +42,12 @@ def home(tmp_path):
     return path
 
 
-def open_files(page, orbit, home, name="hpc1"):
-    """Bridge, an endpoint whose $HOME (one of the default roots) is `home`, the page."""
+def open_files(page, orbit, home, name="hpc1", roots=None):
+    """Bridge, an endpoint whose $HOME is `home` and whose staging roots are `roots`
+    (default: just `home`), and its Files page open."""
     orbit.start_bridge()
-    orbit.start_endpoint(name, "-p", "staging", HOME=str(home))
+    config = "staging=" + json.dumps({"roots": [str(r) for r in (roots or [home])]})
+    orbit.start_endpoint(name, "-p", "staging", "--plugin-config", config, HOME=str(home))
     log_in(page, orbit)
     page.locator('[data-plugin="%s/staging"]' % name).click()
     expect(page.locator("[data-testid=staging-crumbs] .here")).to_have_text(
@@ -83,6 +86,29 @@ def test_upload_by_picker_list_and_download_back(orbit, page, home, tmp_path):
     with page.expect_download(timeout=T) as info:
         line.locator(".lbl").click()
     assert open(info.value.path(), "rb").read() == data
+    assert page.errors == []
+
+
+def test_roots_from_the_plugin_config(orbit, page, home, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "on-scratch.dat").write_bytes(b"s")
+    open_files(page, orbit, home, roots=[home, scratch])
+    roots = page.locator("[data-testid=staging-roots] option")
+    expect(roots).to_have_count(2, timeout=T)
+    assert roots.all_text_contents() == [os.path.realpath(str(home)) + " (home)",
+                                         os.path.realpath(str(scratch))]
+    page.locator("[data-testid=staging-roots]").select_option(os.path.realpath(str(scratch)))
+    expect(row(page, "on-scratch.dat")).to_be_visible(timeout=T)
+    expect(page.locator("[data-testid=staging-crumbs] .here")).to_have_text(os.path.realpath(str(scratch)))
+    # the parent of a root is outside every root: no way up from here
+    expect(page.locator("[data-action=up]")).to_be_disabled()
+    (scratch / "sub").mkdir()
+    page.locator("[data-action=refresh]").click()
+    row(page, "sub").locator(".lbl").click()
+    expect(page.locator("[data-action=up]")).to_be_enabled(timeout=T)
+    page.locator("[data-action=up]").click()
+    expect(row(page, "on-scratch.dat")).to_be_visible(timeout=T)
     assert page.errors == []
 
 

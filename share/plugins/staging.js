@@ -131,7 +131,7 @@
     render: function (container, ctx) {
       var storeKey = 'orbit.staging.' + ctx.endpoint + '/' + ctx.instance;
       var st = {roots: [], home: null, path: null, entries: [], sort: {key: 'name', dir: 1},
-                hidden: false, seq: 0, loading: 0, shown: null, sid: null,
+                hidden: false, truncated: false, seq: 0, loading: 0, shown: null, sid: null,
                 queue: [], current: null};
 
       var errorBox = el('div', {class: 'error-box', role: 'alert', 'data-testid': 'staging-error', hidden: true});
@@ -147,6 +147,8 @@
         st.hidden = hiddenToggle.checked;
         draw();
       }});
+      var upButton = el('button', {type: 'button', title: 'parent folder', 'data-action': 'up',
+                                   onclick: function () { if (st.path) go(parentOf(st.path)); }}, '↑ Up');
       var crumbs = el('nav', {class: 'st-crumbs', 'aria-label': 'path', 'data-testid': 'staging-crumbs'});
       var transfers = el('section', {class: 'card st-transfers', 'data-testid': 'staging-transfers', hidden: true},
                          el('h3', null, 'Uploads'));
@@ -160,8 +162,7 @@
         el('style', null, STYLE),
         el('div', {class: 'st-bar'},
           el('label', {class: 'muted root'}, 'Root', rootSelect),
-          el('button', {type: 'button', title: 'parent folder', 'data-action': 'up',
-                        onclick: function () { if (st.path) go(parentOf(st.path)); }}, '↑ Up'),
+          upButton,
           el('button', {type: 'button', 'data-action': 'refresh', onclick: function () { load(st.path, true); }}, 'Refresh'),
           el('span', {class: 'spacer'}),
           el('label', {class: 'muted hid'}, hiddenToggle, 'hidden files'),
@@ -207,9 +208,11 @@
           answer = obj(answer);
           var newPath = typeof answer.path === 'string' ? answer.path : path;
           var entries = Array.isArray(answer.entries) ? answer.entries.map(obj) : [];
-          var same = newPath === st.path && JSON.stringify(entries) === st.shown;
+          var same = newPath === st.path && JSON.stringify(entries) === st.shown &&
+                     !!answer.truncated === st.truncated;
           st.path = newPath;
           st.entries = entries;
+          st.truncated = !!answer.truncated;
           if (nav || !same) clearError();
           try { sessionStorage.setItem(storeKey, newPath); } catch (e) { /* storage off */ }
           if (!same) draw();
@@ -240,10 +243,14 @@
         st.shown = JSON.stringify(st.entries);
         drawRoots();
         drawCrumbs();
+        // a root's parent is outside every root
+        upButton.disabled = !st.path || st.roots.indexOf(st.path) >= 0 || st.path === '/';
         var shown = st.entries.filter(function (e) { return st.hidden || String(e.name).charAt(0) !== '.'; });
         var hiddenCount = st.entries.length - shown.length;
         count.textContent = shown.length + (shown.length === 1 ? ' item' : ' items') +
-                            (hiddenCount ? ' (' + hiddenCount + ' hidden)' : '');
+                            (hiddenCount ? ' (' + hiddenCount + ' hidden)' : '') +
+                            (st.truncated ? '; the folder holds more than the endpoint lists (the first ' +
+                                            st.entries.length + ' by name)' : '');
         if (!shown.length) {
           u.replace(listing, el('div', {class: 'muted', 'data-testid': 'staging-empty'},
                                 'This folder is empty.'));
@@ -319,7 +326,7 @@
       // ------------------------------------------------------------ download
       function downloadUrl(sid, path) {
         return '/' + u.seg(ctx.endpoint) + '/' + u.seg(ctx.instance) + '/download/' + u.seg(sid) +
-               '?path=' + u.seg(path);
+               '?path=' + u.seg(path) + '&attachment=1';
       }
 
       /** A real same-origin link (copyable, streamed to disk by the browser). On a click
