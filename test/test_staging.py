@@ -79,14 +79,18 @@ def staging(orbit, tmp_path):
 
 
 class Raw:
-    """One TLS connection with the bridge's token, for bodies sent piece by piece (a
+    """One connection (TLS when the bridge has it) with the bridge's token, for bodies sent piece by piece (a
     1 MiB write each, a socket the test may cut halfway)."""
 
     def __init__(self, orbit, timeout: float = 60.0):
         parts = urlsplit(orbit.url)
-        context = ssl.create_default_context(cafile=orbit.verify)
-        self.conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
-                                                context=context, blocksize=MiB)
+        if parts.scheme == "https":
+            context = ssl.create_default_context(cafile=orbit.verify)
+            self.conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
+                                                    context=context, blocksize=MiB)
+        else:
+            self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout,
+                                                   blocksize=MiB)
         self.token = orbit.token
 
     def start(self, method: str, url: str, length: int, headers=None) -> None:
