@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Union
 
 from . import router
 from .descriptor import PluginDescriptor
@@ -22,6 +22,8 @@ from .errors import BadRequest, Gone, NotFound, PayloadTooLarge
 
 #: A JSON body larger than this is refused with 413; large data goes through ``req.stream``.
 MAX_JSON_BODY = 16 * 2**20
+#: The piece size ``Request.iter_body`` reads when the stream does not bring its own.
+BODY_PIECE = 256 * 1024
 #: How many expired session ids are remembered so that they answer 410, not 404.
 EXPIRED_MEMORY = 4096
 
@@ -105,6 +107,23 @@ class Request:
         if self._body is None:
             self._body = read_capped(self.stream, MAX_JSON_BODY)
         return self._body
+
+    def iter_body(self, size: int = BODY_PIECE) -> Iterator[bytes]:
+        """The body in pieces of at most ``size`` bytes as they arrive, for bodies of any
+        size; a stream that already holds whole pieces (a streamed body from the bridge)
+        hands them over without copying."""
+        stream = self.stream
+        if stream is None:
+            return
+        whole = getattr(stream, "iter_chunks", None)
+        if whole is not None:
+            yield from whole()
+            return
+        while True:
+            piece = stream.read(size)
+            if not piece:
+                return
+            yield piece
 
     def json(self) -> Any:
         raw = self.body

@@ -23,6 +23,7 @@ from radical_orbit.errors import (BadRequest, Conflict, MethodNotAllowed, NotFou
                                   from_exception)
 from radical_orbit.names import check_name
 from radical_orbit.plugin import Plugin, PluginSession, Request, Response, route
+from radical_orbit.streams import ReceiveStream
 from radical_orbit.plugin_host import PluginHost
 from radical_orbit.descriptor import EVERY_ROLE, PluginDescriptor
 from radical_orbit.host import ROLES
@@ -891,6 +892,35 @@ def test_a_receive_stream_refuses_a_sender_past_its_window():
     with pytest.raises(OrbitError) as err:
         stream.read()
     assert err.value.status_code == 502
+
+
+def test_iter_body_hands_over_whole_stream_pieces_or_reads_by_size():
+    fed = ReceiveStream(lambda n: None, timeout=5)
+    for piece in (b"a" * 10, b"b" * 3):
+        fed.feed(piece, False)
+    fed.feed(b"", True)
+    assert list(Request("PUT", "x", stream=fed).iter_body(4)) == [b"a" * 10, b"b" * 3]
+    assert list(Request("PUT", "x", stream=io.BytesIO(b"0123456789")).iter_body(4)) == [
+        b"0123", b"4567", b"89"]
+    assert list(Request("PUT", "x").iter_body()) == []
+
+
+@pytest.mark.parametrize("query, value", [({}, False), ({"f": [""]}, True), ({"f": ["yes"]}, True),
+                                          ({"f": ["0"]}, False), ({"f": ["true", "off"]}, False)])
+def test_query_bool(query, value):
+    assert Request("GET", "x", query).query_bool("f") is value
+
+
+def test_query_bool_and_int_refuse_what_they_cannot_read():
+    with pytest.raises(BadRequest):
+        Request("GET", "x", {"f": ["maybe"]}).query_bool("f")
+    assert Request("GET", "x", {"n": ["7"]}).query_int("n", 0, 10) == 7
+    assert Request("GET", "x", {}).query_int("n", 0, 10, 3) == 3
+    for raw in ("x", "11", "-1"):
+        with pytest.raises(BadRequest):
+            Request("GET", "x", {"n": [raw]}).query_int("n", 0, 10)
+    with pytest.raises(BadRequest):
+        Request("GET", "x", {}).query_int("n", 0, 10)
 
 
 def test_a_plugin_that_fails_to_start_is_skipped_with_one_line(monkeypatch, caplog):

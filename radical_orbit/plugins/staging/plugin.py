@@ -14,7 +14,7 @@ import os
 import stat
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 from urllib.parse import quote
 
 from ...errors import (BadRequest, Conflict, FileExists, NotADirectory, OrbitError,
@@ -178,7 +178,7 @@ class StagingPlugin(Plugin):
             raise self._too_large(target.path, "upload")
         upload = transfer.Upload(target, _bool_field(body, "overwrite"), 0,
                                  _mode(body.get("mode")), _mtime(body.get("mtime")))
-        return self._write(upload, _Bytes(raw))
+        return self._write(upload, _pieces(raw))
 
     @route("POST", "get/{sid}")
     def get(self, req: Request, session: PluginSession) -> Dict[str, Any]:
@@ -216,7 +216,7 @@ class StagingPlugin(Plugin):
         upload = transfer.Upload(target, req.query_bool("overwrite"),
                                  req.query_int("offset", 0, 2**63 - 1, 0), mode_bits, mtime_s,
                                  digest, req.content_length)
-        return self._write(upload, req.stream)
+        return self._write(upload, req.iter_body(transfer.CHUNK))
 
     @route("GET", "upload_status/{sid}")
     def upload_status(self, req: Request, session: PluginSession) -> Dict[str, Any]:
@@ -265,7 +265,7 @@ class StagingPlugin(Plugin):
         return copy.copy(self.context.bridge, self.name, req.json_object())
 
     # -- helpers ----------------------------------------------------------------------
-    def _write(self, upload: transfer.Upload, stream: Any) -> Dict[str, Any]:
+    def _write(self, upload: transfer.Upload, pieces: Iterable[Any]) -> Dict[str, Any]:
         """Run one write; a second write to the same path meanwhile is 409."""
         key = upload.target.path
         with self._busy_lock:
@@ -274,7 +274,7 @@ class StagingPlugin(Plugin):
             self._busy[key] = upload.partial
         try:
             self._maybe_sweep(upload.target)
-            return upload.run(stream)
+            return upload.run(pieces)
         finally:
             with self._busy_lock:
                 self._busy.pop(key, None)
@@ -328,18 +328,11 @@ def describe(name: str, st: os.stat_result) -> Dict[str, Any]:
             "mode": stat.S_IMODE(st.st_mode)}
 
 
-class _Bytes:
-    """A ``read``-able view of bytes already in memory (the JSON put)."""
-
-    def __init__(self, data: bytes):
-        self._view = memoryview(data)
-        self._pos = 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._view) if size is None or size < 0 else self._pos + size
-        piece = bytes(self._view[self._pos:end])
-        self._pos += len(piece)
-        return piece
+def _pieces(data: bytes) -> Iterator[memoryview]:
+    """Bytes already in memory (a JSON put) as chunk-sized views, without copies."""
+    view = memoryview(data)
+    for pos in range(0, len(view), transfer.CHUNK):
+        yield view[pos:pos + transfer.CHUNK]
 
 
 def _lstat(target: Target) -> os.stat_result:

@@ -13,7 +13,7 @@ import hashlib
 import os
 import stat
 import time
-from typing import Any, BinaryIO, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from ...errors import (BadRequest, Conflict, FileExists, InsufficientStorage, IsADirectory, OrbitError,
                        RangeNotSatisfiable)
@@ -56,14 +56,15 @@ class Upload:
         self.length = length
         self.partial = partial_name(target.name)
 
-    def run(self, stream: Optional[BinaryIO]) -> Dict[str, Any]:
-        """Write, check and commit; returns ``{"path", "size", "sha256"}``."""
+    def run(self, pieces: Iterable[bytes]) -> Dict[str, Any]:
+        """Write ``pieces`` (the body as it arrives), check and commit; returns
+        ``{"path", "size", "sha256"}``."""
         dir_fd = self.target.open_parent()
         try:
             self._check_target(dir_fd)
             fd = self._open_partial(dir_fd)
             try:
-                digest, size = self._receive(dir_fd, fd, stream)
+                digest, size = self._receive(dir_fd, fd, pieces)
                 try:
                     self._finish(fd)
                 except OSError as exc:
@@ -106,16 +107,13 @@ class Upload:
             raise
         return fd
 
-    def _receive(self, dir_fd: int, fd: int, stream: Optional[BinaryIO]) -> Tuple[str, int]:
+    def _receive(self, dir_fd: int, fd: int, pieces: Iterable[bytes]) -> Tuple[str, int]:
         sha = hashlib.sha256()
         if self.offset:
             _hash_prefix(fd, self.offset, sha)
         os.lseek(fd, self.offset, os.SEEK_SET)
         received = 0
-        while stream is not None:
-            piece = stream.read(CHUNK)
-            if not piece:
-                break
+        for piece in pieces:
             try:
                 _write_all(fd, piece)
             except OSError as exc:
@@ -353,7 +351,7 @@ def _hash_prefix(fd: int, size: int, sha: Any) -> None:
         left -= len(piece)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: Any) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
