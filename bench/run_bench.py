@@ -11,6 +11,7 @@ Processes (all started here, all stopped in a finally):
   loopback, token auth on, no bridge-hosted plugins);
 - the measured endpoint: ``python -m radical_orbit.endpoint --name bench -p echo``;
 - short-lived endpoints ``-p sysinfo`` for start-to-listed and idle RSS;
+- an endpoint ``-p staging`` for the file transfers (bench/staging_bench.py);
 - client processes: bench/load_client.py (throughput), bench/many_endpoints.py
   (1000 registrations plus a latency probe).
 The single-connection latency, echo and SSE clients run in this process.
@@ -36,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from common import (BENCH, REPO, CpuMeter, MiB, Procs, duplex_post, median, percentile,  # noqa: E402
                     rss_mib, thread_count)
+import staging_bench  # noqa: E402
 
 ENDPOINT = "bench"
 
@@ -97,6 +99,8 @@ class Bench:
         self.phase(self.echo_1mib)
         self.phase(self.echo_64mib)
         self.phase(self.sse)
+        if not self.args.skip_staging:
+            self.phase(self.staging)
         if not self.args.skip_many:
             self.phase(self.many_endpoints)
         return self.fig
@@ -367,6 +371,12 @@ class Bench:
             "(the POST's own round trip p50 %.3f ms)" % (samples, f["sse_p50"], f["sse_p99"],
                                                          f["notify_rtt_p50"]))
 
+    # -- staging: a file up and down through the bridge (bench/staging_bench.py) ------------------
+    def staging(self) -> None:
+        size = self.args.staging_mib or (256 if self.quick else 512)
+        self.fig.update(staging_bench.measure(self.P, self.ref_url, self.bridge.pid, size,
+                                              1 if self.quick else 2, say=log))
+
     # -- many endpoints registering at once -------------------------------------------------------
     def many_endpoints(self) -> None:
         n = self.args.n or (200 if self.quick else 1000)
@@ -419,6 +429,13 @@ def _x(a: float, b: float) -> str:
     return "%.2fx" % (a / b) if b else "-"
 
 
+def _staging(f, way):
+    """orbit and direct HTTP MB/s of one direction; met: >= 0.5x the direct transfer and >= 300 MB/s."""
+    o, r = f["staging_orbit_%s_mb_s" % way], f["staging_ref_%s_mb_s" % way]
+    return ("%.0f MB/s" % o, "%.0f MB/s" % r, _x(o, r),
+            o / r >= staging_bench.TARGET_RATIO and o >= staging_bench.TARGET_MB_S)
+
+
 def _many_listed(m, f):
     listed = m["all_listed_s"]
     return ("%.2f s" % listed if listed is not None else "NEVER (%d)" % m["max_listed"], "", "",
@@ -456,6 +473,14 @@ ROWS = [
         "%.1f MiB" % f["echo64_peak_endpoint"], "(%.1f before)" % f["echo64_before_endpoint"], "", None)),
     ("SSE notify sent -> event arrived p50", "<= 1 ms", lambda f: (
         "%.3f ms" % f["sse_p50"], "", "", f["sse_p50"] <= 1.0)),
+    ("staging upload through the bridge", ">= 0.5x, 300 MB/s", lambda f: _staging(f, "up")),
+    ("staging download through the bridge", ">= 0.5x, 300 MB/s", lambda f: _staging(f, "down")),
+    ("  local file copy (same file)", "", lambda f: (
+        "%.0f MB/s" % f["staging_local_mb_s"], "", "", None)),
+    ("  peak RSS during staging: bridge", "bounded", lambda f: (
+        "%.1f MiB" % f["staging_peak_bridge"], "(%.1f before)" % f["staging_before_bridge"], "", None)),
+    ("  peak RSS during staging: endpoint", "bounded", lambda f: (
+        "%.1f MiB" % f["staging_peak_endpoint"], "(%.1f before)" % f["staging_before_endpoint"], "", None)),
     ("idle RSS bridge (-p none)", "<= 30 MiB", lambda f: (
         "%.1f MiB" % f["idle_rss_bridge"], "%.1f MiB" % f["idle_rss_ref"],
         _x(f["idle_rss_bridge"], f["idle_rss_ref"]), f["idle_rss_bridge"] <= 30)),
@@ -473,10 +498,12 @@ ROWS = [
 ]
 
 
-def table(f: Dict[str, object], n_many: int, skip_many: bool) -> List[List[str]]:
+def table(f: Dict[str, object], n_many: int, skip_many: bool, skip_staging: bool = False) -> List[List[str]]:
     rows = []
     for name, target, get in ROWS:
         if skip_many and name.startswith(("{n}", "  proxied GET p50 / p99 during", "  bridge RSS with")):
+            continue
+        if skip_staging and ("staging" in name or name.startswith("  local file copy")):
             continue
         try:
             orbit, ref, ratio, met = get(f)
@@ -504,6 +531,9 @@ def main() -> int:
     p.add_argument("-n", type=int, default=None, help="endpoints for the registration storm "
                                                       "(default 1000; 200 with --quick)")
     p.add_argument("--skip-many", action="store_true", help="skip the many-endpoints storm")
+    p.add_argument("--skip-staging", action="store_true", help="skip the staging transfers")
+    p.add_argument("--staging-mib", type=int, default=None,
+                   help="size of the staging file (default 512 MiB; 256 with --quick)")
     p.add_argument("--lean-reference", action="store_true",
                    help="a reference that writes head and body in one hand-built send (stricter)")
     p.add_argument("--keep", action="store_true", help="keep the temp RADICAL_ORBIT_HOME (logs)")
@@ -527,7 +557,7 @@ def main() -> int:
         bench.P.stop_all()
         if args.keep:
             log("logs kept in %s" % bench.P.home)
-    print_table(table(fig, args.n or (200 if args.quick else 1000), args.skip_many))
+    print_table(table(fig, args.n or (200 if args.quick else 1000), args.skip_many, args.skip_staging))
     for failure in fig.get("failed", []):
         log("FAILED: %s" % failure)
     log("\nload average at end: %s; total %.0f s" % (

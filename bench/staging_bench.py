@@ -21,6 +21,7 @@ machine is shared: the best is the least disturbed). Peak RSS of bridge and endp
 sampled during the ORBIT transfers.
 """
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -150,15 +151,14 @@ def default_dir() -> str:
 
 def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds: int = 2,
             directory: str = "", say: Callable[[str], None] = log) -> Dict[str, object]:
-    """Start an endpoint ``-p staging`` on P's bridge, move one file each way, return figures.
-    The work directory is the endpoint's HOME, so that it is one of its allowed roots."""
+    """Start an endpoint ``-p staging`` on P's bridge, rooted at a fresh work directory,
+    move one file each way, return figures."""
     work = tempfile.mkdtemp(prefix="orbit-staging-bench-", dir=directory or default_dir())
     size = size_mib * MiB
     fig: Dict[str, object] = {"staging_size_mib": size_mib, "staging_dir": work}
-    endpoint = P.spawn(["-m", "radical_orbit.endpoint", "--name", ENDPOINT, "-p", "staging"],
-                       "endpoint-" + ENDPOINT, HOME=work)
+    endpoint = P.start_endpoint(ENDPOINT, "staging", extra=[
+        "--plugin-config", "staging=%s" % json.dumps({"roots": [work]})])
     try:
-        P.wait_listed(ENDPOINT, endpoint)
         src = os.path.join(work, "source.bin")
         make_file(src, size)
         fsync_file(src)
