@@ -199,6 +199,7 @@ def test_errors_show_the_envelope_detail(orbit, page, home):
     expect(page.locator("[data-testid=staging-empty]")).to_be_visible(timeout=T)
     expect(error).to_be_hidden()
     page.locator("[data-action=up]").click()
+    expect(row(page, "gone.txt")).to_be_visible(timeout=T)
     os.unlink(str(home / "gone.txt"))
     row(page, "gone.txt").locator("[data-action=download]").click()
     expect(error).to_contain_text("Cannot download gone.txt: HTTP 404", timeout=T)
