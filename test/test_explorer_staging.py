@@ -285,6 +285,7 @@ def test_cancelled_upload_resumes(orbit, page, home, tmp_path):
     expect(transfer.locator(".info")).to_contain_text("MiB of", timeout=T)
     page.wait_for_function("() => { const b = document.querySelector('.st-transfer .st-progress');"
                            " return b && +b.getAttribute('aria-valuenow') >= 25; }", timeout=T)
+    page.screenshot(path="/tmp/staging-upload.png")
     transfer.locator("[data-action=cancel]").click()
     expect(transfer).to_have_class(re.compile("failed"), timeout=T)
     expect(transfer.locator(".info")).to_contain_text("cancelled")
