@@ -1,6 +1,7 @@
 """The staging SDK (StagingClient) and copies between endpoints, against real bridge and
 endpoint processes over TLS with auth on."""
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -211,9 +212,13 @@ def test_copy_between_endpoints_and_the_bridge(orbit, tmp_path):
     for d in ("ep2", "bridge", "back"):
         os.makedirs(str(tmp_path / d))
     # the two endpoints run on this host: distinct directories stand for distinct machines
+    os.chmod(src, 0o640)
+    os.utime(src, (1700000000.5, 1700000000.5))
     answer = st1.copy("ep1", src, "ep2", str(tmp_path / "ep2" / "one.bin"))
     assert answer["size"] == size and answer["sha256"] == digest
     assert st2.checksum(str(tmp_path / "ep2" / "one.bin"))["sha256"] == digest
+    copied = os.stat(str(tmp_path / "ep2" / "one.bin"))      # mode and mtime came along
+    assert copied.st_mode & 0o7777 == 0o640 and abs(copied.st_mtime - 1700000000.5) < 1e-3
     with pytest.raises(FileExistsError):
         st1.copy("ep1", src, "ep2", str(tmp_path / "ep2" / "one.bin"))
     assert st1.copy("ep1", src, "ep2", str(tmp_path / "ep2" / "one.bin"), overwrite=True)["sha256"] == digest
@@ -281,3 +286,30 @@ def test_the_staging_example_against_the_embedded_default(tmp_path, monkeypatch)
         assert "round trip intact: True" in example.stdout and "removed bridge:" in example.stdout
     finally:
         assert bridge.stop() == 0, bridge.output()
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only(monkeypatch):
+    from radical_orbit.plugins import staging_client as sc
+    tty = FakeTTY()
+    monkeypatch.setattr(sys, "stderr", tty)
+    report = sc._reporter(None, "put data.bin")
+    for done in range(0, 11 * MiB, MiB):
+        report(done, 10 * MiB)
+    report.finish()
+    lines = tty.getvalue()
+    assert lines.startswith("\rput data.bin") and "100% 10.0 MiB of 10.0 MiB" in lines and lines.endswith("\n")
+    called = []
+    report = sc._reporter(lambda done, total: called.append((done, total)), "x")   # a callback: no bar
+    report(5, 10)
+    assert called == [(5, 10)] and tty.getvalue() == lines
+    pipe = io.StringIO()                  # not a terminal: nothing
+    monkeypatch.setattr(sys, "stderr", pipe)
+    report = sc._reporter(None, "x")
+    report(5, 10)
+    report.finish()
+    assert pipe.getvalue() == ""

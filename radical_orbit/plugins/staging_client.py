@@ -100,10 +100,12 @@ class StagingClient(PluginClient):
             if keep_mode:
                 query["mode"] = "%o" % (st.st_mode & 0o7777)
             body = _FileBody(f, offset, size, hasher, _reporter(progress, "put " + os.path.basename(src)))
-            answer = self._call("PUT", "upload", params=query, data=body if len(body) else b"",
-                                headers={"Content-Type": "application/octet-stream"},
-                                timeout=(CONNECT_TIMEOUT, CHUNK_TIMEOUT))
-            body.report.finish()
+            try:
+                answer = self._call("PUT", "upload", params=query, data=body if len(body) else b"",
+                                    headers={"Content-Type": "application/octet-stream"},
+                                    timeout=(CONNECT_TIMEOUT, CHUNK_TIMEOUT))
+            finally:
+                body.report.finish()
         _check_digest(hasher.hexdigest(), answer.get("sha256"), tgt)
         return answer
 
@@ -132,11 +134,11 @@ class StagingClient(PluginClient):
                 return self._commit_download(src, tgt, partial, offset, hasher.hexdigest(), overwrite)
             offset, hasher = 0, hashlib.sha256()
             resp = self._download(src, 0)
+        report = _reporter(progress, "get " + os.path.basename(tgt))
         try:
             if offset and resp.status_code != 206:
                 offset, hasher = 0, hashlib.sha256()        # the endpoint sends it all: start over
             total = _total_size(resp, offset)
-            report = _reporter(progress, "get " + os.path.basename(tgt))
             done = offset
             with open(partial, "r+b" if offset else "wb") as out:
                 out.seek(offset)
@@ -149,8 +151,8 @@ class StagingClient(PluginClient):
                     report(done, total)
                 out.flush()
                 os.fsync(out.fileno())
-            report.finish()
         finally:
+            report.finish()
             resp.close()
         if total is not None and done != total:
             raise OrbitError("download of %s ended after %d of %d bytes (the partial %s is kept: "
@@ -262,7 +264,8 @@ class _Report:
                 sys.stderr.flush()
 
     def finish(self) -> None:
-        if self.bar:
+        """End the bar's line (also after a failure: the next output starts on its own line)."""
+        if self.bar and self.drawn:
             done, total = self.last
             sys.stderr.write("\r" + _bar_line(self.label, done, total, time.monotonic() - self.started) + "\n")
             sys.stderr.flush()
