@@ -16,7 +16,9 @@ fsynced at the end (the endpoint's upload fsyncs, so the references do too):
 - ORBIT: ``StagingClient.put`` / ``get`` through the bridge (plain HTTP on loopback, token
   auth) to an endpoint ``-p staging``, sha256 computed on both sides and compared (a
   download also asks the endpoint for the file's checksum, which reads it again).
-Rounds alternate ORBIT and the reference; the best round of each is reported (the
+Run alone, the bridge hosts staging (``-p staging``) and a second endpoint takes a copy
+from the first through it (``StagingClient.copy``: download pumped into upload by the
+bridge). Rounds alternate ORBIT and the reference; the best round of each is reported (the
 machine is shared: the best is the least disturbed). Peak RSS of bridge and endpoint is
 sampled during the ORBIT transfers.
 """
@@ -40,6 +42,7 @@ sys.path.insert(0, REPO)
 from radical_orbit.client import BridgeClient  # noqa: E402
 
 ENDPOINT = "stage"
+OTHER = "stage2"
 BLOCK = MiB
 #: targets of the issue: through the bridge against the direct transfer, and absolute
 TARGET_RATIO = 0.5
@@ -150,14 +153,17 @@ def default_dir() -> str:
 
 
 def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds: int = 2,
-            directory: str = "", say: Callable[[str], None] = log) -> Dict[str, object]:
+            directory: str = "", say: Callable[[str], None] = log,
+            copies: bool = False) -> Dict[str, object]:
     """Start an endpoint ``-p staging`` on P's bridge, rooted at a fresh work directory,
-    move one file each way, return figures."""
+    move one file each way, return figures. ``copies`` (the bridge hosts staging): also a
+    second endpoint, and a copy from the first to it through the bridge."""
     work = tempfile.mkdtemp(prefix="orbit-staging-bench-", dir=directory or default_dir())
     size = size_mib * MiB
     fig: Dict[str, object] = {"staging_size_mib": size_mib, "staging_dir": work}
-    endpoint = P.start_endpoint(ENDPOINT, "staging", extra=[
-        "--plugin-config", "staging=%s" % json.dumps({"roots": [work]})])
+    rooted = ["--plugin-config", "staging=%s" % json.dumps({"roots": [work]})]
+    endpoint = P.start_endpoint(ENDPOINT, "staging", extra=rooted)
+    other = P.start_endpoint(OTHER, "staging", extra=rooted) if copies else None
     try:
         src = os.path.join(work, "source.bin")
         make_file(src, size)
@@ -191,6 +197,8 @@ def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds
                             keep("orbit_up", timed(lambda: st.put(src, up, progress=lambda d, t: None)))
                             down = fresh("orbit-down.bin")
                             keep("orbit_down", timed(lambda: st.get(up, down, progress=lambda d, t: None)))
+                            if copies:
+                                keep("orbit_copy", timed(lambda: st.copy(ENDPOINT, src, OTHER, fresh("copied.bin"))))
             st.close()
         for name, seconds in best.items():
             fig["staging_%s_mb_s" % name] = size / seconds / 1e6
@@ -204,6 +212,8 @@ def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds
             o, r = f["staging_orbit_%s_mb_s" % way], f["staging_ref_%s_mb_s" % way]
             say("  %s: orbit %7.0f MB/s, direct HTTP %7.0f MB/s (%.2fx; local copy %.2fx)"
                 % (label, o, r, o / r, o / f["staging_local_mb_s"]))
+        if copies:
+            say("  copy %s -> %s through the bridge: %7.0f MB/s" % (ENDPOINT, OTHER, f["staging_orbit_copy_mb_s"]))
         say("  peak RSS: bridge %.1f MiB (%.1f before), endpoint %.1f MiB (%.1f before)" % (
             f["staging_peak_bridge"], f["staging_before_bridge"], f["staging_peak_endpoint"],
             f["staging_before_endpoint"]))
@@ -211,6 +221,8 @@ def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds
     finally:
         shutil.rmtree(work, ignore_errors=True)
         P.stop(endpoint)
+        if other is not None:
+            P.stop(other)
 
 
 def main() -> int:
@@ -224,8 +236,8 @@ def main() -> int:
     P = Procs(keep_home=args.keep)
     try:
         ref, ref_url = P.start_reference()
-        bridge = P.start_bridge("-p", "none")
-        fig = measure(P, ref_url, bridge.pid, args.size_mib, args.rounds, args.dir)
+        bridge = P.start_bridge("-p", "staging")
+        fig = measure(P, ref_url, bridge.pid, args.size_mib, args.rounds, args.dir, copies=True)
     finally:
         P.stop_all()
     for way in ("up", "down"):
