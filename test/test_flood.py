@@ -80,6 +80,17 @@ def test_the_per_source_cap_answers_503_and_sheds_the_oldest_slow_connection(orb
     assert "refused 1 connections in the last" in orbit_plain.bridge.output()
 
 
+def test_an_idle_keep_alive_connection_that_is_shed_is_closed_without_an_answer(orbit_plain):
+    orbit_plain.start_bridge("--max-unauthenticated-per-source", "1")
+    idle = Raw(orbit_plain, source="127.0.0.11")
+    idle.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.answer()[0] == 401                     # no token: still unauthenticated, kept alive
+    time.sleep(0.5)
+    assert health(orbit_plain, "127.0.0.11")[0] == 200  # the newcomer takes its place
+    assert idle.file.read() == b""                      # closed, with no answer to no request
+    idle.close()
+
+
 def test_the_unauthenticated_cap_leaves_authenticated_connections_alone(orbit_plain):
     orbit_plain.start_bridge("--max-unauthenticated", "3")
     clients = []

@@ -36,6 +36,8 @@ DEFAULT_SETTINGS = {
     "max_connections": admission.MAX_CONNECTIONS,   # open connections of any kind (a thread each)
     "max_unauthenticated": admission.MAX_UNAUTHENTICATED,   # ... not authenticated yet
     "max_unauthenticated_per_source": admission.MAX_UNAUTHENTICATED_PER_SOURCE,
+    "shed_min_age": admission.SHED_MIN_AGE,         # s a slow connection is kept from newcomers
+    "refusal_summary_interval": admission.SUMMARY_INTERVAL,   # s between refusal log lines
     "head_timeout": http.HEAD_TIMEOUT,              # s to receive a request head
     "keepalive_timeout": http.KEEPALIVE_TIMEOUT,    # s an authenticated connection may idle
     "max_head_bytes": framing.MAX_HEAD_BYTES,       # request line + header fields
@@ -93,7 +95,8 @@ class Bridge:
         if most < s["max_connections"]:
             log.warning("the file-descriptor limit (ulimit -n) leaves room for %d connections: "
                         "--max-connections lowered from %d", most, s["max_connections"])
-        budget = admission.Admission(most, s["max_unauthenticated"], s["max_unauthenticated_per_source"])
+        budget = admission.Admission(most, s["max_unauthenticated"], s["max_unauthenticated_per_source"],
+                                     s["shed_min_age"], s["refusal_summary_interval"])
         self.server = Server((self.host, self.port), handler, self.tls, limits, budget,
                              bind_and_activate=False)
         try:

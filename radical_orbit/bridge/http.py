@@ -214,6 +214,7 @@ class Handler(BaseHTTPRequestHandler):
         self.expect_continue = False
         self.request_body: Optional[BodyReader] = None
         self._next_start = ticket.waiting_since if ticket is not None else time.monotonic()
+        self._requests_read = 0       # requests read on this connection
         super().__init__(request, client_address, server)
 
     @property
@@ -287,7 +288,11 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             shed = admission is not None and not admission.head_done(ticket)
         if shed:
-            self._write_quietly(busy_response(refusal_detail("shed for a newer connection")))
+            # a fresh connection or a begun request gets the 503; an idle keep-alive
+            # connection is closed as quietly as at its idle timeout (a client takes an
+            # answer to no request for an error)
+            if not self._requests_read or reader.received > before:
+                self._write_quietly(busy_response(refusal_detail("shed for a newer connection")))
             return False
         if timed_out:
             if reader.received > before:    # a head had begun: too slow, not just idle
@@ -301,6 +306,7 @@ class Handler(BaseHTTPRequestHandler):
         if head is None:
             return False
         self.requestline, self.command, self.path, self.request_version, headers, self.framing = head
+        self._requests_read += 1
         self.headers = headers
         if admission is None:
             reader.deadline = reader.arm = None
