@@ -4,6 +4,8 @@ disk, and a 1 GiB round trip in bounded memory while small requests keep answeri
 import base64
 import hashlib
 import http.client
+import io
+import json
 import os
 import socket
 import ssl
@@ -14,6 +16,10 @@ import time
 from urllib.parse import quote, urlsplit
 
 import pytest
+
+from radical_orbit.plugin import Request
+from radical_orbit.plugin_host import PluginHost
+from radical_orbit.plugins.staging import StagingPlugin
 
 from orbit_procs import wait_for
 
@@ -472,3 +478,54 @@ def test_roots_are_an_endpoint_setting_on_its_command_line(orbit, tmp_path):
     assert http.get("%s/roots/%s" % (base, sid), verify=orbit.verify, timeout=10).json()["roots"] == [str(scratch)]
     resp = http.post("%s/stat/%s" % (base, sid), json={"path": str(tmp_path)}, verify=orbit.verify, timeout=10)
     assert resp.status_code == 403
+
+
+def test_abandoned_partials_are_swept_at_start_and_when_their_directory_is_written(tmp_path):
+    """In process: a partial older than a day goes, a fresh one (a resumable upload) stays."""
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    two_days_ago = time.time() - 2 * 86400
+    stale = [root / ".top.orbit-partial", root / "d" / ".old.orbit-partial"]
+    fresh = root / "d" / ".fresh.orbit-partial"
+    for path in stale + [fresh]:
+        path.write_bytes(b"x")
+    for path in stale:
+        os.utime(str(path), (two_days_ago, two_days_ago))
+    host = PluginHost("ep", "standalone", {}, lambda *a: None)
+    host.add("staging", StagingPlugin, {"roots": [str(root)]})
+    try:
+        wait_for(lambda: not stale[0].exists(), 10, "the sweep of the root at start")
+        assert stale[1].exists() and fresh.exists()
+        sid = json.loads(host.dispatch(Request("POST", "staging/register_session")).body)["sid"]
+        resp = host.dispatch(Request("PUT", "staging/upload/%s" % sid, {"path": [str(root / "d" / "new")]},
+                                     stream=io.BytesIO(b"data"), content_length=4))
+        assert resp.status == 200, resp.body
+        assert sorted(os.listdir(str(root / "d"))) == [".fresh.orbit-partial", "new"]
+    finally:
+        host.stop()
+
+
+def test_a_link_swapped_in_after_the_check_is_refused_by_the_descriptor_walk(tmp_path):
+    """In process, the race made deterministic: the path is checked, then a directory on
+    it (or the file itself) is replaced by a link to the outside before it is opened."""
+    from radical_orbit.errors import PermissionDenied
+    from radical_orbit.plugins.staging import transfer
+    from radical_orbit.plugins.staging.paths import Roots
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "a").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "f").write_bytes(b"secret")
+    (root / "a" / "f").write_bytes(b"mine")
+    roots = Roots([str(root)])
+    target = roots.check(str(root / "a" / "f"))
+    os.rename(str(root / "a" / "f"), str(root / "a" / "f.old"))
+    os.symlink(str(outside / "f"), str(root / "a" / "f"))
+    with pytest.raises(PermissionDenied):
+        transfer.open_read(target)
+    os.rename(str(root / "a"), str(root / "a.old"))
+    os.symlink(str(outside), str(root / "a"))
+    with pytest.raises(PermissionDenied):
+        target.open_parent()
+    with pytest.raises(PermissionDenied):
+        transfer.Upload(target, overwrite=True).run([b"x"])
+    assert (outside / "f").read_bytes() == b"secret" and os.listdir(str(outside)) == ["f"]

@@ -9,6 +9,7 @@ or never followed: nothing outside the roots is read or written.
 """
 import errno
 import os
+import stat
 from typing import Iterable, List, Optional, Tuple
 
 from ...errors import BadRequest, FileNotFound, NotADirectory, PermissionDenied
@@ -133,7 +134,18 @@ def _open_dir(name: str, dir_fd: Optional[int], shown: str, create: bool) -> int
             pass
         return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
+        if exc.errno == errno.ENOTDIR and _is_link(name, dir_fd):
+            exc = OSError(errno.ELOOP, "a symbolic link", name)
         raise fs_error(exc, shown)
+
+
+def _is_link(name: str, dir_fd: Optional[int]) -> bool:
+    """Whether ``name`` is a symlink (``O_DIRECTORY | O_NOFOLLOW`` on a link is
+    ``ENOTDIR`` on Linux, not ``ELOOP``)."""
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def fs_error(exc: OSError, path: str) -> Exception:
