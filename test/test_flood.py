@@ -124,6 +124,31 @@ def test_over_tls_a_refused_connection_gets_its_503_after_the_handshake(orbit):
     wait_for(lambda: orbit.get("health").status_code == 200, 10, "room once the slow ones left")
 
 
+def test_large_unfinished_heads_cost_at_most_the_head_cap_each(orbit_plain):
+    orbit_plain.start_bridge()
+    pid = orbit_plain.bridge.pid
+    before = vm_kib(pid, "VmRSS")
+    held = []
+    for i in range(300):        # the finding: 99 lines of 64 KiB each cost 5.6 MiB a connection
+        raw = Raw(orbit_plain, source="127.0.0.%d" % (60 + i % 6))
+        raw.send(b"GET /health HTTP/1.1\r\n" + b"X-Pad: %s\r\n" % (b"p" * 30000) * 2)
+        held.append(raw)
+    wait_for(lambda: threads(pid) > 300, 10, "the connections to be served")
+    time.sleep(0.5)
+    grown = vm_kib(pid, "VmRSS") - before
+    refused = 0
+    for raw in held[:10]:       # one more line passes the 64 KiB cap: 431, and the connection closes
+        try:
+            raw.send(b"X-Pad: %s\r\n" % (b"p" * 10000))
+            refused += raw.answer()[0] == 431
+        except OSError:
+            pass
+    for raw in held:
+        raw.close()
+    assert grown < 100 * 1024, "300 unfinished 60 KiB heads grew the bridge by %d KiB" % grown
+    assert refused == 10
+
+
 def test_refusals_are_summarised_not_logged_one_by_one(orbit_plain):
     orbit_plain.start_bridge("--max-connections", "2", "--log-level", "INFO")
     held = [slow(orbit_plain, "127.0.0.40"), slow(orbit_plain, "127.0.0.41")]
