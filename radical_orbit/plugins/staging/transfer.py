@@ -91,8 +91,8 @@ class Upload:
     def _open_partial(self, dir_fd: int) -> int:
         held = held_offset(self.target, dir_fd)
         if self.offset not in (0, held):
-            raise Conflict("%s: the endpoint holds %d bytes of a partial upload, not %d; "
-                             "resume at offset %d or start over at 0" % (self.target.path, held, self.offset, held))
+            raise Conflict("%s: the endpoint holds %d bytes of a partial upload, not %d; resume at "
+                           "offset %d or start over at 0" % (self.target.path, held, self.offset, held))
         try:
             fd = os.open(self.partial, _WRITE_FLAGS, 0o666, dir_fd=dir_fd)
         except OSError as exc:
