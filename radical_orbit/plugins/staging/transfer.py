@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 import stat
+import threading
 import time
 from typing import Any, Dict, Iterable, Optional, Tuple
 
@@ -108,20 +109,23 @@ class Upload:
         return fd
 
     def _receive(self, dir_fd: int, fd: int, pieces: Iterable[bytes]) -> Tuple[str, int]:
-        sha = hashlib.sha256()
-        if self.offset:
-            _hash_prefix(fd, self.offset, sha)
         os.lseek(fd, self.offset, os.SEEK_SET)
+        sha = TrailingHash(fd, self.offset)
         received = 0
-        for piece in pieces:
-            try:
-                _write_all(fd, piece)
-            except OSError as exc:
-                raise self._error(exc, dir_fd)
-            sha.update(piece)
-            received += len(piece)
+        try:
+            for piece in pieces:
+                try:
+                    _write_all(fd, piece)
+                except OSError as exc:
+                    raise self._error(exc, dir_fd)
+                sha.wrote(len(piece))
+                received += len(piece)
+        except BaseException:
+            sha.abandon()
+            raise
         size = self.offset + received
         if self.length is not None and received != self.length:
+            sha.abandon()
             raise BadRequest("%s: the body ended after %d of %d bytes; the endpoint holds %d bytes, "
                              "resume at that offset" % (self.target.path, received, self.length, size))
         digest = sha.hexdigest()
@@ -161,6 +165,68 @@ class Upload:
             return InsufficientStorage("%s: %s; the partial upload was removed"
                                        % (self.target.path, exc.strerror or "no space left"))
         return fs_error(exc, self.target.path)
+
+
+class TrailingHash:
+    """sha256 of a file being written, computed by a thread that reads it back from its
+    start (``pread``, the writer's offset untouched) and follows the writer. A resumed
+    upload's held prefix is thus hashed while the rest of the body arrives, instead of
+    before (which would stall the sender for as long as a large prefix takes to read),
+    hashing overlaps writing, and the digest is of the bytes as stored."""
+
+    def __init__(self, fd: int, held: int):
+        self._fd = fd
+        self._sha = hashlib.sha256()
+        self._written = held
+        self._ended = False
+        self._stopped = False
+        self._error: Optional[BaseException] = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="staging-sha256", daemon=True)
+        self._thread.start()
+
+    def wrote(self, n: int) -> None:
+        with self._cond:
+            self._written += n
+            self._cond.notify()
+
+    def hexdigest(self) -> str:
+        """Waits until everything written is hashed."""
+        with self._cond:
+            self._ended = True
+            self._cond.notify()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._sha.hexdigest()
+
+    def abandon(self) -> None:
+        """Stops the thread (before the file is closed)."""
+        with self._cond:
+            self._ended = self._stopped = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        pos = 0
+        try:
+            while True:
+                with self._cond:
+                    while pos >= self._written and not self._ended:
+                        self._cond.wait()
+                    upto = self._written
+                if pos >= upto:
+                    return
+                while pos < upto and not self._stopped:
+                    data = os.pread(self._fd, min(upto - pos, 4 * CHUNK), pos)
+                    if not data:
+                        raise BadRequest("the partial upload shrank while it was hashed; start over at offset 0")
+                    self._sha.update(data)
+                    pos += len(data)
+                if self._stopped:
+                    return
+        except BaseException as exc:
+            self._error = exc
 
 
 def held_offset(target: Target, dir_fd: Optional[int] = None) -> int:
@@ -338,17 +404,6 @@ def _rename_no_replace(src: str, dst: str, dir_fd: int) -> None:
         os.rename(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         return
     os.unlink(src, dir_fd=dir_fd)
-
-
-def _hash_prefix(fd: int, size: int, sha: Any) -> None:
-    os.lseek(fd, 0, os.SEEK_SET)
-    left = size
-    while left > 0:
-        piece = os.read(fd, min(left, 4 * CHUNK))
-        if not piece:
-            raise BadRequest("the partial upload shrank while it was read; start over at offset 0")
-        sha.update(piece)
-        left -= len(piece)
 
 
 def _write_all(fd: int, data: Any) -> None:
