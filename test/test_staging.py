@@ -529,3 +529,36 @@ def test_a_link_swapped_in_after_the_check_is_refused_by_the_descriptor_walk(tmp
     with pytest.raises(PermissionDenied):
         transfer.Upload(target, overwrite=True).run([b"x"])
     assert (outside / "f").read_bytes() == b"secret" and os.listdir(str(outside)) == ["f"]
+
+
+def test_a_resumed_upload_takes_the_body_while_the_held_prefix_is_hashed(tmp_path, monkeypatch):
+    """In process: reading back the held prefix is held up; the whole body is still
+    written meanwhile (the sender never waits for the prefix), and the digest is of all."""
+    from radical_orbit.plugins.staging import transfer
+    from radical_orbit.plugins.staging.paths import Roots
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / ".f.orbit-partial").write_bytes(BLOCK)
+    release, real_pread, real_read = threading.Event(), os.pread, os.read
+
+    def slow_pread(fd, n, pos):
+        assert release.wait(20), "the body waited for the prefix"
+        return real_pread(fd, n, pos)
+
+    def slow_read(fd, n):
+        assert release.wait(20), "the body waited for the prefix"
+        return real_read(fd, n)
+    monkeypatch.setattr(os, "pread", slow_pread)
+    monkeypatch.setattr(os, "read", slow_read)
+    consumed = []
+
+    def body():
+        for _ in range(3):
+            yield BLOCK
+            consumed.append(1)
+        release.set()
+    target = Roots([str(root)]).check(str(root / "f"), follow=False)
+    answer = transfer.Upload(target, offset=MiB).run(body())
+    assert consumed == [1, 1, 1]
+    assert answer["size"] == 4 * MiB and answer["sha256"] == hashlib.sha256(BLOCK * 4).hexdigest()
+    assert os.listdir(str(root)) == ["f"]
