@@ -140,7 +140,9 @@ class BridgeClient:
         return self._listener().add(("note", endpoint_id, plugin_name, topic, callback))
 
     def register_topology_callback(self, callback: Callable[[Dict[str, Any]], None]) -> int:
-        """Call ``callback(topology_data)`` on every topology change (and on (re)connect)."""
+        """Call ``callback(topology_data)`` on every topology change (and on (re)connect).
+        If the event stream has already delivered a topology, the callback gets that one at
+        once, on the calling thread, so one registered late misses nothing."""
         return self._listener().add(("topology", None, None, None, callback))
 
     def unregister_callback(self, handle: int) -> None:
@@ -283,6 +285,8 @@ class EventListener:
         self._callbacks: Dict[int, tuple] = {}
         self._next = 0
         self._lock = threading.Lock()
+        self._deliver = threading.RLock()     # one delivery at a time: none overtakes another
+        self._topology: Optional[Dict[str, Any]] = None
         self._stopping = threading.Event()
         self._response: Optional[requests.Response] = None
         self.connected = threading.Event()
@@ -305,10 +309,16 @@ class EventListener:
         self._thread.join(5.0)
 
     def add(self, entry: tuple) -> int:
-        with self._lock:
-            self._next += 1
-            self._callbacks[self._next] = entry
-            return self._next
+        """Register ``entry``; a topology callback also gets the latest topology seen, so
+        one added after the stream's first snapshot does not wait for the next change."""
+        with self._deliver:
+            with self._lock:
+                self._next += 1
+                self._callbacks[self._next] = entry
+                handle = self._next
+            if entry[0] == "topology" and self._topology is not None:
+                self._call(entry[4], self._topology)
+            return handle
 
     def remove(self, handle: int) -> None:
         with self._lock:
@@ -368,16 +378,24 @@ class EventListener:
         self._dispatch(message.get("topic"), message.get("data"))
 
     def _dispatch(self, topic: str, data: Any) -> None:
-        with self._lock:
-            callbacks = list(self._callbacks.values())
-        for kind, endpoint, plugin, ntopic, callback in callbacks:
-            try:
+        with self._deliver:
+            if topic == "topology":
+                self._topology = data
+            with self._lock:
+                callbacks = list(self._callbacks.values())
+            for kind, endpoint, plugin, ntopic, callback in callbacks:
                 if kind == "topology" and topic == "topology":
-                    callback(data)
+                    self._call(callback, data)
                 elif kind == "note" and topic == "notification" and \
                         endpoint in (None, data.get("endpoint")) and \
                         plugin in (None, data.get("plugin")) and \
                         ntopic in (None, data.get("topic")):
-                    callback(data.get("endpoint"), data.get("plugin"), data.get("topic"), data.get("data"))
-            except Exception:
-                log.exception("event callback %r failed", callback)
+                    self._call(callback, data.get("endpoint"), data.get("plugin"), data.get("topic"),
+                               data.get("data"))
+
+    @staticmethod
+    def _call(callback: Callable[..., None], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("event callback %r failed", callback)

@@ -183,6 +183,23 @@ def test_deadline_gives_504_and_backpressure_503(orbit):
     assert all(a.json()["error"] is True for a in busy)
 
 
+def test_topology_callback_registered_after_the_snapshot_gets_it(orbit_plain):
+    """The README registers a notification callback, then a topology callback: by then the
+    stream's one snapshot may have gone by, and the second callback must still get it."""
+    orbit = orbit_plain
+    orbit.start_bridge()
+    bc = BridgeClient(url=orbit.url, token=orbit.token)
+    bc.register_callback(lambda *args: None)
+    wait_for(lambda: bc._events._topology is not None, 10, "the stream's topology snapshot")
+    topologies = []
+    bc.register_topology_callback(topologies.append)
+    assert [sorted(t["endpoints"]) for t in topologies] == [["bridge"]]
+    orbit.start_endpoint("hpc1", "-p", "echo")
+    wait_for(lambda: any("hpc1" in t["endpoints"] for t in topologies), 10,
+             "the topology callback hearing of hpc1")
+    bc.close()
+
+
 def test_bridge_restart_is_survived_by_endpoints_and_sdk(orbit):
     orbit.start_bridge()
     orbit.start_endpoint("hpc1", "-p", "echo")
