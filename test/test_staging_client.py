@@ -2,6 +2,7 @@
 endpoint processes over TLS with auth on."""
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -313,3 +314,45 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(monkeypatch):
     report(5, 10)
     report.finish()
     assert pipe.getvalue() == ""
+
+
+def test_a_checksum_right_after_a_transfer_does_not_read_the_file_again(tmp_path, monkeypatch):
+    """In process: the digest of an upload, or of a whole download, is kept by the file's
+    identity (device, inode, size, mtime, ctime); a file changed since is hashed again."""
+    from radical_orbit.plugin import Request
+    from radical_orbit.plugin_host import PluginHost
+    from radical_orbit.plugins.staging import transfer
+    from radical_orbit.plugins.staging.plugin import StagingPlugin
+
+    host = PluginHost("ep", "standalone", {}, lambda *a: None)
+    host.add("staging", StagingPlugin, {"roots": [str(tmp_path)]})
+
+    def call(method, route, body=b"", **query):
+        resp = host.dispatch(Request(method, "staging/" + route, {k: [str(v)] for k, v in query.items()},
+                                     {}, io.BytesIO(body), "t", len(body)))
+        data = b"".join(resp.chunks(MiB))
+        assert resp.status < 400, data
+        return data
+    sid = json.loads(call("POST", "register_session"))["sid"]
+    path = str(tmp_path / "f.bin")
+    data = os.urandom(3 * MiB + 1)
+    digest = hashlib.sha256(data).hexdigest()
+    assert json.loads(call("PUT", "upload/" + sid, data, path=path))["sha256"] == digest
+
+    hashed = []
+    real_hash_file = transfer.hash_file
+    monkeypatch.setattr(transfer, "hash_file", lambda fd: hashed.append(fd) or real_hash_file(fd))
+    checksum = lambda: json.loads(call("POST", "checksum/" + sid, json.dumps({"path": path}).encode()))
+    assert checksum()["sha256"] == digest and hashed == []          # kept from the upload
+
+    with open(path, "r+b") as f:        # same size, same mtime, other bytes: ctime tells
+        st = os.fstat(f.fileno())
+        f.write(b"\0" * 10)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    changed = hashlib.sha256(b"\0" * 10 + data[10:]).hexdigest()
+    assert checksum()["sha256"] == changed and len(hashed) == 1
+
+    os.utime(path, (1e9, 1e9))          # a new identity: a whole download hashes it on the way
+    assert call("GET", "download/" + sid, path=path) == b"\0" * 10 + data[10:]
+    assert checksum()["sha256"] == changed and len(hashed) == 1
+    host.stop()

@@ -21,6 +21,7 @@ from ...errors import (BadRequest, Conflict, FileExists, NotADirectory, OrbitErr
                        PayloadTooLarge, PermissionDenied)
 from ...plugin import Plugin, PluginContext, PluginSession, Request, Response, route
 from . import copy, transfer
+from .digests import DigestCache
 from .paths import Roots, Target, fs_error, open_below
 
 #: the largest file ``put`` and ``get`` carry as JSON (decoded bytes); beyond: stream it
@@ -45,6 +46,8 @@ class StagingPlugin(Plugin):
         self._busy: Dict[str, str] = {}
         self._swept: Dict[str, float] = {}
         self._busy_lock = threading.Lock()
+        #: digests of files just written or sent whole: ``checksum`` right after is free
+        self.digests = DigestCache()
 
     def start(self) -> None:
         """Removes abandoned partial uploads in the roots themselves (deeper directories
@@ -240,7 +243,9 @@ class StagingPlugin(Plugin):
                 status = 206
                 headers["Content-Range"] = "bytes %d-%d/%d" % (start, end - 1, size)
             os.lseek(fd, start, os.SEEK_SET)
-            body = transfer.FileSlice(fd, end - start)
+            whole = start == 0 and end == size
+            body = transfer.FileSlice(fd, end - start, (lambda digest: self.digests.put(st, digest))
+                                      if whole else None)
         except BaseException:
             os.close(fd)
             raise
@@ -249,9 +254,12 @@ class StagingPlugin(Plugin):
     @route("POST", "checksum/{sid}")
     def checksum(self, req: Request, session: PluginSession) -> Dict[str, Any]:
         target = self.roots.check(_str_field(req.json_object(), "path"))
-        fd, _st = transfer.open_read(target)
+        fd, st = transfer.open_read(target)
         try:
-            digest, size = transfer.hash_file(fd)
+            digest, size = self.digests.get(st), st.st_size
+            if digest is None:
+                digest, size = transfer.hash_file(fd)
+                self.digests.put(st, digest)
         finally:
             os.close(fd)
         return {"path": target.path, "size": size, "sha256": digest}
@@ -274,7 +282,10 @@ class StagingPlugin(Plugin):
             self._busy[key] = upload.partial
         try:
             self._maybe_sweep(upload.target)
-            return upload.run(pieces)
+            result = upload.run(pieces)
+            if upload.committed is not None:
+                self.digests.put(upload.committed, result["sha256"])
+            return result
         finally:
             with self._busy_lock:
                 self._busy.pop(key, None)

@@ -14,7 +14,7 @@ import os
 import stat
 import threading
 import time
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from ...errors import (BadRequest, Conflict, FileExists, InsufficientStorage, IsADirectory, OrbitError,
                        RangeNotSatisfiable)
@@ -56,6 +56,8 @@ class Upload:
         self.expected = sha256.lower() if sha256 else None
         self.length = length
         self.partial = partial_name(target.name)
+        #: the committed file's lstat, once ``run`` succeeded (what its digest belongs to)
+        self.committed: Optional[os.stat_result] = None
 
     def run(self, pieces: Iterable[bytes]) -> Dict[str, Any]:
         """Write ``pieces`` (the body as it arrives), check and commit; returns
@@ -76,6 +78,10 @@ class Upload:
             os.close(fd)
             self._commit(dir_fd)
             _fsync_dir(dir_fd)
+            try:
+                self.committed = os.stat(self.target.name, dir_fd=dir_fd, follow_symlinks=False)
+            except OSError:
+                pass
         finally:
             os.close(dir_fd)
         return {"path": self.target.path, "size": size, "sha256": digest}
@@ -265,11 +271,15 @@ def sweep_partials(dir_fd: int, keep: Iterable[str] = (), now: Optional[float] =
 
 class FileSlice:
     """A file-like view of ``length`` bytes of an open file, from its current offset;
-    ``close`` closes the file (the response's streaming closes it when done)."""
+    ``close`` closes the file (the response's streaming closes it when done).
+    ``on_sha256`` (for a whole file): the bytes are hashed as they are read, and it is
+    called with the digest once all ``length`` of them were."""
 
-    def __init__(self, fd: int, length: int):
+    def __init__(self, fd: int, length: int, on_sha256: Optional[Callable[[str], None]] = None):
         self._file = os.fdopen(fd, "rb", buffering=0)
         self._left = length
+        self._on_sha256 = on_sha256
+        self._sha = hashlib.sha256() if on_sha256 is not None else None
 
     def read(self, size: int = -1) -> bytes:
         if self._left <= 0:
@@ -278,7 +288,11 @@ class FileSlice:
         data = self._file.read(want) or b""
         self._left -= len(data)
         if not data:
-            self._left = 0
+            self._left, self._sha = 0, None         # the file shrank: no digest of it
+        elif self._sha is not None:
+            self._sha.update(data)
+            if self._left == 0:
+                self._on_sha256(self._sha.hexdigest())
         return data
 
     def close(self) -> None:
