@@ -135,6 +135,23 @@ class Request:
             raise BadRequest("request body is not valid JSON: %s" % exc)
 
 
+def body_str(body: Dict[str, Any], name: str, what: str = "a non-empty string") -> str:
+    """Field ``name`` of a JSON body, a non-empty string; 400 naming ``what`` otherwise."""
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest("body needs %r: %s" % (name, what))
+    return value
+
+
+def body_bool(body: Dict[str, Any], name: str, default: bool = False) -> bool:
+    """Field ``name`` of a JSON body, true or false (``default`` when absent); 400 for
+    anything else (``"false"`` and ``0`` are not booleans)."""
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise BadRequest("%r must be true or false" % name)
+    return value
+
+
 _TRUE = frozenset(("", "1", "true", "yes", "on"))
 _FALSE = frozenset(("0", "false", "no", "off"))
 

@@ -942,3 +942,17 @@ def test_a_plugin_that_fails_to_start_is_skipped_with_one_line(monkeypatch, capl
     lines = [r for r in caplog.records if "broken" in r.getMessage()]
     assert len(lines) == 1 and "no scheduler here" in lines[0].getMessage()
     assert host.names() == ["echo"]
+
+
+def test_body_field_helpers():
+    from radical_orbit.plugin import body_bool, body_str
+    assert body_str({"path": "/x"}, "path") == "/x"
+    assert body_bool({}, "f") is False and body_bool({}, "f", True) is True
+    assert body_bool({"f": True}, "f") is True
+    for body in ({}, {"path": ""}, {"path": 3}):
+        with pytest.raises(BadRequest) as err:
+            body_str(body, "path", "a path")
+        assert "a path" in err.value.detail
+    for value in ("false", 0, None):
+        with pytest.raises(BadRequest):
+            body_bool({"f": value}, "f")

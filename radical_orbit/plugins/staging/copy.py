@@ -12,6 +12,7 @@ import hashlib
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from ...errors import BadRequest, OrbitError
+from ...plugin import body_bool
 
 #: metadata headers of a download passed on to the upload (mode and mtime kept)
 META_HEADERS = (("x-orbit-mode", "mode"), ("x-orbit-mtime", "mtime"))
@@ -28,10 +29,7 @@ def parse_copy(body: Any) -> Tuple[str, str, str, str, bool]:
                 not end.get("endpoint") or not isinstance(end.get("path"), str) or not end.get("path"):
             raise BadRequest("copy needs %r: {\"endpoint\": name, \"path\": path}" % key)
         ends += [end["endpoint"], end["path"]]
-    overwrite = body.get("overwrite", False)
-    if not isinstance(overwrite, bool):
-        raise BadRequest("'overwrite' must be true or false")
-    return ends[0], ends[1], ends[2], ends[3], overwrite
+    return ends[0], ends[1], ends[2], ends[3], body_bool(body, "overwrite")
 
 
 def copy(calls: Any, plugin: str, body: Any) -> Dict[str, Any]:

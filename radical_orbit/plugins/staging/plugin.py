@@ -19,7 +19,8 @@ from urllib.parse import quote
 
 from ...errors import (BadRequest, Conflict, FileExists, NotADirectory, OrbitError,
                        PayloadTooLarge, PermissionDenied)
-from ...plugin import Plugin, PluginContext, PluginSession, Request, Response, route
+from ...plugin import (Plugin, PluginContext, PluginSession, Request, Response, body_bool, body_str,
+                       route)
 from . import copy, transfer
 from .digests import DigestCache
 from .paths import Roots, Target, fs_error, open_below
@@ -61,7 +62,7 @@ class StagingPlugin(Plugin):
 
     @route("POST", "list/{sid}")
     def list_dir(self, req: Request, session: PluginSession) -> Dict[str, Any]:
-        target = self.roots.check(_str_field(req.json_object(), "path"))
+        target = self.roots.check(body_str(req.json_object(), "path", "a path"))
         fd = open_below(target.root, target.path)
         entries: List[Dict[str, Any]] = []
         truncated = False
@@ -85,7 +86,7 @@ class StagingPlugin(Plugin):
 
     @route("POST", "stat/{sid}")
     def stat_path(self, req: Request, session: PluginSession) -> Dict[str, Any]:
-        target = self.roots.check(_str_field(req.json_object(), "path"))
+        target = self.roots.check(body_str(req.json_object(), "path", "a path"))
         info = describe(os.path.basename(target.path) or target.path, _lstat(target))
         info["path"] = target.path
         return info
@@ -94,9 +95,9 @@ class StagingPlugin(Plugin):
     @route("POST", "mkdir/{sid}")
     def mkdir(self, req: Request, session: PluginSession) -> Dict[str, Any]:
         body = req.json_object()
-        target = self.roots.check(_str_field(body, "path"), follow=False)
-        parents = _bool_field(body, "parents")
-        exist_ok = _bool_field(body, "exist_ok")
+        target = self.roots.check(body_str(body, "path", "a path"), follow=False)
+        parents = body_bool(body, "parents")
+        exist_ok = body_bool(body, "exist_ok")
         if not target.name:
             if exist_ok:
                 return {"path": target.path}
@@ -117,8 +118,8 @@ class StagingPlugin(Plugin):
     @route("POST", "remove/{sid}")
     def remove(self, req: Request, session: PluginSession) -> Dict[str, Any]:
         body = req.json_object()
-        target = self.roots.check(_str_field(body, "path"), follow=False)
-        recursive = _bool_field(body, "recursive")
+        target = self.roots.check(body_str(body, "path", "a path"), follow=False)
+        recursive = body_bool(body, "recursive")
         if not target.name:
             raise PermissionDenied("%s is a root; it cannot be removed" % target.path)
         dir_fd = target.open_parent()
@@ -142,9 +143,9 @@ class StagingPlugin(Plugin):
     @route("POST", "rename/{sid}")
     def rename(self, req: Request, session: PluginSession) -> Dict[str, Any]:
         body = req.json_object()
-        src = self.roots.check(_str_field(body, "src"), follow=False)
-        dst = self.roots.check(_str_field(body, "dst"), follow=False)
-        overwrite = _bool_field(body, "overwrite")
+        src = self.roots.check(body_str(body, "src", "a path"), follow=False)
+        dst = self.roots.check(body_str(body, "dst", "a path"), follow=False)
+        overwrite = body_bool(body, "overwrite")
         if not src.name or not dst.name:
             raise PermissionDenied("a root cannot be renamed, nor replaced")
         src_fd = src.open_parent()
@@ -167,7 +168,7 @@ class StagingPlugin(Plugin):
     @route("POST", "put/{sid}")
     def put(self, req: Request, session: PluginSession) -> Dict[str, Any]:
         body = req.json_object()
-        target = self.roots.check(_str_field(body, "path"), follow=False)
+        target = self.roots.check(body_str(body, "path", "a path"), follow=False)
         data = body.get("data")
         if not isinstance(data, str):
             raise BadRequest("'data' must be the file's bytes in base64")
@@ -179,13 +180,13 @@ class StagingPlugin(Plugin):
             raise BadRequest("'data' is not valid base64: %s" % exc)
         if len(raw) > self.json_cap:
             raise self._too_large(target.path, "upload")
-        upload = transfer.Upload(target, _bool_field(body, "overwrite"), 0,
+        upload = transfer.Upload(target, body_bool(body, "overwrite"), 0,
                                  _mode(body.get("mode")), _mtime(body.get("mtime")))
         return self._write(upload, _pieces(raw))
 
     @route("POST", "get/{sid}")
     def get(self, req: Request, session: PluginSession) -> Dict[str, Any]:
-        target = self.roots.check(_str_field(req.json_object(), "path"))
+        target = self.roots.check(body_str(req.json_object(), "path", "a path"))
         fd, st = transfer.open_read(target)
         try:
             if st.st_size > self.json_cap:
@@ -253,7 +254,7 @@ class StagingPlugin(Plugin):
 
     @route("POST", "checksum/{sid}")
     def checksum(self, req: Request, session: PluginSession) -> Dict[str, Any]:
-        target = self.roots.check(_str_field(req.json_object(), "path"))
+        target = self.roots.check(body_str(req.json_object(), "path", "a path"))
         fd, st = transfer.open_read(target)
         try:
             digest, size = self.digests.get(st), st.st_size
@@ -378,20 +379,6 @@ def _rename_error(exc: OSError, src: Target, dst: Target) -> Exception:
     if exc.errno == errno.ENOTDIR:
         return NotADirectory("%s: a directory cannot replace a file" % dst.path)
     return fs_error(exc, "%s -> %s" % (src.path, dst.path))
-
-
-def _str_field(body: Dict[str, Any], name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value:
-        raise BadRequest("body needs %r: a path" % name)
-    return value
-
-
-def _bool_field(body: Dict[str, Any], name: str) -> bool:
-    value = body.get(name, False)
-    if not isinstance(value, bool):
-        raise BadRequest("%r must be true or false" % name)
-    return value
 
 
 def _query_path(req: Request) -> str:
