@@ -7,10 +7,13 @@ import ipaddress
 import os
 import re
 import secrets
+import ssl
 import stat
 import tempfile
 from typing import NamedTuple, Optional
 from urllib.parse import urlsplit
+
+from . import tls
 
 ENV_HOME = "RADICAL_ORBIT_HOME"
 ENV_URL = "RADICAL_ORBIT_BRIDGE_URL"
@@ -161,6 +164,10 @@ def resolve_cert(url: str, cli: Optional[str] = None) -> Optional[str]:
                              % (url, ENV_CERT, path_in_home(CERT_FILE)))
         if not os.path.isfile(cert):
             raise ValueError("bridge certificate %s does not exist" % cert)
+        try:
+            tls.pinned_context(cert)
+        except ssl.SSLError as exc:
+            raise ValueError("bridge certificate %s is not a PEM certificate: %s" % (cert, exc))
         return cert
     return None
 

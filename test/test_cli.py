@@ -336,6 +336,9 @@ BAD_OPTIONS = [
     ("endpoint", ["--url", "http://"], "names no host"),
     ("endpoint", ["--url", "http://127.0.0.1:1", "--cert", "{cert}"], "is plain HTTP"),
     ("endpoint", ["--url", "https://localhost:1", "--cert", "/nonexistent.pem"], "--cert: no such file"),
+    ("endpoint", ["--url", "https://localhost:1", "--cert", "{cert}", "--token", "x" * 32],
+     "bridge certificate {cert} is not a PEM certificate"),
+    ("bridge", ["--port", "0", "--cert", "{cert}", "--key", "{key}"], "cannot load the certificate {cert}"),
     ("endpoint", ["--workers", "0"], "--workers: '0' is not a count"),
     ("endpoint", ["--queue-size", "-1"], "--queue-size: '-1' is not a count"),
     ("endpoint", ["--token", ""], "--token: the token is empty"),
@@ -356,10 +359,14 @@ def test_every_bad_option_is_one_line_and_exit_1(tmp_path):
     open_token.chmod(0o644)
     cert = tmp_path / "cert.pem"
     cert.write_text("not used\n")
+    key = tmp_path / "key.pem"
+    key.write_text("not a key either\n")
+    key.chmod(0o600)
     env = clean_env(str(tmp_path / "home"))
     runs = []
     for program, args, expected in BAD_OPTIONS:
-        args = [a.format(cert=cert, open_token=open_token) for a in args]
+        args = [a.format(cert=cert, key=key, open_token=open_token) for a in args]
+        expected = expected.format(cert=cert)
         run_env = dict(env, RADICAL_ORBIT_BRIDGE_URL="ftp://x") if args == ["--name", "x"] else env
         runs.append((program, args, expected, subprocess.Popen(
             [sys.executable, "-m", "radical_orbit." + program] + args, env=run_env, cwd=REPO,

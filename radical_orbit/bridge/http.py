@@ -130,7 +130,11 @@ class Server(ThreadingHTTPServer):
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise ValueError("cannot load the certificate %s with the key %s: %s (both must be PEM, "
+                         "and the key the certificate's)" % (cert, key, exc))
     # Session tickets arrive after the handshake, while a client may already be reading
     # and writing from two threads; clients that share one TLS object that way trip on them.
     ctx.num_tickets = 0
