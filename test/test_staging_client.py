@@ -356,3 +356,31 @@ def test_a_checksum_right_after_a_transfer_does_not_read_the_file_again(tmp_path
     assert call("GET", "download/" + sid, path=path) == b"\0" * 10 + data[10:]
     assert checksum()["sha256"] == changed and len(hashed) == 1
     host.stop()
+
+
+def test_a_copy_cut_by_its_source_going_away_leaves_no_file(orbit, tmp_path):
+    bc = start(orbit, "ep1", "ep2")
+    st = staging(bc, "ep2")
+    src = str(tmp_path / "src.bin")
+    write_file(src, 512 * MiB)
+    os.makedirs(str(tmp_path / "dst"))
+    partial = str(tmp_path / "dst" / ".out.bin.orbit-partial")
+    failure = []
+
+    def run():
+        try:
+            st.copy("ep1", src, "ep2", str(tmp_path / "dst" / "out.bin"), timeout=120)
+        except OrbitError as exc:
+            failure.append(exc)
+    copier = threading.Thread(target=run, daemon=True)
+    copier.start()
+    wait_for(lambda: os.path.exists(partial) and os.path.getsize(partial) > 0, 60, "the copy to start")
+    orbit.endpoints["ep1"].signal(9)                 # the source dies mid-copy
+    copier.join(120)
+    assert not copier.is_alive() and failure, "the copy did not fail"
+    assert failure[0].status_code in (502, 503, 504), failure[0]
+    assert not os.path.exists(str(tmp_path / "dst" / "out.bin"))
+    assert st._held(str(tmp_path / "dst" / "out.bin")) < 512 * MiB     # kept for a resume, never committed
+    assert st.checksum(src)["size"] == 512 * MiB       # the bridge and the destination carry on
+    st.close()
+    bc.close()
