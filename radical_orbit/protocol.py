@@ -74,6 +74,10 @@ MAX_HEADERS = 256
 MAX_DEPTH = 32
 #: Ids, counts and lengths are non-negative and fit in 64 signed bits.
 MAX_UINT = 2**63 - 1
+#: Maps and arrays in one message. An empty map is one byte on the wire and some 70 in
+#: memory: a 4 MiB message of them would cost 300 MB to unpack. Each costs at least one
+#: byte, so a message of at most this many bytes is unpacked without counting.
+MAX_CONTAINERS = 2**17
 
 
 class ProtocolError(ValueError):
@@ -111,18 +115,49 @@ def decode(raw: bytes, accepted: Collection[str] = KINDS) -> Dict[str, Any]:
     kinds the receiver expects here (another known kind is refused, not fatal)."""
     if not isinstance(raw, (bytes, bytearray)):
         raise ProtocolError("expected a binary frame, got text")
-    if len(raw) > MAX_MESSAGE:
-        raise ProtocolError("message of %d bytes exceeds the %d-byte limit" % (len(raw), MAX_MESSAGE))
+    size = len(raw)
+    if size > MAX_MESSAGE:
+        raise ProtocolError("message of %d bytes exceeds the %d-byte limit" % (size, MAX_MESSAGE))
+    if size > MAX_DESCRIPTION:
+        # a hello is refused by its size before it is unpacked, not after
+        specs = [SCHEMA[kind] for kind in accepted if kind in SCHEMA]
+        limit = max(spec.max_size for spec in specs)
+        if size > limit:
+            raise ProtocolError("message refused unread: %d bytes exceed the %d-byte limit of a %s"
+                                % (size, limit, " or ".join(sorted(accepted))),
+                                all(spec.fatal for spec in specs))
     try:
-        msg = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+        if size <= MAX_CONTAINERS:
+            msg = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+        else:
+            count = _ContainerCount()
+            msg = msgpack.unpackb(raw, raw=False, strict_map_key=True, object_hook=count, list_hook=count)
+    except ProtocolError:
+        raise
     except Exception as exc:
-        raise ProtocolError("undecodable message: %s" % exc)
+        raise ProtocolError("undecodable message: %s" % (str(exc) or type(exc).__name__))
     if not isinstance(msg, dict):
         raise ProtocolError("message is not a map")
     version = msg.get("v")
     if version != VERSION:
         raise ProtocolError("unsupported protocol version %r; this peer speaks %d" % (version, VERSION))
     return check(msg, accepted, len(raw))
+
+
+class _ContainerCount:
+    """An unpack hook that refuses a message of more than MAX_CONTAINERS maps and arrays,
+    while it is unpacked (so the memory it takes stays bounded)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_CONTAINERS
+
+    def __call__(self, container: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise ProtocolError("message holds more than %d maps and arrays" % MAX_CONTAINERS)
+        return container
 
 
 # -- the schema -----------------------------------------------------------------------

@@ -131,6 +131,33 @@ def test_a_message_over_the_limit_is_refused_before_unpacking():
     assert "exceeds" in err.value.detail
 
 
+def test_a_hello_over_its_limit_is_refused_before_unpacking():
+    # 4 MiB of empty maps: 300 MB once unpacked, if it were
+    raw = b"\xdd" + (protocol.MAX_MESSAGE - 5).to_bytes(4, "big") + b"\x80" * (protocol.MAX_MESSAGE - 5)
+    with pytest.raises(protocol.ProtocolError) as err:
+        protocol.decode(raw, (protocol.HELLO,))
+    assert err.value.fatal and "refused unread" in err.value.detail
+
+
+def test_the_maps_and_arrays_of_a_message_are_bounded_while_unpacking():
+    items = protocol.MAX_CONTAINERS + 1
+    bomb = b"\x82\xa1v\x01\xa1d\xdd" + items.to_bytes(4, "big") + b"\x80" * items
+    with pytest.raises(protocol.ProtocolError) as err:
+        protocol.decode(bomb)
+    assert "more than %d maps and arrays" % protocol.MAX_CONTAINERS in err.value.detail
+    # as many containers as allowed, in a message larger than the count: unpacked
+    data = [{}] * (protocol.MAX_CONTAINERS - 2)
+    msg = protocol.decode(protocol.encode(protocol.NOTE, plugin="p", topic="t", data=data, pad="x" * 10))
+    assert len(msg["data"]) == protocol.MAX_CONTAINERS - 2
+
+
+def test_an_undecodable_message_says_why():
+    with pytest.raises(protocol.ProtocolError) as err:
+        protocol.decode(b"\x91" * 100000 + b"\xc0")
+    assert err.value.detail != "undecodable message: "
+    assert "StackError" in err.value.detail
+
+
 # -- names ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["bridge\n", "ep1\n", "ep1\r", "", "-x", "a" * 65, "é"])
 def test_names_match_whole(name):
