@@ -388,3 +388,33 @@ def test_a_streamed_204_from_an_endpoint_has_no_body(orbit_plain):
     assert raw.answer()[0] == 200
     raw.close()
     wait_for(lambda: fake.recv()["k"] == protocol.CANCEL, 10, "the cancel of the unsent body")
+
+
+@pytest.mark.parametrize("request_head", [b"POST /endpoints", b"POST /endpoint/nosuch", b"PUT /health"])
+def test_a_request_failing_before_auth_is_not_read_to_its_end(orbit_plain, request_head):
+    """An unknown route or a wrong method is found before the token is checked: a client
+    that never authenticated still gets no more of our reading than a small body's worth
+    (it got 16 MiB, waiting up to the head deadline for a body it never sent)."""
+    orbit_plain.start_bridge("--head-timeout", "60")
+    raw = Raw(orbit_plain, timeout=20)
+    raw.send(request_head + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n" + b"x" * 1024)
+    status, headers, body = raw.answer()
+    assert status in (400, 404, 405) and envelope_status(body) == status
+    assert headers.get("connection") == "close" and raw.closed()
+    raw.close()
+
+
+def test_a_response_header_name_with_a_line_break_is_dropped(orbit_plain):
+    orbit_plain.start_bridge()
+    fake = FakeEndpoint(orbit_plain)
+    raw = Raw(orbit_plain)
+    raw.send(b"GET /fake/fake/x HTTP/1.1\r\nHost: x\r\n%s\r\n" % raw.auth())
+    req = fake.next_request()
+    fake.send(protocol.RESPONSE, id=req["id"], status=200, end=True, body=b"{}",
+              headers={"X-Split\n": "v", "X-Fine": "w"})
+    status, headers, body = raw.answer()
+    assert status == 200 and headers.get("x-fine") == "w" and body == b"{}"
+    assert not any(name.startswith("x-split") or "\n" in name for name in headers)
+    raw.send(b"GET /health HTTP/1.1\r\nHost: x\r\n%s\r\n" % raw.auth())
+    assert raw.answer()[0] == 200
+    raw.close()

@@ -380,7 +380,7 @@ class Handler(BaseHTTPRequestHandler):
         if framing:
             lines.append(framing)
         for name, value in (headers or {}).items():
-            if _HEADER_NAME.match(name):
+            if _HEADER_NAME.fullmatch(name):
                 lines.append("%s: %s" % (name, _header_value(value)))
             else:
                 log.warning("dropped a response header with an invalid name %r", name[:80])
@@ -444,7 +444,7 @@ def http_chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_BREAKERS = re.compile(r"[\r\n\x00]")
 
 

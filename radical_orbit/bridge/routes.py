@@ -93,9 +93,11 @@ class BridgeHandler(Handler):
         return parse_qs(self.query_string, keep_blank_values=True)
 
     def _fail(self, err: OrbitError) -> None:
-        # a client the auth check refused (no token, another origin) gets no more of our
-        # reading than a small body's worth
-        self._discard_body(DRAIN_LIMIT if err.status_code not in (401, 403) else ANONYMOUS_DRAIN_LIMIT)
+        # a client the auth check refused (no token, another origin), or that failed before
+        # it (an unknown route, a wrong method) without having authenticated on this
+        # connection, gets no more of our reading than a small body's worth
+        anonymous = err.status_code in (401, 403) or not self._authenticated
+        self._discard_body(ANONYMOUS_DRAIN_LIMIT if anonymous else DRAIN_LIMIT)
         headers = dict(err.headers)
         try:
             self.send_json(err.envelope(), err.status_code, headers)
