@@ -51,9 +51,10 @@ class PluginHost:
     # -- loading -----------------------------------------------------------
     def load_spec(self, spec: str, configs: Optional[Dict[str, Dict[str, Any]]] = None) -> List[str]:
         """Load the plugins named by a ``-p`` spec, each with its entry of ``configs``
-        (``--plugin-config``); unknown names, and a config for a plugin not in the set,
-        raise PluginSpecError. A plugin that cannot be imported or started here is
-        skipped with one log line."""
+        (``--plugin-config``); unknown names, a config for a plugin not in the set, and a
+        configured plugin that does not start with its config raise PluginSpecError (the
+        operator asked for it). Any other plugin that cannot be imported or started here
+        is skipped with one log line."""
         configs = configs or {}
         selected = registry.Catalog().select(spec, self.role)
         stray = sorted(set(configs) - {d.name for d in selected})
@@ -71,6 +72,9 @@ class PluginHost:
                 self.add(descriptor.name, cls, configs.get(descriptor.name), announce=False,
                          descriptor=descriptor)
             except Exception as exc:
+                if descriptor.name in configs:
+                    raise registry.PluginSpecError("plugin %s did not start with its --plugin-config: %s"
+                                                   % (descriptor.name, exc))
                 log.error("plugin %s skipped: it failed to start: %s: %s",
                           descriptor.name, type(exc).__name__, exc)
                 continue

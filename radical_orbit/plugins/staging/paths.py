@@ -47,6 +47,8 @@ class Roots:
     """The allowed roots of one staging plugin, resolved once."""
 
     def __init__(self, roots: Optional[Iterable[str]] = None):
+        if isinstance(roots, str) or not (roots is None or isinstance(roots, (list, tuple))):
+            raise ValueError("staging's roots must be a list of paths, not %r" % (roots,))
         chosen = list(roots) if roots is not None else default_roots()
         if not chosen:
             raise ValueError("staging needs at least one root")
