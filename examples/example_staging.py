@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 
-from radical_orbit import BridgeClient
+from radical_orbit import BridgeClient, OrbitError
 
 SIZE = 3 * 2**20 + 12345
 
@@ -44,4 +44,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (OrbitError, ValueError, OSError) as exc:   # no bridge, no such endpoint, ...
+        sys.exit("error: %s" % exc)

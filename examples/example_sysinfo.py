@@ -7,7 +7,7 @@ also without arguments: URL, cert and token come from the environment or from
 """
 import sys
 
-from radical_orbit import BridgeClient
+from radical_orbit import BridgeClient, OrbitError
 
 
 def human(n: float) -> str:
@@ -39,4 +39,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (OrbitError, ValueError, OSError) as exc:   # no bridge, no such endpoint, ...
+        sys.exit("error: %s" % exc)

@@ -75,6 +75,17 @@ def test_embedded_default_and_the_example(tmp_path, monkeypatch):
         assert bridge.stop() == 0, bridge.output()
 
 
+@pytest.mark.parametrize("example", ["example_sysinfo.py", "example_staging.py"])
+def test_an_example_without_a_bridge_says_so_in_one_line(tmp_path, example):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "bridge.url").write_text("http://127.0.0.1:%d\n" % free_port())
+    r = subprocess.run([sys.executable, os.path.join(REPO, "examples", example)], env=clean_env(str(home)),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert r.returncode == 1
+    assert "error: 503: cannot reach the bridge" in one_error_line(r.stderr) and "bridge.url" in r.stderr
+
+
 def test_bridge_url_file_is_never_overwritten(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
