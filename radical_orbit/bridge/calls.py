@@ -182,7 +182,15 @@ class ChunkReader:
             raise OrbitError("a body longer than its declared %d bytes" % self.length, 502)
         if self.length is not None and self.consumed == self.length and not self._buffer:
             self._done = True
+            self._end()
         return piece
+
+    def _end(self) -> None:
+        """Run the source to its end once the declared length is in: a streamed answer
+        read to its end is finished, not cancelled, when its call closes."""
+        for extra in self._it:
+            if extra:
+                raise OrbitError("a body longer than its declared %d bytes" % self.length, 502)
 
     def drain(self, max_bytes: int = 1 << 20, invite: bool = True) -> bool:
         """Read and drop what is left (the plugin host's contract for bodies)."""
