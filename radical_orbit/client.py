@@ -242,14 +242,20 @@ class PluginClient:
 
 
 def _client_class(path: Optional[str]) -> type:
-    """The plugin's client class, by dotted path: the plugin itself is never imported."""
+    """The plugin's client class, by dotted path: the plugin itself is never imported.
+    The path comes from the endpoint: only a PluginClient subclass is used, never any
+    other callable it may name (``subprocess.Popen``)."""
     if not path:
         return PluginClient
     try:
-        return import_dotted(path)
-    except (ImportError, AttributeError) as exc:
+        cls = import_dotted(path)
+    except (ImportError, AttributeError, ValueError) as exc:
         log.warning("client class %s unavailable (%s): using the generic PluginClient", path, exc)
         return PluginClient
+    if not (isinstance(cls, type) and issubclass(cls, PluginClient)):
+        log.warning("client class %s is not a PluginClient: using the generic PluginClient", path)
+        return PluginClient
+    return cls
 
 
 def _socket_of(resp: "requests.Response") -> Optional[socket.socket]:

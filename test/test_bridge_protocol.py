@@ -16,12 +16,12 @@ from radical_orbit import protocol
 class FakeEndpoint:
     """A registered endpoint whose every message is written by the test."""
 
-    def __init__(self, orbit, name="fake", resume=None):
+    def __init__(self, orbit, name="fake", resume=None, plugins=None):
         self.sock = websocket.WebSocket()
         self.sock.connect(orbit.url.replace("http", "ws", 1) + "/register",
                           header=["Authorization: Bearer %s" % orbit.token], timeout=10)
         self.send(protocol.HELLO, name=name, resume=resume, pid=1,
-                  endpoint={"type": "standalone"}, plugins={"fake": {"type": "fake"}})
+                  endpoint={"type": "standalone"}, plugins=plugins or {"fake": {"type": "fake"}})
         self.welcome = self.recv()
 
     def send(self, kind, **fields):
@@ -333,3 +333,15 @@ def test_names_match_whole_and_compare_case_insensitively(orbit_plain, name, sta
     reply, sock = register_raw(orbit_plain, name=name)
     assert reply["k"] == protocol.REFUSE and reply["status"] == status, reply
     assert set(listed(orbit_plain)) == {"bridge", "ep1"}     # the bridge's own plugins, and ep1
+
+
+@pytest.mark.parametrize("client_class", ["subprocess.Popen", "os.system", "radical_orbit.client.log"])
+def test_the_sdk_takes_no_callable_but_a_plugin_client_from_an_endpoint(orbit_plain, client_class):
+    """An endpoint names its plugins' client classes; the SDK would call whatever it named."""
+    from radical_orbit.client import BridgeClient, PluginClient
+    orbit_plain.start_bridge()
+    fake = FakeEndpoint(orbit_plain, plugins={"fake": {"type": "fake", "client_class": client_class}})
+    client = BridgeClient(url=orbit_plain.url, token=orbit_plain.token)
+    plugin = client.get_endpoint_client("fake").get_plugin("fake", register=False)
+    assert type(plugin) is PluginClient
+    fake.sock.close()
