@@ -107,6 +107,14 @@ def non_empty(text: str) -> str:
     return text
 
 
+def plugin_spec(text: str) -> str:
+    """A ``-p`` value: at least one name between its commas (``-p ,`` loads nothing)."""
+    non_empty(text)
+    if not any(token.strip() for token in text.split(",")):
+        raise argparse.ArgumentTypeError("%r names no plugin (give names, or 'none' on the bridge)" % text)
+    return text
+
+
 PLUGIN_CONFIG_HELP = ("configure a plugin loaded at start: NAME=JSON-object, e.g. "
                       "'staging={\"roots\": [\"~\", \"/scratch/me\"]}'; repeatable")
 

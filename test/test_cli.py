@@ -341,6 +341,8 @@ BAD_OPTIONS = [
     ("bridge", ["--key", "/nonexistent.pem"], "--key: no such file"),
     ("bridge", ["--host", ""], "is not an address to bind"),
     ("bridge", ["-p", ""], "must not be empty"),
+    ("bridge", ["-p", ",,"], "-p/--plugins: ',,' names no plugin"),
+    ("endpoint", ["-p", " , "], "-p/--plugins: ' , ' names no plugin"),
     ("bridge", ["--log-level", "LOUD"], "unknown log level 'LOUD'"),
     ("bridge", ["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     ("endpoint", ["--url", "ftp://x"], "must start with http://, https://, ws:// or wss://"),

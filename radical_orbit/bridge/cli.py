@@ -45,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
                       help=cli.TOKEN_FILE_HELP + " (default: env, else bridge.token, else a new one)")
     auth.add_argument("--token", type=cli.token, help=cli.TOKEN_HELP)
     auth.add_argument("--no-auth", action="store_true", help="turn token auth off (dangerous)")
-    p.add_argument("-p", "--plugins", type=cli.non_empty, default="default",
+    p.add_argument("-p", "--plugins", type=cli.plugin_spec, default="default",
                    help="bridge-hosted plugins: names, unique prefixes, globs, 'all', 'default' or 'none'")
     p.add_argument("--plugin-config", metavar="NAME=JSON", type=cli.plugin_config, action="append",
                    help=cli.PLUGIN_CONFIG_HELP)

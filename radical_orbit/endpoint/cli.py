@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     auth = p.add_mutually_exclusive_group()
     auth.add_argument("--token-file", metavar="PATH", type=cli.existing_file, help=cli.TOKEN_FILE_HELP)
     auth.add_argument("--token", type=cli.token, help=cli.TOKEN_HELP)
-    p.add_argument("-p", "--plugins", type=cli.non_empty, default="default",
+    p.add_argument("-p", "--plugins", type=cli.plugin_spec, default="default",
                    help="plugins: names, unique prefixes, globs, 'all' or 'default' (the role's set)")
     p.add_argument("--plugin-config", metavar="NAME=JSON", type=cli.plugin_config, action="append",
                    help=cli.PLUGIN_CONFIG_HELP)
