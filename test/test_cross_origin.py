@@ -255,3 +255,36 @@ def test_a_refused_cross_origin_post_is_not_read_to_its_end(orbit_plain):
             answer += piece
     head = answer.split(b"\r\n\r\n", 1)[0]
     assert head.startswith(b"HTTP/1.1 403") and b"Connection: close" in head
+
+
+@pytest.mark.parametrize("host, refused", [
+    ("evil.example:8000", True), ("EVIL.example", True), ("127.0.0.1.nip.io:8000", True),
+    ("127.0.0.1:8000", False), ("[::1]:8000", False), ("localhost:8000", False),
+    ("LocalHost", False), ("app.localhost:8000", False), ("myhost", False), (None, False)])
+def test_with_auth_off_a_host_header_not_naming_the_bridge_is_refused(host, refused):
+    """DNS rebinding: a page whose name now resolves to the bridge is same-origin for the
+    browser; with no token to stop it, its Host header is what tells."""
+    off = Auth(None, ("myhost",))
+    headers = {"Host": host} if host else {}
+    if refused:
+        with pytest.raises(Forbidden) as err:
+            off.check("GET", headers, secure=False)
+        assert "not a name of this bridge" in err.value.detail
+    else:
+        assert off.check("GET", headers, secure=False)
+    # with auth on the token decides: a rebinding page has no cookie for its name
+    with pytest.raises(Unauthorized):
+        Auth(TOKEN).check("GET", headers, secure=False)
+
+
+def test_a_no_auth_bridge_refuses_a_rebound_host_name(orbit_plain):
+    o = orbit_plain
+    o.start_bridge("--no-auth")
+    port = int(o.url.rsplit(":", 1)[1])
+    for host in ("evil.example:%d" % port, "127.0.0.1:%d" % port, "localhost:%d" % port):
+        r = requests.post(o.url + "/bridge/staging/register_session",
+                          headers={"Host": host, "Origin": "http://%s" % host}, timeout=10)
+        if host.startswith("evil"):
+            envelope_of(r, 403)
+        else:
+            assert r.status_code == 200, r.text

@@ -2,6 +2,7 @@
 own plugins and the housekeeping thread; starts and stops them together."""
 import logging
 import secrets
+import socket
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -22,7 +23,7 @@ from .events import EventHub
 from .http import Limits, Server, tls_context
 from .static import ExplorerFiles
 from .topology import Topology
-from .urls import advertised_urls
+from .urls import advertised_urls, host_name
 
 log = logging.getLogger("radical_orbit.bridge")
 
@@ -63,7 +64,7 @@ class Bridge:
         self.host, self.port = host, port
         self.cert = cert
         self.tls = tls_context(cert, key) if cert else None
-        self.auth = Auth(token)
+        self.auth = Auth(token, (host, socket.gethostname(), host_name()) if token is None else ())
         self.started = time.time()
         self.hub = EventHub(ring_size=self.settings["event_log_events"],
                             ring_bytes=self.settings["event_log_bytes"])

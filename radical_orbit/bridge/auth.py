@@ -7,8 +7,9 @@ authenticates must also show it comes from the bridge's own *origin* (scheme, ho
 port), as Jupyter Server checks it: ``Sec-Fetch-Site`` and ``Origin``. A Bearer header
 is never sent by a browser on its own, so a request carrying one needs no such proof."""
 import hmac
+import ipaddress
 from http.cookies import SimpleCookie
-from typing import Optional, Tuple
+from typing import Iterable, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ..errors import Forbidden, Unauthorized
@@ -25,9 +26,12 @@ COOKIE_AUTH = "cookie"
 
 
 class Auth:
-    def __init__(self, token: Optional[str]):
+    def __init__(self, token: Optional[str], host_names: Iterable[str] = ()):
+        """``host_names``: the names this bridge is reached by (its bind host, this
+        host's names); with auth off, a request naming any other host is refused."""
         self.token = token
         self.enabled = token is not None
+        self.host_names = frozenset(n.lower() for n in host_names) | {"localhost"}
 
     def valid(self, candidate: Optional[str]) -> bool:
         if not self.enabled:
@@ -43,6 +47,10 @@ class Auth:
         missing or wrong token on a route that needs one. ``cookie_ok=False``: the
         route takes only the Bearer header (``/register``). True when the request
         carried a valid credential (or auth is off), False on an open route without one."""
+        if not self.enabled:
+            problem = rebinding_problem(headers.get("Host"), self.host_names)
+            if problem:
+                raise Forbidden(problem)
         token, source = credential(headers)
         if source == COOKIE_AUTH and not cookie_ok:
             token, source = None, None
@@ -114,6 +122,30 @@ def origin_problem(method: str, headers, secure: bool, cookie: bool) -> Optional
         return "a request authenticated by the cookie must carry an Origin header " \
                "(scripts send 'Authorization: Bearer <token>' instead)"
     return None
+
+
+def rebinding_problem(host: Optional[str], names: Iterable[str]) -> Optional[str]:
+    """Why a request to a bridge without auth must be refused by its Host header, or
+    None. A web page can rebind its own DNS name to our address: its requests are then
+    same-origin for the browser, and only the Host header (its name) gives them away.
+    IP addresses, ``localhost`` and the bridge's own names pass; a request without a
+    Host (no browser sends one) too."""
+    if not host:
+        return None
+    try:
+        hostname = urlsplit("//" + host.strip()).hostname
+    except ValueError:
+        hostname = None
+    if hostname:
+        try:
+            ipaddress.ip_address(hostname)
+            return None
+        except ValueError:
+            if hostname in names or hostname.endswith(".localhost"):
+                return None
+    return ("Host %r is not a name of this bridge: with auth off only its addresses, localhost "
+            "and its own host names are accepted (a page rebinding its DNS name to this bridge "
+            "would otherwise drive it)" % host[:200])
 
 
 def own_origin(host: Optional[str], secure: bool) -> Optional[Tuple[str, str, int]]:
