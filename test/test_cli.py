@@ -86,6 +86,23 @@ def test_an_example_without_a_bridge_says_so_in_one_line(tmp_path, example):
     assert "error: 503: cannot reach the bridge" in one_error_line(r.stderr) and "bridge.url" in r.stderr
 
 
+def test_an_unreachable_bridge_is_warned_of_once_not_at_every_attempt(tmp_path):
+    """An endpoint waiting for a bridge that is down for hours logs one warning, then one a
+    minute (every attempt only at DEBUG), so a batch job's output does not fill up."""
+    env = clean_env(str(tmp_path), RADICAL_ORBIT_RECONNECT_MAX="0.02")
+    out = tmp_path / "endpoint.out"
+    endpoint = Proc(["-m", "radical_orbit.endpoint", "--name", "waiting", "--url",
+                     "http://127.0.0.1:%d" % free_port(), "--token", "x" * 32, "--log-level", "DEBUG"],
+                    env, str(out))
+    try:
+        wait_for(lambda: endpoint.output().count("; retrying in") >= 20, 30, "20 connection attempts")
+        warnings = [l for l in endpoint.output().splitlines() if "WARNING" in l and "cannot reach" in l]
+        assert len(warnings) == 1, warnings
+        assert "said again once a minute" in warnings[0]
+    finally:
+        assert endpoint.stop() == 0, endpoint.output()
+
+
 def test_bridge_url_file_is_never_overwritten(tmp_path):
     home = tmp_path / "home"
     home.mkdir()

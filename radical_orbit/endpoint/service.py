@@ -37,6 +37,7 @@ DEFAULT_SETTINGS = {
     "stream_idle_timeout": 60.0,
 }
 DROP_LOG_INTERVAL = 10.0          # s between "outbox full" warnings
+RETRY_LOG_INTERVAL = 60.0         # s between warnings while the bridge stays unreachable
 
 
 class Backoff:
@@ -118,6 +119,7 @@ class EndpointService:
         self._note_lock = threading.Lock()
         self._stopping = threading.Event()
         self.exit_code = 0
+        self._outage = [0.0, 0.0]       # when the current outage began, when it was last warned of
 
     # -- lifecycle -------------------------------------------------------------
     def load_plugins(self) -> None:
@@ -136,7 +138,7 @@ class EndpointService:
                     link = dial(self.url, self.cert, self.token, self._hello())
                 except Retry as exc:
                     delay = backoff.next_delay()
-                    log.warning("%s%s; retrying in %.1f s", exc, self._sources_hint(), delay)
+                    self._log_retry("%s%s" % (exc, self._sources_hint()), delay, backoff.attempt)
                     self._stopping.wait(delay)
                     continue
                 except Fatal as exc:
@@ -158,6 +160,20 @@ class EndpointService:
             self.host.stop()
             self.pool.stop(timeout=2.0)
         return self.exit_code
+
+    def _log_retry(self, message: str, delay: float, attempt: int) -> None:
+        """A bridge away for hours must not fill the log (a batch job's output, often):
+        the first failure is a warning, then one a minute; every attempt at DEBUG."""
+        now = time.monotonic()
+        if attempt <= 1:
+            self._outage = [now, now]       # started, last warned
+            log.warning("%s; retrying in %.1f s (said again once a minute while it lasts)", message, delay)
+        elif now - self._outage[1] >= RETRY_LOG_INTERVAL:
+            self._outage[1] = now
+            log.warning("%s; still retrying (attempt %d, %.0f s so far)", message, attempt,
+                        now - self._outage[0])
+        else:
+            log.debug("%s; retrying in %.1f s", message, delay)
 
     def _sources_hint(self) -> str:
         return " (%s)" % self.sources if self.sources else ""
