@@ -345,3 +345,13 @@ def test_the_sdk_takes_no_callable_but_a_plugin_client_from_an_endpoint(orbit_pl
     plugin = client.get_endpoint_client("fake").get_plugin("fake", register=False)
     assert type(plugin) is PluginClient
     fake.sock.close()
+
+
+def test_a_bridge_hosted_plugin_answer_cannot_run_as_a_page_or_set_cookies(orbit_plain):
+    """Like an endpoint's answer: served from the Explorer's origin, so sandboxed."""
+    orbit_plain.start_bridge("-p", "echo")
+    r = orbit_plain.get("bridge/echo/echo", "POST", data=b"<script>x</script>",
+                        headers={"Content-Type": "text/html"})
+    assert r.status_code == 200 and r.content == b"<script>x</script>"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Content-Security-Policy"].startswith("sandbox")

@@ -6,7 +6,7 @@ arrive, returning credit as they go. Memory per request is bounded by the
 window whatever the body size.
 """
 import logging
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Optional
 
 from .. import protocol
 from ..streams import Piece, pump
@@ -29,6 +29,16 @@ def plugin_headers(headers) -> Dict[str, str]:
     """What a plugin may see of the client's headers (lower-case names): never the
     client's credentials, never HTTP's hop-by-hop headers."""
     return {k.lower(): v for k, v in headers.items() if k.lower() not in _DROP}
+
+
+def answer_headers(headers: Optional[Dict[Any, Any]]) -> Dict[str, str]:
+    """A plugin's answer headers (an endpoint's, or a bridge-hosted plugin's) minus
+    hop-by-hop ones and cookies (the bridge's origin belongs to the Explorer), plus
+    headers that keep an answer served from that origin from running as a page there."""
+    result = {str(k): str(v) for k, v in (headers or {}).items()
+              if str(k).lower() not in _HOP_BY_HOP_RESPONSE}
+    result.update(PROXIED_ANSWER_HEADERS)
+    return result
 
 
 class ProxyCall:
@@ -66,13 +76,7 @@ class ProxyCall:
 
     @staticmethod
     def response_headers(pending: Pending) -> Dict[str, str]:
-        """The endpoint's headers minus hop-by-hop ones and cookies (the bridge's origin
-        belongs to the Explorer), plus headers that keep an answer served from that
-        origin from running as a page there."""
-        headers = {str(k): str(v) for k, v in (pending.response.get("headers") or {}).items()
-                   if str(k).lower() not in _HOP_BY_HOP_RESPONSE}
-        headers.update(PROXIED_ANSWER_HEADERS)
-        return headers
+        return answer_headers(pending.response.get("headers"))
 
     def body_chunks(self, pending: Pending) -> Iterator[bytes]:
         """The response body as it arrives; ``finished`` tells whether it was read to its end."""

@@ -20,7 +20,7 @@ from ..router import Router, class_router, route
 from .events import Filter
 from .framing import READ_CHUNK, BodyReader
 from .http import Handler, http_chunk
-from .proxy import ProxyCall, plugin_headers
+from .proxy import ProxyCall, answer_headers, plugin_headers
 
 log = logging.getLogger("radical_orbit.bridge.routes")
 
@@ -308,7 +308,7 @@ class BridgeHandler(Handler):
         resp = host.dispatch(req)
         if not body.done and not body.drain():
             self.close_connection = True
-        headers = dict(resp.headers)
+        headers = answer_headers(resp.headers)
         if isinstance(resp.body, (bytes, bytearray)):
             return self.send_bytes(resp.status, bytes(resp.body), resp.content_type, headers)
         self._stream(resp.status, resp.chunks(READ_CHUNK), resp.content_type, resp.length, headers)
