@@ -249,9 +249,13 @@ def _plugin_table(table: Dict[Any, Any]) -> bool:
     """The plugin table of a hello or a ``plugins`` update, bounded in count and size."""
     if len(table) > MAX_PLUGINS:
         raise _Invalid("lists %d plugins, more than %d" % (len(table), MAX_PLUGINS))
+    seen = set()
     for name, description in table.items():
         if not names.is_name(name):
             raise _Invalid("has an invalid plugin instance name %s" % _show(name))
+        if name.lower() in seen:
+            raise _Invalid("lists plugin %r twice (instance names are compared case-insensitively)" % name)
+        seen.add(name.lower())
         if type(description) is not dict:
             raise _Invalid("describes plugin %r with %s, not a map" % (name, _show(description)))
         try:

@@ -109,6 +109,7 @@ def test_nesting_is_bounded():
 @pytest.mark.parametrize("plugins,problem", [
     ({b"echo": {}}, "invalid plugin instance name bytes"),
     ({"echo\n": {}}, "invalid plugin instance name"),
+    ({"echo": {}, "Echo": {}}, "lists plugin 'Echo' twice"),
     ({"echo": "x"}, "not a map"),
     ({"echo": {"ui_config": [1]}}, "ui_config that is not a map"),
     ({"echo": {"ui_config": {"a": "x" * protocol.MAX_UI_CONFIG}}}, "ui_config of"),
