@@ -432,6 +432,16 @@ def test_token_file_for_both_commands(orbit_plain, tmp_path):
     assert orbit_plain.token not in bridge.output() and orbit_plain.token not in ep.output()
     assert "(log in with the token from the file %s)" % token_file in bridge.output()
     assert not os.path.exists(os.path.join(orbit_plain.home, "bridge.token"))
+    assert "Connect an endpoint: radical-orbit-endpoint --name NAME --url %s --token-file %s\n" % (
+        orbit_plain.url, token_file) in bridge.output()
+    other = Proc(["-m", "radical_orbit.bridge", "--port", "0", "--token", "t" * 32],
+                 clean_env(str(tmp_path / "other")), str(tmp_path / "other.out"))
+    try:
+        wait_for(lambda: "Connect an endpoint" in other.output(), 20, "the banner")
+        assert "(with this bridge's token from --token: --token-file F or RADICAL_ORBIT_BRIDGE_TOKEN)" \
+            in other.output()
+    finally:
+        assert other.stop() == 0
     token_file.chmod(0o640)
     r = run_cmd("radical_orbit.endpoint", ["--name", "x", "--url", orbit_plain.url,
                                            "--token-file", str(token_file)], clean_env(str(tmp_path)))

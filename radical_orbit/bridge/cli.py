@@ -170,10 +170,21 @@ def announce(bridge: Bridge, token: Optional[config.Setting], notices: List[str]
             out.append("  Token file: %s" % token.path)
     else:
         out.append("  Explorer: %s/ (log in with the token from %s)" % (login, token.source))
-    out.append("  Connect an endpoint: radical-orbit-endpoint --name NAME --url %s" % urls["url"])
+    out.append("  Connect an endpoint: radical-orbit-endpoint --name NAME --url %s%s"
+               % (urls["url"], token_hint(token)))
     out.extend("  WARNING: %s" % notice for notice in notices)
     sys.stdout.write("\n".join(out) + "\n\n")
     sys.stdout.flush()
+
+
+def token_hint(token: Optional[config.Setting]) -> str:
+    """What the connect line must add for an endpoint on this host to hold this bridge's
+    token: nothing when it is in the config dir's ``bridge.token``, where endpoints look."""
+    if token is None or token.path == config.path_in_home(config.TOKEN_FILE):
+        return ""
+    if token.path:
+        return " --token-file %s" % token.path
+    return "   (with this bridge's token from %s: --token-file F or %s)" % (token.source, config.ENV_TOKEN)
 
 
 if __name__ == "__main__":
