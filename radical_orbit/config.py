@@ -174,7 +174,10 @@ def resolve_cert(url: str, cli: Optional[str] = None) -> Optional[str]:
 
 def token_setting(cli: Optional[str] = None, cli_file: Optional[str] = None) -> Optional[Setting]:
     """The token and its source: ``--token`` > ``--token-file`` > environment >
-    ``bridge.token``; None when there is none. Token files must be private."""
+    ``bridge.token``; None when there is none. Token files must be private. An empty
+    ``--token``/``token=`` is refused, not taken for "look elsewhere"."""
+    if cli is not None and not cli.strip():
+        raise ConfigError("the token is empty (from --token/token=)")
     if cli:
         found = Setting(cli, "--token")
     elif cli_file:

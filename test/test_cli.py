@@ -103,6 +103,13 @@ def test_an_unreachable_bridge_is_warned_of_once_not_at_every_attempt(tmp_path):
         assert endpoint.stop() == 0, endpoint.output()
 
 
+def test_the_sdk_refuses_an_empty_token(tmp_path, monkeypatch):
+    """As the commands do: token="" is a mistake, not a request to read bridge.token."""
+    isolate(monkeypatch, str(tmp_path))
+    with pytest.raises(ValueError, match="the token is empty"):
+        BridgeClient(url="http://127.0.0.1:1", token="")
+
+
 def test_bridge_url_file_is_never_overwritten(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
