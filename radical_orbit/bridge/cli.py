@@ -69,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-unauthenticated-per-source", type=cli.count,
                    default=DEFAULT_SETTINGS["max_unauthenticated_per_source"],
                    help="the same, from one source address (default %(default)s)")
+    p.add_argument("--shed-after", type=cli.seconds, default=DEFAULT_SETTINGS["shed_min_age"],
+                   help="at the unauthenticated caps, a connection still waiting this many seconds for "
+                        "its request head gives way to a newcomer (default %(default)s)")
     p.add_argument("--head-timeout", type=cli.seconds, default=DEFAULT_SETTINGS["head_timeout"],
                    help="seconds to receive a whole request head (default %(default)s)")
     p.add_argument("--max-head-bytes", type=cli.count, default=DEFAULT_SETTINGS["max_head_bytes"],
@@ -109,6 +112,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         sse_keepalive=args.keepalive,
                         max_unauthenticated=args.max_unauthenticated,
                         max_unauthenticated_per_source=args.max_unauthenticated_per_source,
+                        shed_min_age=args.shed_after,
                         head_timeout=args.head_timeout, max_head_bytes=args.max_head_bytes,
                         hello_timeout=args.hello_timeout,
                         event_log_dir=args.event_log_dir, event_log_events=args.event_log_events,
