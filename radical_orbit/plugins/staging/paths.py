@@ -167,3 +167,14 @@ def fs_error(exc: OSError, path: str) -> Exception:
         return BadRequest("%s: %s" % (path, reason))
     exc.filename = path
     return exc
+
+
+def lstat_at(name: str, dir_fd: int, shown: str, missing_ok: bool = False) -> Optional[os.stat_result]:
+    """``name``'s own stat below ``dir_fd`` (never following a link); None when it is
+    missing and ``missing_ok``, else the ORBIT kind for the error on ``shown``."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as exc:
+        if missing_ok and exc.errno == errno.ENOENT:
+            return None
+        raise fs_error(exc, shown)

@@ -23,7 +23,7 @@ from ...plugin import (Plugin, PluginContext, PluginSession, Request, Response, 
                        route)
 from . import copy, transfer
 from .digests import DigestCache
-from .paths import Roots, Target, fs_error, open_below
+from .paths import Roots, Target, fs_error, lstat_at, open_below
 
 #: the largest file ``put`` and ``get`` carry as JSON (decoded bytes); beyond: stream it
 JSON_FILE_CAP = 8 * 2**20
@@ -106,7 +106,7 @@ class StagingPlugin(Plugin):
         try:
             os.mkdir(target.name, dir_fd=dir_fd)
         except FileExistsError:
-            st = _lstat_at(target.name, dir_fd, target)
+            st = lstat_at(target.name, dir_fd, target.path)
             if not (exist_ok and stat.S_ISDIR(st.st_mode)):
                 raise FileExists("%s exists" % target.path)
         except OSError as exc:
@@ -124,7 +124,7 @@ class StagingPlugin(Plugin):
             raise PermissionDenied("%s is a root; it cannot be removed" % target.path)
         dir_fd = target.open_parent()
         try:
-            st = _lstat_at(target.name, dir_fd, target)
+            st = lstat_at(target.name, dir_fd, target.path)
             if not stat.S_ISDIR(st.st_mode):
                 os.unlink(target.name, dir_fd=dir_fd)
             elif recursive:
@@ -152,8 +152,8 @@ class StagingPlugin(Plugin):
         try:
             dst_fd = dst.open_parent()
             try:
-                _lstat_at(src.name, src_fd, src)
-                if not overwrite and _lstat_at(dst.name, dst_fd, dst, missing_ok=True) is not None:
+                lstat_at(src.name, src_fd, src.path)
+                if not overwrite and lstat_at(dst.name, dst_fd, dst.path, missing_ok=True) is not None:
                     raise FileExists("%s exists; pass overwrite to replace it" % dst.path)
                 os.replace(src.name, dst.name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
             except OSError as exc:
@@ -352,20 +352,9 @@ def _lstat(target: Target) -> os.stat_result:
     try:
         if not target.name:
             return os.fstat(dir_fd)
-        return _lstat_at(target.name, dir_fd, target)
+        return lstat_at(target.name, dir_fd, target.path)
     finally:
         os.close(dir_fd)
-
-
-def _lstat_at(name: str, dir_fd: int, target: Target, missing_ok: bool = False) -> Optional[os.stat_result]:
-    try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        if missing_ok:
-            return None
-        raise fs_error(FileNotFoundError(2, "missing"), target.path)
-    except OSError as exc:
-        raise fs_error(exc, target.path)
 
 
 def _rename_error(exc: OSError, src: Target, dst: Target) -> Exception:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from ...errors import (BadRequest, Conflict, FileExists, InsufficientStorage, IsADirectory, OrbitError,
                        RangeNotSatisfiable)
-from .paths import Target, fs_error
+from .paths import Target, fs_error, lstat_at
 
 #: bytes per read and write: the protocol's chunk, so a piece is never split or joined
 CHUNK = 256 * 1024
@@ -87,7 +87,7 @@ class Upload:
         return {"path": self.target.path, "size": size, "sha256": digest}
 
     def _check_target(self, dir_fd: int) -> None:
-        st = _lstat_at(self.target.name, dir_fd, self.target.path)
+        st = lstat_at(self.target.name, dir_fd, self.target.path, missing_ok=True)
         if st is None:
             return
         if stat.S_ISDIR(st.st_mode):
@@ -161,7 +161,7 @@ class Upload:
             raise self._error(exc, dir_fd)
 
     def _held(self, dir_fd: int) -> int:
-        st = _lstat_at(self.partial, dir_fd, self.target.path)
+        st = lstat_at(self.partial, dir_fd, self.target.path, missing_ok=True)
         return st.st_size if st is not None else 0
 
     def _error(self, exc: OSError, dir_fd: int) -> Exception:
@@ -242,7 +242,7 @@ def held_offset(target: Target, dir_fd: Optional[int] = None) -> int:
     own = dir_fd is None
     fd = target.open_parent() if own else dir_fd
     try:
-        st = _lstat_at(partial_name(target.name), fd, target.path)
+        st = lstat_at(partial_name(target.name), fd, target.path, missing_ok=True)
     finally:
         if own:
             os.close(fd)
@@ -396,15 +396,6 @@ def remove_tree(name: str, dir_fd: int, shown: str) -> None:
         raise fs_error(exc, shown)
 
 
-def _lstat_at(name: str, dir_fd: int, shown: str) -> Optional[os.stat_result]:
-    try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise fs_error(exc, shown)
-
-
 def _rename_no_replace(src: str, dst: str, dir_fd: int) -> None:
     """Rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError), atomically
     where the file system has hard links, else with a check just before."""
@@ -413,7 +404,7 @@ def _rename_no_replace(src: str, dst: str, dir_fd: int) -> None:
     except OSError as exc:
         if exc.errno not in _NO_LINK:
             raise
-        if _lstat_at(dst, dir_fd, dst) is not None:
+        if lstat_at(dst, dir_fd, dst, missing_ok=True) is not None:
             raise FileExistsError(errno.EEXIST, "exists", dst)
         os.rename(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         return
