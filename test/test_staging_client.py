@@ -26,6 +26,12 @@ class Boom(Exception):
     """Raised from a progress callback to cut a transfer partway."""
 
 
+def cut(done, total):
+    """A progress callback that cuts a transfer once 12 MiB are through."""
+    if done >= 12 * MiB:
+        raise Boom()
+
+
 def write_file(path, size):
     """Incompressible content, made quickly: one random MiB with a counter per MiB."""
     seed = os.urandom(MiB)
@@ -101,9 +107,6 @@ def test_an_interrupted_put_resumes_from_what_the_endpoint_holds(orbit, tmp_path
     digest = write_file(src, size)
     tgt = str(tmp_path / "remote.bin")
 
-    def cut(done, total):
-        if done >= 12 * MiB:
-            raise Boom()
     with pytest.raises(Boom):
         st.put(src, tgt, progress=cut)
     with pytest.raises(FileNotFoundError):      # nothing under the target name
@@ -140,9 +143,6 @@ def test_an_interrupted_get_resumes_the_local_partial(orbit, tmp_path):
     tgt = str(tmp_path / "down" / "big.bin")
     os.makedirs(os.path.dirname(tgt))
 
-    def cut(done, total):
-        if done >= 12 * MiB:
-            raise Boom()
     with pytest.raises(Boom):
         st.get(src, tgt, progress=cut)
     assert not os.path.exists(tgt)
