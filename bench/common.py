@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -41,6 +42,36 @@ def status_kib(pid: int, key: str = "VmRSS") -> int:
 
 def rss_mib(pid: int) -> float:
     return status_kib(pid, "VmRSS") / 1024.0
+
+
+class PeakRss:
+    """The peak RSS (MiB) of some processes, sampled every ``interval`` seconds while
+    the ``with`` block runs; ``before`` holds their RSS at the start."""
+
+    def __init__(self, pids: Dict[str, int], interval: float = 0.01):
+        self.pids = pids
+        self.interval = interval
+        self.peak = {k: rss_mib(p) for k, p in pids.items()}
+        self.before = dict(self.peak)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for k, p in self.pids.items():
+                try:
+                    self.peak[k] = max(self.peak[k], rss_mib(p))
+                except OSError:
+                    pass
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def thread_count(pid: int) -> int:

@@ -35,8 +35,8 @@ import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import (BENCH, REPO, CpuMeter, MiB, Procs, duplex_post, median, percentile,  # noqa: E402
-                    rss_mib, thread_count)
+from common import (BENCH, REPO, CpuMeter, MiB, PeakRss, Procs, duplex_post, median,  # noqa: E402
+                    percentile, rss_mib, thread_count)
 import staging_bench  # noqa: E402
 
 ENDPOINT = "bench"
@@ -264,26 +264,12 @@ class Bench:
         sent_hash = hashlib.sha256(data).hexdigest()
         ctype = {"Content-Type": "application/octet-stream"}
         ref = duplex_post(self.ref_url + "/echo/echo", data, ctype, timeout=120)
-        pids = {"bridge": self.bridge.pid, "endpoint": self.endpoint.pid}
-        before = {k: rss_mib(p) for k, p in pids.items()}
-        peak = dict(before)
-        stop = threading.Event()
-
-        def sample():
-            while not stop.is_set():
-                for k, p in pids.items():
-                    try:
-                        peak[k] = max(peak[k], rss_mib(p))
-                    except OSError:
-                        pass
-                stop.wait(0.005)
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
+        watch = PeakRss({"bridge": self.bridge.pid, "endpoint": self.endpoint.pid}, interval=0.005)
         headers = dict(ctype, Authorization="Bearer %s" % self.P.token)
-        # a stall of 15 s (no byte read) counts as a failure
-        res = duplex_post("%s/%s/echo/echo" % (self.url, ENDPOINT), data, headers, timeout=15)
-        stop.set()
-        sampler.join()
+        with watch:
+            # a stall of 15 s (no byte read) counts as a failure
+            res = duplex_post("%s/%s/echo/echo" % (self.url, ENDPOINT), data, headers, timeout=15)
+        peak, before = watch.peak, watch.before
         del data
         ok = res["status"] == 200 and res["bytes"] == size and res["sha256"] == sent_hash
         ref_ok = ref["status"] == 200 and ref["bytes"] == size and ref["sha256"] == sent_hash

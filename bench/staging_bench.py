@@ -28,7 +28,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from typing import Callable, Dict
 
@@ -36,7 +35,7 @@ import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import REPO, MiB, Procs, rss_mib  # noqa: E402
+from common import REPO, MiB, PeakRss, Procs  # noqa: E402
 
 sys.path.insert(0, REPO)
 from radical_orbit.client import BridgeClient  # noqa: E402
@@ -111,34 +110,6 @@ def http_get(session: requests.Session, ref_url: str, src: str, dst: str) -> Non
                 f.write(piece)
             f.flush()
             os.fsync(f.fileno())
-
-
-class PeakRss:
-    """Samples the RSS of some processes every 10 ms while running."""
-
-    def __init__(self, pids: Dict[str, int]):
-        self.pids = pids
-        self.peak = {k: rss_mib(p) for k, p in pids.items()}
-        self.before = dict(self.peak)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for k, p in self.pids.items():
-                try:
-                    self.peak[k] = max(self.peak[k], rss_mib(p))
-                except OSError:
-                    pass
-            self._stop.wait(0.01)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def timed(func: Callable[[], object]) -> float:
