@@ -12,6 +12,7 @@ from orbit_procs import wait_for
 from radical_orbit.bridge.auth import Auth, normal_origin, origin_problem
 from radical_orbit.bridge.framing import Headers
 from radical_orbit.errors import Forbidden, Unauthorized
+from test_e2e import envelope_of
 
 TOKEN = "t0ken-for-the-rule"
 
@@ -124,13 +125,6 @@ def test_origin_problem_names_the_reason():
 
 
 # -- a real bridge, with the headers a browser sends ----------------------------------------
-def envelope_of(resp, status):
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert body["error"] is True and body["status_code"] == status and body["detail"]
-    return body
-
-
 def test_cookie_requests_from_another_origin_change_nothing(orbit_plain):
     o = orbit_plain
     o.start_bridge()
