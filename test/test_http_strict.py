@@ -88,6 +88,19 @@ def refused_and_closed(orbit, request: bytes, status: int) -> str:
         raw.close()
 
 
+def body_then_health(orbit, framing: bytes, body: bytes) -> None:
+    """POSTs ``body`` framed by the ``framing`` fields with a GET pipelined right after it:
+    both must be answered 200 (the body was read exactly to its end)."""
+    raw = Raw(orbit)
+    try:
+        raw.send(b"POST /endpoint/list HTTP/1.1\r\nHost: x\r\n%s%s\r\n%sGET /health HTTP/1.1\r\nHost: x\r\n%s\r\n"
+                 % (raw.auth(), framing, body, raw.auth()))
+        assert raw.answer("POST")[0] == 200
+        assert raw.answer()[0] == 200       # the pipelined request after the body: framing held
+    finally:
+        raw.close()
+
+
 def vm_kib(pid: int, field: str) -> int:
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -139,13 +152,8 @@ def test_chunk_sizes_are_exactly_hex_digits(orbit_plain, size):
 
 def test_valid_chunked_bodies_with_extensions_and_trailers_are_read(orbit_plain):
     orbit_plain.start_bridge()
-    raw = Raw(orbit_plain)
-    raw.send(b"POST /endpoint/list HTTP/1.1\r\nHost: x\r\n%sTransfer-Encoding: Chunked\r\n\r\n"
-             b"3;name=value;q=\"a \\\"b\"\r\nabc\r\n00A \t;x\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"
-             b"GET /health HTTP/1.1\r\nHost: x\r\n%s\r\n" % (raw.auth(), raw.auth()))
-    assert raw.answer("POST")[0] == 200
-    assert raw.answer()[0] == 200           # the pipelined request after the body: framing held
-    raw.close()
+    body_then_health(orbit_plain, b"Transfer-Encoding: Chunked\r\n",
+                     b"3;name=value;q=\"a \\\"b\"\r\nabc\r\n00A \t;x\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n")
 
 
 def test_chunk_data_must_end_with_crlf(orbit_plain):
@@ -183,11 +191,7 @@ def test_differing_content_lengths_are_400(orbit_plain, lengths):
 
 def test_repeated_equal_content_lengths_are_one(orbit_plain):
     orbit_plain.start_bridge()
-    raw = Raw(orbit_plain)
-    raw.send(b"POST /endpoint/list HTTP/1.1\r\nHost: x\r\n%sContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\n"
-             b"helloGET /health HTTP/1.1\r\nHost: x\r\n%s\r\n" % (raw.auth(), raw.auth()))
-    assert raw.answer("POST")[0] == 200 and raw.answer()[0] == 200
-    raw.close()
+    body_then_health(orbit_plain, b"Content-Length: 5\r\nContent-Length: 5, 5\r\n", b"hello")
 
 
 @pytest.mark.parametrize("value", [b"+10", b"1_0", b"0x3", b"-1", b"1 0", b"\xb2", b"", b"1" * 30])
