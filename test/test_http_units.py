@@ -177,3 +177,16 @@ def test_the_fd_limit_bounds_the_connections():
         pytest.skip("no hard file-descriptor limit")
     assert admission.connections_the_fd_limit_allows(10 ** 9) == hard - admission.FD_RESERVE
     assert admission.connections_the_fd_limit_allows(10) == 10
+
+
+def test_explorer_modules_list_the_installed_plugins_once(monkeypatch, tmp_path):
+    """GET /plugins/<file> is open: a module that is not in share/ must not cost a scan
+    of every installed distribution per request."""
+    from radical_orbit import registry
+    from radical_orbit.bridge.static import ExplorerFiles
+    scans = []
+    monkeypatch.setattr(registry, "available", lambda: scans.append(1) or {})
+    files = ExplorerFiles(str(tmp_path))
+    for _ in range(3):
+        assert files.plugin_module("no_such_module_xyz.js") is None
+    assert len(scans) == 1

@@ -22,6 +22,9 @@ class ExplorerFiles:
     def __init__(self, root: Optional[str] = None):
         self.root = root if root is not None else share_dir()
         self.files: Dict[str, bytes] = {}
+        #: the installed plugins, listed at the first module not in share/ (not per request:
+        #: listing them scans every installed distribution, and the route is open)
+        self._entries: Optional[Dict[str, registry.Entry]] = None
         if self.root is None:
             log.warning("the Explorer files (share/) are not installed: GET / will answer 404")
             return
@@ -53,7 +56,9 @@ class ExplorerFiles:
         rel = "%s/%s" % (PLUGIN_DIR, name)
         data = self.files.get(rel)
         if data is None:
-            path = registry.explorer_module(name)
+            if self._entries is None:
+                self._entries = registry.available()
+            path = registry.explorer_module(name, self._entries)
             if path is not None:
                 self._read(rel, path)
                 data = self.files.get(rel)
