@@ -7,7 +7,6 @@ import signal
 import socket
 import stat
 import threading
-import time
 
 import pytest
 import requests
@@ -119,6 +118,8 @@ def test_ten_thousand_notifications_survive_three_kill_9s_of_the_bridge(orbit_pl
     got, dropped = [], []
     bc.register_callback(lambda e, p, t, d: got.append(d["i"]), endpoint_id="hpc1", topic="n")
     bc.register_callback(lambda e, p, t, d: dropped.append(d), plugin_name="_orbit")
+    marks = []
+    bc.register_callback(lambda e, p, t, d: marks.append(d), endpoint_id="hpc1", topic="mark")
     wait_for(lambda: bc._events.connected.is_set(), 10, "the SDK's event stream")
     r = orbit_plain.get("hpc1/echo/notify_many/n?count=%d&rate=500" % total, "POST")
     assert r.status_code == 200, r.text
@@ -131,7 +132,9 @@ def test_ten_thousand_notifications_survive_three_kill_9s_of_the_bridge(orbit_pl
         orbit_plain.start_bridge()
     assert kills[-1] < total, "the stream ended before the third kill: the test proved nothing"
     wait_for(lambda: len(got) >= total, 40, "all %d notifications (have %d)" % (total, len(got)))
-    time.sleep(0.5)          # a duplicate would arrive right behind the last one
+    # a marker notified after the last one comes behind any resend of it on the same stream
+    assert orbit_plain.get("hpc1/echo/notify/mark", "POST", json={"end": True}).status_code == 200
+    wait_for(lambda: marks, 20, "the marker notification")
     bc.close()
     assert dropped == []
     assert len(got) == total and got == list(range(total)), (
