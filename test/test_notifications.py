@@ -284,6 +284,11 @@ def test_a_second_bridge_on_the_same_event_log_is_refused(orbit_plain):
 
 
 # -- the log itself, in process -----------------------------------------------------------------
+def note_of(event):
+    """The notification an event carries ({endpoint, plugin, topic, data})."""
+    return json.loads(bytes(event.data()))["data"]
+
+
 def fill(hub, n, start=0):
     return [hub.notify("ep", "p", "t", {"i": i}).seq for i in range(start, start + n)]
 
@@ -318,7 +323,7 @@ def test_replay_across_a_reopen_is_exact(tmp_path):
     new = fill(hub, 2, start=10)
     assert new[0] == ids[-1] + 2, "ids continue after the last logged one (the topology marker)"
     _listener, backlog = hub.subscribe(Filter(), ids[6], lambda: {"endpoints": {"now": {}}})
-    notes = [json.loads(e.wire.split(b"data: ", 1)[1])["data"] for e in backlog if e.topic == NOTIFICATION]
+    notes = [note_of(e) for e in backlog if e.topic == NOTIFICATION]
     assert [n["data"]["i"] for n in notes] == [7, 8, 9, 10, 11]
     assert backlog[-1].topic == TOPOLOGY and b'"now"' in backlog[-1].wire   # the current one, not the old
     hub.close()
@@ -336,7 +341,7 @@ def test_torn_and_damaged_lines_are_skipped(tmp_path):
     with open(path, "wb") as f:
         f.write(b"\n".join(lines) + b"\x00\x00\x00garbage")      # and a torn tail
     hub = reopened(directory)
-    assert [json.loads(e.wire.split(b"data: ", 1)[1])["data"]["data"]["i"] for e in hub._ring] == [0, 2, 3, 4]
+    assert [note_of(e)["data"]["i"] for e in hub._ring] == [0, 2, 3, 4]
     fill(hub, 1, start=5)
     hub.close()
     hub = reopened(directory)
@@ -354,7 +359,7 @@ def test_the_log_stays_bounded_and_keeps_the_newest(tmp_path):
     assert len(files) <= eventlog.SEGMENTS + 2 and 100 <= on_disk <= 200
     hub.close()
     hub = reopened(directory, max_events=100)
-    kept = [json.loads(e.wire.split(b"data: ", 1)[1])["data"]["data"]["i"] for e in hub._ring]
+    kept = [note_of(e)["data"]["i"] for e in hub._ring]
     assert kept == list(range(1900, 2000))
     # the stream's high-water mark outlived the segment that recorded it
     assert hub.notify_once("ep", "p", "t", 0, "early-stream", 7) == 7
