@@ -253,9 +253,10 @@ def _plugin_table(table: Dict[Any, Any]) -> bool:
     for name, description in table.items():
         if not names.is_name(name):
             raise _Invalid("has an invalid plugin instance name %s" % _show(name))
-        if name.lower() in seen:
+        folded = names.fold(name)
+        if folded in seen:
             raise _Invalid("lists plugin %r twice (instance names are compared case-insensitively)" % name)
-        seen.add(name.lower())
+        seen.add(folded)
         if type(description) is not dict:
             raise _Invalid("describes plugin %r with %s, not a map" % (name, _show(description)))
         try:
