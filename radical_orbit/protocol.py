@@ -10,8 +10,9 @@ then the kind's schema (``check``): keys, types and sizes. What a peer sends is
 therefore either a well-formed message or a ``ProtocolError`` that says what is
 wrong, never a ``KeyError`` deep in a handler.
 """
+import functools
 import math
-from typing import Any, Callable, Collection, Dict, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, FrozenSet, Optional, Tuple
 
 import msgpack
 
@@ -120,12 +121,10 @@ def decode(raw: bytes, accepted: Collection[str] = KINDS) -> Dict[str, Any]:
         raise ProtocolError("message of %d bytes exceeds the %d-byte limit" % (size, MAX_MESSAGE))
     if size > MAX_DESCRIPTION:
         # a hello is refused by its size before it is unpacked, not after
-        specs = [SCHEMA[kind] for kind in accepted if kind in SCHEMA]
-        limit = max(spec.max_size for spec in specs)
+        limit, fatal = _size_limit(frozenset(accepted))
         if size > limit:
             raise ProtocolError("message refused unread: %d bytes exceed the %d-byte limit of a %s"
-                                % (size, limit, " or ".join(sorted(accepted))),
-                                all(spec.fatal for spec in specs))
+                                % (size, limit, " or ".join(sorted(accepted))), fatal)
     try:
         if size <= MAX_CONTAINERS:
             msg = msgpack.unpackb(raw, raw=False, strict_map_key=True)
@@ -142,6 +141,14 @@ def decode(raw: bytes, accepted: Collection[str] = KINDS) -> Dict[str, Any]:
     if version != VERSION:
         raise ProtocolError("unsupported protocol version %r; this peer speaks %d" % (version, VERSION))
     return check(msg, accepted, len(raw))
+
+
+@functools.lru_cache(maxsize=None)
+def _size_limit(accepted: FrozenSet[str]) -> Tuple[int, bool]:
+    """The most bytes a message of the ``accepted`` kinds may take, and whether going
+    over is fatal; worked out once per set of kinds, not for every large DATA message."""
+    specs = [SCHEMA[kind] for kind in accepted if kind in SCHEMA]
+    return max(spec.max_size for spec in specs), all(spec.fatal for spec in specs)
 
 
 class _ContainerCount:
