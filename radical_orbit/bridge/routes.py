@@ -17,6 +17,7 @@ from ..errors import (BadRequest, MethodNotAllowed, NotFound, OrbitError, Unauth
 from ..names import NAME_RE
 from ..plugin import Request
 from ..router import Router, class_router, route
+from .calls import BRIDGE
 from .events import Filter
 from .framing import READ_CHUNK, BodyReader
 from .http import Handler, http_chunk
@@ -28,8 +29,6 @@ JAVASCRIPT = "text/javascript; charset=utf-8"
 DRAIN_LIMIT = 16 * 2**20
 ANONYMOUS_DRAIN_LIMIT = 64 * 1024
 SSE_RETRY_MS = 2000
-#: the pseudo-endpoint of the bridge's own plugins
-BRIDGE = "bridge"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 EXPLORER_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
