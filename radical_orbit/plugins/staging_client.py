@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..client import PluginClient
 from ..errors import FileExists, OrbitError, RangeNotSatisfiable
+from .staging.transfer import partial_name
 
 #: bytes per read from a local file and per network read
 CHUNK = 1 << 20
@@ -24,8 +25,6 @@ CONNECT_TIMEOUT = 10.0
 CHUNK_TIMEOUT = 120.0
 #: s a copy between endpoints may take as a whole: its answer comes when it is done
 COPY_TIMEOUT = 6 * 3600.0
-#: the suffix of a partial download, next to its target (as the endpoint does for uploads)
-PARTIAL = ".orbit-partial"
 #: the bridge's pseudo-endpoint, where copies between endpoints run
 BRIDGE = "bridge"
 
@@ -314,8 +313,9 @@ def _hash_prefix(f, length: Optional[int], hasher) -> int:
 
 
 def _partial_name(tgt: str) -> str:
+    """A partial download sits next to its target, named as the endpoint names an upload's."""
     head, name = os.path.split(os.path.abspath(tgt))
-    return os.path.join(head, "." + name + PARTIAL)
+    return os.path.join(head, partial_name(name))
 
 
 def _total_size(resp: Any, offset: int) -> Optional[int]:
