@@ -26,10 +26,12 @@ SSE_READ_TIMEOUT = 45.0
 
 class BridgeClient:
     """Talks to one bridge. ``url``, ``cert`` and ``token`` default to the
-    environment, then the files in the config dir."""
+    environment, then the files in the config dir; ``token_file`` names a private
+    file holding the token, as the commands' ``--token-file`` does."""
 
     def __init__(self, url: Optional[str] = None, cert: Optional[str] = None,
-                 token: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT):
+                 token: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
+                 token_file: Optional[str] = None):
         found = config.url_setting(url)
         self.url = found.value
         #: where the URL came from, named in errors: a stale bridge.url is a common cause
@@ -40,7 +42,7 @@ class BridgeClient:
         # Passed on every call: requests lets REQUESTS_CA_BUNDLE override a session-level
         # verify, which would silently trade the pin for the system CA store.
         self.verify: Union[str, bool] = self.cert if self.cert else True
-        token = config.resolve_token(token)
+        token = config.resolve_token(token, token_file)
         if token:
             self.session.headers["Authorization"] = "Bearer %s" % token
         self._events: Optional[EventListener] = None

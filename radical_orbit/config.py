@@ -205,8 +205,8 @@ def read_token_file(path: str) -> str:
     return token
 
 
-def resolve_token(cli: Optional[str] = None) -> Optional[str]:
-    found = token_setting(cli)
+def resolve_token(cli: Optional[str] = None, cli_file: Optional[str] = None) -> Optional[str]:
+    found = token_setting(cli, cli_file)
     return found.value if found else None
 
 

@@ -110,6 +110,22 @@ def test_the_sdk_refuses_an_empty_token(tmp_path, monkeypatch):
         BridgeClient(url="http://127.0.0.1:1", token="")
 
 
+def test_the_sdk_reads_its_token_from_a_private_file(orbit_plain, tmp_path, monkeypatch):
+    """BridgeClient(token_file=...) takes the token from the file over the environment,
+    and refuses a file others can read, as --token-file does."""
+    orbit_plain.start_bridge()
+    isolate(monkeypatch, str(tmp_path))
+    monkeypatch.setenv("RADICAL_ORBIT_BRIDGE_TOKEN", "not-the-one-0123456789abcdef")
+    token_file = tmp_path / "secret"
+    token_file.write_text(orbit_plain.token + "\n")
+    token_file.chmod(0o600)
+    bc = BridgeClient(url=orbit_plain.url, token_file=str(token_file))
+    assert "bridge" in bc.list_endpoints()
+    token_file.chmod(0o644)
+    with pytest.raises(ValueError, match="has mode 0644"):
+        BridgeClient(url=orbit_plain.url, token_file=str(token_file))
+
+
 def test_bridge_url_file_is_never_overwritten(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
