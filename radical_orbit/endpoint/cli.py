@@ -13,6 +13,8 @@ from ..errors import OrbitError
 from ..host import ROLES, detect_role
 from ..names import check_endpoint_name
 from ..registry import PluginSpecError
+from .handoff import ENV_HANDOFF, BridgeAccess, read_handoff, remove_dir, set_current_access
+from .jobend import DEFAULT_MARGIN, JobEndWatch
 from .service import DEFAULT_SETTINGS, EndpointService
 
 log = logging.getLogger("radical_orbit.endpoint")
@@ -58,6 +60,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tunnel", choices=("none", "forward", "reverse"), default="none",
                    help="reach the bridge through an ssh tunnel (not available yet: 'none' only)")
     p.add_argument("--tunnel-via", type=cli.non_empty, help="ssh host for --tunnel")
+    p.add_argument("--handoff", metavar="PATH", type=cli.existing_file,
+                   help="a launcher's private handoff file with URL, certificate and token, read "
+                        "and deleted at start (default: $%s; set by psij's submit_tunneled)" % ENV_HANDOFF)
+    p.add_argument("--job-end-margin", type=cli.seconds, default=DEFAULT_MARGIN,
+                   help="inside a batch job, stop this many seconds before the job's time runs "
+                        "out (default %(default)s)")
     p.add_argument("--log-level", type=cli.log_level,
                    help="DEBUG, INFO, WARNING or ERROR (default: env, else INFO)")
     return p
@@ -83,9 +91,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.tunnel != "none":
             fatal("--tunnel %s is not supported by this version; reach the bridge directly" % args.tunnel)
         backoff_max = reconnect_max()
-        url = config.url_setting(args.url, "--url")
-        cert = config.resolve_cert(url.value, args.cert)
-        token = config.token_setting(args.token, args.token_file)
+        handoff_path = args.handoff or os.environ.pop(ENV_HANDOFF, None)
+        if handoff_path:
+            handoff = read_handoff(handoff_path)
+            launch_dir = handoff.directory
+            where = "the handoff file %s" % handoff_path
+            url = config.Setting(handoff.access.url, where)
+            cert = handoff.access.cert
+            token = config.Setting(handoff.access.token, where) if handoff.access.token else None
+        else:
+            launch_dir = None
+            url = config.url_setting(args.url, "--url")
+            cert = config.resolve_cert(url.value, args.cert)
+            token = config.token_setting(args.token, args.token_file)
+        set_current_access(BridgeAccess(url.value, cert, token.value if token else None))
         logs.setup("endpoint-%s" % name, args.log_level)
         sources = "URL from %s, token from %s" % (url.source, token.source if token else "nowhere")
         role = args.role or detect_role()
@@ -100,7 +119,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     log.info("endpoint %s (%s) with plugins %s, %d workers", name, role,
              ", ".join(service.host.names()) or "none", args.workers)
     on_stop_signals(service.stop)
-    code = service.run()
+    watch = JobEndWatch(service.stop, args.job_end_margin).start() if role == "compute" else None
+    try:
+        code = service.run()
+    finally:
+        if watch is not None:
+            watch.close()
+        if launch_dir:
+            remove_dir(launch_dir)
     if service.fatal_error:
         logs.to_file_only(service.fatal_error)
         fatal(service.fatal_error)
