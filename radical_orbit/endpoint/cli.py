@@ -13,6 +13,7 @@ from ..errors import OrbitError
 from ..host import ROLES, detect_role
 from ..names import check_endpoint_name
 from ..registry import PluginSpecError
+from ..tunnel.child import MODES, child_tunnel
 from .handoff import ENV_HANDOFF, BridgeAccess, read_handoff, remove_dir, set_current_access
 from .jobend import DEFAULT_MARGIN, JobEndWatch
 from .service import DEFAULT_SETTINGS, EndpointService
@@ -57,9 +58,19 @@ def parser() -> argparse.ArgumentParser:
                         "are dropped and reported (default %(default)s)")
     p.add_argument("--role", choices=[r for r in ROLES if r != "bridge"],
                    help="override the detected host role (login, compute, standalone)")
-    p.add_argument("--tunnel", choices=("none", "forward", "reverse"), default="none",
-                   help="reach the bridge through an ssh tunnel (not available yet: 'none' only)")
-    p.add_argument("--tunnel-via", type=cli.non_empty, help="ssh host for --tunnel")
+    p.add_argument("--tunnel", choices=MODES, default=None,
+                   help="reach the bridge through an ssh tunnel: 'forward' runs ssh -L through "
+                        "--tunnel-via; 'reverse' dials the port a launcher forwards here with "
+                        "ssh -R (default: none, or what a handoff file says)")
+    p.add_argument("--tunnel-via", metavar="[USER@]HOST[:PORT]", type=cli.non_empty,
+                   help="the ssh host for --tunnel forward (default: $SLURM_SUBMIT_HOST or "
+                        "$PBS_O_HOST, the login host the job came from)")
+    p.add_argument("--tunnel-port", type=cli.port,
+                   help="this node's end of the tunnel on 127.0.0.1 (forward: a free port if "
+                        "omitted; reverse: the port the launcher forwards)")
+    p.add_argument("--tunnel-identity", metavar="PATH", type=cli.existing_file,
+                   help="ssh private key for the tunnel (default: $RADICAL_ORBIT_TUNNEL_IDENTITY, "
+                        "else ssh's own); host keys are checked against known_hosts in the config dir")
     p.add_argument("--handoff", metavar="PATH", type=cli.existing_file,
                    help="a launcher's private handoff file with URL, certificate and token, read "
                         "and deleted at start (default: $%s; set by psij's submit_tunneled)" % ENV_HANDOFF)
@@ -88,12 +99,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     try:
         name = args.name or check_endpoint_name(socket.gethostname().split(".")[0])
-        if args.tunnel != "none":
-            fatal("--tunnel %s is not supported by this version; reach the bridge directly" % args.tunnel)
         backoff_max = reconnect_max()
         handoff_path = args.handoff or os.environ.pop(ENV_HANDOFF, None)
+        extra = {}
         if handoff_path:
             handoff = read_handoff(handoff_path)
+            extra = handoff.extra
             launch_dir = handoff.directory
             where = "the handoff file %s" % handoff_path
             url = config.Setting(handoff.access.url, where)
@@ -114,17 +125,26 @@ def main(argv: Optional[List[str]] = None) -> int:
                                   queue_size=args.queue_size, note_buffer=args.note_buffer,
                                   backoff_max=backoff_max)
         service.load_plugins()
+        tunnel, service.address = child_tunnel(
+            args.tunnel or extra.get("tunnel") or "none", url.value,
+            args.tunnel_via or extra.get("tunnel_via"), args.tunnel_port or extra.get("tunnel_port"),
+            args.tunnel_identity or extra.get("tunnel_identity"), service.fail)
     except (OrbitError, config.ConfigError, PluginSpecError, ValueError) as exc:
         fatal(getattr(exc, "detail", None) or str(exc))
     log.info("endpoint %s (%s) with plugins %s, %d workers", name, role,
              ", ".join(service.host.names()) or "none", args.workers)
     on_stop_signals(service.stop)
     watch = JobEndWatch(service.stop, args.job_end_margin).start() if role == "compute" else None
+    if tunnel is not None:
+        log.info("dialling the bridge through an ssh tunnel: %s", " ".join(tunnel.argv))
+        tunnel.start()
     try:
         code = service.run()
     finally:
         if watch is not None:
             watch.close()
+        if tunnel is not None:
+            tunnel.stop()
         if launch_dir:
             remove_dir(launch_dir)
     if service.fatal_error:

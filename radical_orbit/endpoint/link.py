@@ -4,7 +4,7 @@ import logging
 import socket
 import ssl
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
 import websocket
@@ -106,12 +106,25 @@ class Link:
             pass
 
 
-def _tls_socket(target: str, cert: Optional[str]) -> TLSSocket:
+Address = Tuple[str, int]
+
+
+def _raw_socket(target: str, address: Optional[Address]) -> socket.socket:
+    """TCP to the URL's host, or to ``address`` (an ssh tunnel's end on this host) while
+    TLS and the HTTP Host header still name the URL's host."""
+    parts = urlsplit(target)
+    default = 443 if target.startswith("wss:") else 80
+    raw = socket.create_connection(address or (parts.hostname, parts.port or default),
+                                   timeout=CONNECT_TIMEOUT)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return raw
+
+
+def _tls_socket(target: str, cert: Optional[str], address: Optional[Address] = None) -> TLSSocket:
     """Our own TLS socket: websocket-client's would be read and written from different
     threads at once, which OpenSSL does not allow (see radical_orbit.tlssocket)."""
     parts = urlsplit(target)
-    raw = socket.create_connection((parts.hostname, parts.port or 443), timeout=CONNECT_TIMEOUT)
-    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    raw = _raw_socket(target, address)
     tls = TLSSocket(raw, pinned_context(cert), server_side=False, server_hostname=parts.hostname)
     try:
         tls.do_handshake(CONNECT_TIMEOUT)
@@ -121,8 +134,10 @@ def _tls_socket(target: str, cert: Optional[str]) -> TLSSocket:
     return tls
 
 
-def dial(url: str, cert: Optional[str], token: Optional[str], hello: Dict[str, Any]) -> Link:
-    """Connect, authenticate and register; raises Retry or Fatal."""
+def dial(url: str, cert: Optional[str], token: Optional[str], hello: Dict[str, Any],
+         address: Optional[Address] = None) -> Link:
+    """Connect (to ``address`` instead of the URL's host and port when given: a tunnel),
+    authenticate and register; raises Retry or Fatal."""
     target = ws_url(url)
     encoded = protocol.encode(protocol.HELLO, **hello)
     try:
@@ -132,9 +147,12 @@ def dial(url: str, cert: Optional[str], token: Optional[str], hello: Dict[str, A
     sock = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
     headers = ["Authorization: Bearer %s" % token] if token else []
     try:
-        tls = _tls_socket(target, cert) if target.startswith("wss:") else None
+        if target.startswith("wss:"):
+            pre = _tls_socket(target, cert, address)
+        else:
+            pre = _raw_socket(target, address) if address else None
         sock.connect(target, header=headers, timeout=CONNECT_TIMEOUT, suppress_origin=True,
-                     socket=tls)
+                     socket=pre)
     except websocket.WebSocketBadStatusException as exc:
         status = getattr(exc, "status_code", None)
         if status in (401, 403):

@@ -94,6 +94,8 @@ class EndpointService:
         self.fatal_error: Optional[str] = None
         self.cert = cert
         self.token = token
+        #: (host, port) to connect to instead of the URL's: the local end of an ssh tunnel
+        self.address: Optional[Tuple[str, int]] = None
         self.role = role
         self.settings = dict(DEFAULT_SETTINGS)
         self.settings.update({k: v for k, v in settings.items() if v is not None})
@@ -135,7 +137,7 @@ class EndpointService:
         try:
             while not self._stopping.is_set():
                 try:
-                    link = dial(self.url, self.cert, self.token, self._hello())
+                    link = dial(self.url, self.cert, self.token, self._hello(), self.address)
                 except Retry as exc:
                     delay = backoff.next_delay()
                     self._log_retry("%s%s" % (exc, self._sources_hint()), delay, backoff.attempt)
@@ -177,6 +179,13 @@ class EndpointService:
 
     def _sources_hint(self) -> str:
         return " (%s)" % self.sources if self.sources else ""
+
+    def fail(self, message: str) -> None:
+        """Stop with exit code 1 and ``message`` as the command's one error line (a
+        tunnel that cannot come up, say)."""
+        self.fatal_error = message
+        self.exit_code = 1
+        self.stop()
 
     def stop(self) -> None:
         self._stopping.set()
