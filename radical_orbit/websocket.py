@@ -123,26 +123,34 @@ class _ConnectionLost(WebSocketError):
     """EOF, socket error, idle timeout or close deadline while reading."""
 
 
-def apply_mask(mask_key: bytes, data, offset: int = 0) -> bytes:
-    """XOR ``data`` with the 4-byte masking key (RFC 6455 section 5.3), never byte by byte.
+def mask_in_place(buffer: bytearray, mask_key: bytes, start: int = 0, offset: int = 0) -> None:
+    """XOR ``buffer[start:]`` with the 4-byte masking key (RFC 6455 section 5.3), in place
+    and never byte by byte.
 
     Small payloads go as one big-integer XOR; larger ones as four strided lanes, each
-    byte-translated through the XOR table of its key byte, which runs at about twice
-    the big-integer speed. ``offset`` is the position of ``data[0]`` inside the frame
+    byte-translated through the XOR table of its key byte: about 0.8 ms per MiB here,
+    where converting to and from an integer costs 1.2 and masking a copy 1.15 (a copy
+    in, a copy out). ``offset`` is the position of ``buffer[start]`` inside the frame
     payload, so a payload can be unmasked chunk by chunk as it arrives.
     """
-    length = len(data)
-    if not length:
-        return b""
+    length = len(buffer) - start
+    if length <= 0:
+        return
     shift = offset % 4
     key = mask_key[shift:] + mask_key[:shift]
     if length < LANE_MASK_MIN:
-        key = (key * (length // 4 + 1))[:length]
-        value = int.from_bytes(data, "big") ^ int.from_bytes(key, "big")
-        return value.to_bytes(length, "big")
-    out = bytearray(data)
+        pad = (key * (length // 4 + 1))[:length]
+        value = int.from_bytes(buffer[start:], "big") ^ int.from_bytes(pad, "big")
+        buffer[start:] = value.to_bytes(length, "big")
+        return
     for lane in range(4):
-        out[lane::4] = out[lane::4].translate(_xor_table(key[lane]))
+        buffer[start + lane::4] = buffer[start + lane::4].translate(_xor_table(key[lane]))
+
+
+def apply_mask(mask_key: bytes, data, offset: int = 0) -> bytes:
+    """``data`` XOR the masking key, as new bytes (see ``mask_in_place``)."""
+    out = bytearray(data)
+    mask_in_place(out, mask_key, 0, offset)
     return bytes(out)
 
 
@@ -174,13 +182,19 @@ def _encode_frame(opcode: int, payload: bytes) -> bytes:
     return b"".join((_frame_header(opcode, len(payload)), payload))
 
 
-def encode_client_frame(opcode: int, payload: bytes) -> bytes:
+def encode_client_frame(opcode: int, payload: bytes) -> bytearray:
     """One unfragmented client frame, masked with a fresh random key (RFC 6455 5.3).
 
     The endpoint sends its data frames with this: websocket-client masks in pure
-    Python at about half the speed of ``apply_mask``."""
+    Python at about a third of the speed of ``mask_in_place``. The payload is copied
+    once, into the frame, and masked there."""
     key = os.urandom(4)
-    return b"".join((_frame_header(opcode, len(payload), MASK_BIT), key, apply_mask(key, payload)))
+    frame = bytearray(_frame_header(opcode, len(payload), MASK_BIT))
+    frame += key
+    start = len(frame)
+    frame += payload
+    mask_in_place(frame, key, start)
+    return frame
 
 
 def _encode_close_payload(code: int, reason: str) -> bytes:
@@ -590,14 +604,17 @@ class WebSocket:
             raise _ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8") from None
         return "".join(pieces)
 
-    def _read_payload(self, length: int, mask_key: bytes) -> bytes:
-        """Read a payload in bounded chunks into one preallocated buffer, unmask it at once."""
+    def _read_payload(self, length: int, mask_key: bytes) -> bytearray:
+        """Read a payload in bounded chunks into one preallocated buffer, unmask it there
+        at once (the message's ``b"".join`` makes the bytes)."""
         buffer = bytearray(length)
         view = memoryview(buffer)
         got = 0
         while got < length:
             got += self._fill(view[got:got + min(length - got, MAX_RECV_CHUNK)])
-        return apply_mask(mask_key, buffer)
+        view.release()
+        mask_in_place(buffer, mask_key)
+        return buffer
 
     def _read_exact(self, count: int) -> bytearray:
         """Exactly ``count`` bytes from the connection."""

@@ -440,6 +440,18 @@ def test_apply_mask_matches_bytewise_xor():
             assert ws.apply_mask(key, data[offset:], offset) == expected[offset:]
 
 
+def test_mask_in_place_masks_only_past_start():
+    key = b"\x9a\x02\x7e\xc1"
+    for size in (0, 3, ws.LANE_MASK_MIN - 1, ws.LANE_MASK_MIN + 5, 262147):
+        data = os.urandom(size)
+        for start, offset in ((0, 0), (14, 0), (3, 7)):
+            head = os.urandom(start)
+            buffer = bytearray(head + data)
+            ws.mask_in_place(buffer, key, start, offset)
+            assert bytes(buffer[:start]) == head
+            assert bytes(buffer[start:]) == bytes(b ^ key[(i + offset) % 4] for i, b in enumerate(data))
+
+
 def test_client_frames_are_masked_and_decode_back():
     payload = os.urandom(70000)
     frame = ws.encode_client_frame(ws.OPCODE_BINARY, payload)
