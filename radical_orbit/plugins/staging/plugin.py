@@ -244,9 +244,10 @@ class StagingPlugin(Plugin):
                 status = 206
                 headers["Content-Range"] = "bytes %d-%d/%d" % (start, end - 1, size)
             os.lseek(fd, start, os.SEEK_SET)
-            whole = start == 0 and end == size
+            # a whole file is hashed as it is read, unless its digest is kept already
+            hashed = start == 0 and end == size and self.digests.get(st) is None
             body = transfer.FileSlice(fd, end - start, (lambda digest: self.digests.put(st, digest))
-                                      if whole else None)
+                                      if hashed else None)
         except BaseException:
             os.close(fd)
             raise
