@@ -13,4 +13,8 @@ BUILTIN = (
       client_class="radical_orbit.plugins.echo_client.EchoClient"),
     P("staging", "radical_orbit.plugins.staging:StagingPlugin", EVERY_ROLE, ui_module="staging.js",
       client_class="radical_orbit.plugins.staging_client.StagingClient"),
+    # not in any default set: it needs a user's Globus credentials to do anything
+    P("globus", "radical_orbit.plugins.globus:GlobusPlugin", ui_module="globus.js",
+      extra="radical.orbit[globus]", requires=("globus_sdk",),
+      client_class="radical_orbit.plugins.globus_client.GlobusClient"),
 )

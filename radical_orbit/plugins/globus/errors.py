@@ -1,0 +1,101 @@
+"""Globus failures -> ORBIT's error envelope.
+
+A missing consent (Globus's ConsentRequired / an auth requirements error) becomes 401
+with what to do; Globus's 400/401/403/404/409/429 keep their codes (a 429 its
+Retry-After); any other answer is 502 with Globus's own message; an unreachable Globus
+is 502, a timeout 504. Details name Globus's code and request id, never a credential.
+"""
+import contextlib
+from typing import Dict, Iterator, List, Optional
+
+import globus_sdk
+from globus_sdk import gare
+
+from ...errors import OrbitError, Timeout
+
+#: Globus statuses passed through as they are; any other becomes 502
+KEPT = (400, 401, 403, 404, 409, 429)
+#: the envelope's ``kind`` of a consent-required 401 (the SDK raises GlobusConsentRequired)
+CONSENT_KIND = "GlobusConsentRequired"
+CONSENT_MARK = "required scopes: "
+
+
+class GlobusFailure(OrbitError):
+    """An error Globus answered, in ORBIT's vocabulary."""
+
+
+class ConsentRequired(GlobusFailure):
+    """401: Globus needs the user's consent to more scopes, or a fresh login, first."""
+
+    status_code = 401
+    kind = CONSENT_KIND
+
+    def __init__(self, requirement: "gare.GARE", message: Optional[str]):
+        params = requirement.authorization_parameters
+        self.required_scopes: List[str] = list(params.required_scopes or [])
+        needs = []
+        if params.session_required_identities or params.session_required_single_domain:
+            needs.append("log in with %s" % ", ".join((params.session_required_identities or []) +
+                                                      (params.session_required_single_domain or [])))
+        if params.session_required_mfa:
+            needs.append("log in with multi-factor authentication")
+        if params.session_required_policies:
+            needs.append("satisfy the policies %s" % ", ".join(params.session_required_policies))
+        scopes = " ".join(self.required_scopes)
+        if scopes:
+            needs.append("consent to %s (e.g. `globus session consent '%s'` with the Globus CLI, or "
+                         "your app's login flow asking for these scopes)" % (scopes, scopes))
+        detail = ("Globus needs more authorization before it does this (%s: %s). Log in to Globus "
+                  "again and %s, then start a new globus session here with the new tokens; %s%s"
+                  % (requirement.code, params.session_message or message or "no message",
+                     "; ".join(needs) or "grant what Globus asks for", CONSENT_MARK, scopes or "(none)"))
+        super().__init__(detail)
+
+
+def translate(exc: BaseException) -> OrbitError:
+    """The ORBIT error for a globus-sdk exception (others come back unchanged as 500s)."""
+    if isinstance(exc, globus_sdk.GlobusAPIError):
+        return _api_error(exc)
+    if isinstance(exc, globus_sdk.GlobusTimeoutError):
+        return Timeout("Globus did not answer in time: %s" % _short(exc))
+    if isinstance(exc, globus_sdk.NetworkError):
+        return GlobusFailure("cannot reach Globus: %s" % _short(exc), 502)
+    if isinstance(exc, OrbitError):
+        return exc
+    return GlobusFailure("globus-sdk failed: %s: %s" % (type(exc).__name__, _short(exc)), 502)
+
+
+def _api_error(exc: "globus_sdk.GlobusAPIError") -> OrbitError:
+    requirement = gare.to_gare(exc)
+    if requirement is not None:
+        return ConsentRequired(requirement, exc.message)
+    status = exc.http_status
+    message = exc.message or exc.http_reason or "no message"
+    detail = "Globus %s: %s: %s" % (status, exc.code or "Error", message)
+    if exc.request_id:
+        detail += " (Globus request id %s)" % exc.request_id
+    if status == 401:
+        detail += "; the credentials were refused (an expired or revoked token?): start a new globus session"
+    if status not in KEPT:
+        return GlobusFailure(detail, 502)
+    headers: Dict[str, str] = {}
+    retry = exc.headers.get("Retry-After") if status == 429 else None
+    if retry:
+        headers["Retry-After"] = retry
+    return GlobusFailure(detail, status, headers=headers)
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+
+
+@contextlib.contextmanager
+def globus_errors() -> Iterator[None]:
+    """Run a Globus call; its failure leaves as the ORBIT error, without the SDK's
+    exception chained to it (a traceback of it would be logged for a 5xx)."""
+    try:
+        yield
+    except OrbitError:
+        raise
+    except (globus_sdk.GlobusError, ValueError) as exc:
+        raise translate(exc) from None
