@@ -53,7 +53,7 @@ def log_in(page, orbit):
     """The login link the bridge prints: sets the cookie, then drops the token from the URL."""
     page.goto("%s/?token=%s" % (orbit.url, quote(orbit.token)))
     expect(page).to_have_url(orbit.url + "/", timeout=T)
-    expect(page.locator("#tree")).to_be_visible(timeout=T)
+    expect(page.locator("#app")).to_be_visible(timeout=T)     # the tree is a closed drawer on a phone
     expect(page.locator("#conn-state")).to_have_text("live", timeout=T)
 
 
@@ -77,7 +77,7 @@ def test_login_link_and_sysinfo_page(orbit, page):
     def sessions():
         return orbit.get("hpc1/sysinfo/list_sessions").json()["sessions"]
     assert len(sessions()) == 1
-    page.evaluate("location.hash = ''")
+    page.evaluate("location.hash = '#/bridge'")   # a view without sysinfo numbers
     expect(page.locator("#sysinfo-hostname")).to_have_count(0, timeout=T)
     wait_for(lambda: sessions() == [], T / 1000, "the page's session to be unregistered", 0.1)
     assert page.errors == []
@@ -149,6 +149,7 @@ def test_tree_updates_live(orbit, page):
 
 
 def test_disconnect_and_terminate(orbit, page):
+    """Both live on the Bridge page (not next to Log out) and ask first, naming what they end."""
     orbit.start_bridge()
     proc = orbit.start_endpoint("hpc2", "-p", "sysinfo")
     log_in(page, orbit)
@@ -159,10 +160,11 @@ def test_disconnect_and_terminate(orbit, page):
         dialogs.append(dialog.message)
         dialog.accept()
     page.on("dialog", accept)
-    assert endpoint(page, "bridge").locator("[data-action=disconnect]").count() == 0
-    row = endpoint(page, "hpc2").locator(".node-row").first
-    row.hover()
-    row.locator("[data-action=disconnect]").click()
+    assert page.locator("#topbar button", has_text="Terminate").count() == 0
+    page.locator("#views a[data-view=bridge]").click()
+    expect(page).to_have_url(orbit.url + "/#/bridge", timeout=T)
+    assert page.locator("[data-action=disconnect][data-name=bridge]").count() == 0
+    page.locator("[data-action=disconnect][data-name=hpc2]").click()
     expect(endpoint(page, "hpc2")).to_have_count(0, timeout=T)
     assert proc.wait(20) == 0
     assert "hpc2" in dialogs[0]
@@ -170,6 +172,7 @@ def test_disconnect_and_terminate(orbit, page):
     expect(page.locator("#banner")).to_contain_text("terminating", timeout=T)
     expect(page.locator("#conn-state")).to_have_text("reconnecting", timeout=T)
     assert orbit.bridge.wait(20) == 0
+    assert "Terminate the bridge at https://" in dialogs[1]
 
 
 def test_survives_bridge_restart(orbit, page):

@@ -49,6 +49,8 @@ def open_files(page, orbit, home, name="hpc1", roots=None):
     config = "staging=" + json.dumps({"roots": [str(r) for r in (roots or [home])]})
     orbit.start_endpoint(name, "-p", "staging", "--plugin-config", config, HOME=str(home))
     log_in(page, orbit)
+    if page.locator("#menu").is_visible():     # at phone width the tree is a drawer
+        page.click("#menu")
     page.locator('[data-plugin="%s/staging"]' % name).click()
     expect(page.locator("[data-testid=staging-crumbs] .here")).to_have_text(
         os.path.realpath(str(home)), timeout=T)

@@ -19,7 +19,22 @@ MAX_NOTIFY_COUNT = 10**6
 class EchoPlugin(Plugin):
     plugin_name = "echo"
     version = "1.0.0"
-    ui_config = {"title": "Echo", "description": "Diagnostics: echo requests and bodies"}
+    #: the Explorer builds echo's page from this (docs/explorer.md, "Generic pages")
+    ui_config = {
+        "title": "Echo",
+        "description": "Diagnostics: echo requests and bodies",
+        "sections": [
+            {"kind": "form", "title": "Send a notification", "method": "POST", "path": "notify/{topic}",
+             "submit": "Notify",
+             "fields": [{"name": "topic", "label": "Topic", "required": True, "default": "hello"},
+                        {"name": "msg", "label": "Message", "type": "textarea"},
+                        {"name": "delay_ms", "label": "Delay (ms)", "type": "integer", "in": "query",
+                         "default": 0}]},
+            {"kind": "monitor", "title": "Health", "path": "health", "every": 5},
+            {"kind": "notifications", "title": "Notifications", "columns": [
+                {"key": "msg", "label": "message"}], "max": 20, "wide": True},
+        ],
+    }
 
     @route("GET", "ping", inline=True)
     def ping(self, req: Request) -> Dict[str, Any]:

@@ -1,4 +1,5 @@
-/* ORBIT Explorer core: login, endpoint tree, live event stream, plugin pages.
+/* ORBIT Explorer core: login, the shell (overview, endpoint and bridge pages, tree,
+ * drawer, notifications, hash routes), the live event stream, plugin pages.
  *
  * Rule for this file and every plugin module: nothing received from the bridge or
  * an endpoint is ever parsed as HTML. DOM is built with el() (createElement,
@@ -142,6 +143,14 @@
               el('span', {style: {width: p + '%'}}));
   }
 
+  /** A labelled percentage with its bar: meter('CPU', 42.5, '8 cores'). */
+  function meter(label, percent, detail, testid) {
+    return el('div', {class: 'meter', 'data-testid': testid || null},
+      el('span', {class: 'label'}, label),
+      el('span', {class: 'value'}, detail ? detail + '  ·  ' + fmtPercent(percent) : fmtPercent(percent)),
+      bar(percent, label + ' ' + fmtPercent(percent)));
+  }
+
   /** A key/value table; object values are shown as JSON text. */
   function kvTable(obj, opts) {
     opts = opts || {};
@@ -173,7 +182,7 @@
   }
 
   var util = {
-    el: el, clear: clear, replace: replace, bar: bar, kvTable: kvTable, table: table,
+    el: el, clear: clear, replace: replace, bar: bar, meter: meter, kvTable: kvTable, table: table,
     fmtBytes: fmtBytes, fmtDuration: fmtDuration, fmtPercent: fmtPercent, fmtTime: fmtTime,
     toText: toText, seg: encodeURIComponent, describeError: describeError
   };
@@ -240,27 +249,34 @@
   }
 
   // ---------------------------------------------------------------- state
+  var BRIDGE = 'bridge';                // the bridge's own plugins are listed under this name
+  var RECONNECT_BASE_MS = 1000;         // first retry after a lost stream; doubles per failure
+  var RECONNECT_MAX_MS = 15000;         // ... up to this
+  var RECONNECT_TIMEOUT_MS = 10000;     // one reconnect attempt's /endpoint/list
+  var SUMMARY_MS = 5000;                // overview cards: one poll per plugin, this long after the last answer
+  var SUMMARY_TIMEOUT_MS = 10000;
+  var PHONE = '(max-width: 760px)';     // must match the @media rule in index.html
+
   var state = {
     running: false,          // logged in and showing the app
     topology: null,          // the data of /endpoint/list
     es: null,                // the EventSource
+    conn: 'connecting',      // the stream: connecting | live | reconnecting | offline
     everLive: false,
+    downSince: null,         // when the stream was lost (Date)
+    nextTry: 0,              // Date.now() of the next reconnect attempt
+    trying: false,           // a reconnect attempt is in flight
     lastEventId: null,
     backoff: 0,
     reconnectTimer: null,
+    connTick: null,          // 1 s timer for the "next try in N s" text
     collapsed: new Set(),    // tree paths the user folded
-    page: null,              // the open plugin page
-    registry: new Map(),     // type -> {title, render}
+    view: null,              // the open view: overview, endpoint, bridge or plugin page
+    registry: new Map(),     // type -> {title, render, summary}
     modules: new Map(),      // ui_module -> Promise
-    notes: 0
+    noteEndpoints: new Set(),
+    notePlugins: new Set()
   };
-
-  function setConnState(s, label) {
-    var node = $('conn-state');
-    node.dataset.state = s;
-    node.textContent = label || s;
-    node.title = s === 'live' ? 'receiving live updates' : 'live updates interrupted; reconnecting by itself';
-  }
 
   function showBanner(text, kind) {
     $('banner').className = kind === 'error' ? 'error' : '';
@@ -270,17 +286,115 @@
 
   function hideBanner() { $('banner').hidden = true; }
 
+  function bridgeUrl() {
+    var b = state.topology && state.topology.bridge;
+    return b && typeof b.url === 'string' ? b.url : location.origin;
+  }
+
+  function hashFor(endpoint, instance) {
+    return '#/' + encodeURIComponent(endpoint) + (instance ? '/' + encodeURIComponent(instance) : '');
+  }
+
+  // ---------------------------------------------------------------- connection state
+  var CONN_TITLES = {
+    live: 'receiving live updates from the bridge',
+    connecting: 'opening the live event stream',
+    reconnecting: 'the live event stream is down; reconnecting by itself',
+    offline: 'no network (or logged out): nothing on this page is live'
+  };
+
+  /** The one indicator of the event stream; every state badge follows it. */
+  function setConn(s, label) {
+    state.conn = s;
+    var node = $('conn-state');
+    node.dataset.state = s;
+    node.textContent = label || s;
+    node.title = CONN_TITLES[s] || s;
+    document.body.dataset.conn = s;
+    renderConnBar();
+    refreshStateBadges();
+    if (state.view && state.view.onConn) state.view.onConn();
+  }
+
+  function renderConnBar() {
+    var bar = $('connbar');
+    var down = state.running && state.conn !== 'live' && (state.everLive || state.reconnectTimer || state.trying);
+    if (!down) {
+      bar.hidden = true;
+      clearInterval(state.connTick);
+      state.connTick = null;
+      return;
+    }
+    var text = state.conn === 'offline' ? 'Offline: the browser reports no network.'
+      : 'No live connection to the bridge' + (state.downSince ? ' since ' + fmtTime(state.downSince) : '') + '.';
+    if (state.trying) {
+      text += ' Trying to reconnect now…';
+    } else if (state.reconnectTimer) {
+      var secs = Math.max(0, Math.ceil((state.nextTry - Date.now()) / 1000));
+      text += ' Next try at ' + fmtTime(new Date(state.nextTry)) + ' (in ' + secs + ' s).';
+    }
+    text += ' Numbers on this page may be out of date.';
+    $('conn-detail').textContent = text;
+    $('conn-retry').disabled = state.trying;
+    bar.className = state.conn === 'offline' ? 'offline' : '';
+    bar.hidden = false;
+    if (!state.connTick) state.connTick = setInterval(renderConnBar, 1000);
+  }
+
+  /** What the page can truthfully say about an endpoint: only a live stream knows. */
+  function endpointState(name) {
+    if (state.conn !== 'live') {
+      return state.conn === 'connecting' && !state.everLive
+        ? {cls: '', text: 'checking…', title: 'opening the live stream'}
+        : {cls: 'warn', text: 'bridge unreachable',
+           title: 'the live stream to the bridge is down: this endpoint\'s state is unknown'};
+    }
+    if (name === BRIDGE || endpointsOf(state.topology)[name]) {
+      return {cls: 'ok', text: 'connected', title: 'connected to the bridge (live)'};
+    }
+    return {cls: 'bad', text: 'not connected', title: 'not connected to the bridge (live)'};
+  }
+
+  function stateBadge(name) {
+    var b = el('span', {'data-ep-state': name, 'data-testid': 'ep-state'});
+    paintState(b);
+    return b;
+  }
+
+  function stateDot(name) {
+    var d = el('span', {'data-ep-dot': name, role: 'img'});
+    paintState(d);
+    return d;
+  }
+
+  function paintState(node) {
+    var dot = node.hasAttribute('data-ep-dot');
+    var s = endpointState(dot ? node.getAttribute('data-ep-dot') : node.getAttribute('data-ep-state'));
+    node.className = (dot ? 'dot ' : 'badge ') + s.cls;
+    node.title = s.title;
+    if (dot) node.setAttribute('aria-label', s.text);
+    else node.textContent = s.text;
+  }
+
+  function refreshStateBadges() {
+    var nodes = document.querySelectorAll('[data-ep-state], [data-ep-dot]');
+    for (var i = 0; i < nodes.length; i++) paintState(nodes[i]);
+  }
+
   // ---------------------------------------------------------------- login
   function showLogin(message) {
     state.running = false;
     closeStream();
-    closePage();
+    closeView();
+    closeDrawer();
     $('app').hidden = true;
-    $('terminate').hidden = true;
     $('logout').hidden = true;
+    $('menu').hidden = true;
+    $('notes-toggle').hidden = true;
     clear($('tree'));
     state.topology = null;
-    setConnState('offline', 'logged out');
+    state.everLive = false;
+    setConn('offline', 'logged out');
     $('login').hidden = false;
     var msg = $('login-error');
     msg.textContent = message || '';
@@ -303,7 +417,7 @@
       $('login-token').value = '';
       $('login').hidden = true;
       $('login-error').hidden = true;
-      start();
+      start(true);
     }, function (err) {
       var msg = $('login-error');
       msg.textContent = err.status === 401 ? 'Wrong token.' : 'Login failed: ' + describeError(err);
@@ -321,28 +435,30 @@
   }
 
   // ---------------------------------------------------------------- start
-  function start() {
-    setConnState('connecting');
+  function start(focusPage) {
+    setConn('connecting');
     request('POST', '/endpoint/list').then(function (answer) {
       state.running = true;
       state.backoff = 0;
+      hideBanner();
       $('login').hidden = true;
       $('app').hidden = false;
-      $('terminate').hidden = false;
       $('logout').hidden = false;
+      $('menu').hidden = false;
+      $('notes-toggle').hidden = false;
       applyTopology(answer && answer.data);
       openStream();
-      route();
+      route(focusPage);
     }, function (err) {
       if (err.status === 401) return;     // the login panel is up
-      setConnState('offline');
+      setConn('offline');
       showBanner('Cannot load the endpoint list: ' + describeError(err) + ' (retrying)', 'error');
       setTimeout(start, backoffDelay());
     });
   }
 
   function backoffDelay() {
-    var base = Math.min(30000, 1000 * Math.pow(2, state.backoff));
+    var base = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * Math.pow(2, state.backoff));
     state.backoff = Math.min(state.backoff + 1, 10);
     return Math.round(base * (0.8 + Math.random() * 0.4));
   }
@@ -351,17 +467,18 @@
   function openStream() {
     closeStream();
     if (!state.running) return;
-    // A new EventSource cannot set Last-Event-ID itself; the bridge also reads
-    // ?last_event_id=. The browser's own reconnects send the header.
+    // A new EventSource cannot set the Last-Event-ID header itself; the bridge reads
+    // ?last_event_id= the same way, so the stream resumes after the last event seen.
     var url = '/events' + (state.lastEventId ? '?last_event_id=' + encodeURIComponent(state.lastEventId) : '');
     var es = new EventSource(url);
     state.es = es;
-    setConnState(state.everLive ? 'reconnecting' : 'connecting');
+    setConn(state.everLive ? 'reconnecting' : 'connecting');
     es.addEventListener('open', function () {
       if (state.es !== es) return;
       state.backoff = 0;
       state.everLive = true;
-      setConnState('live');
+      state.downSince = null;
+      setConn('live');
     });
     es.addEventListener('message', function (ev) {
       if (state.es !== es) return;
@@ -374,13 +491,13 @@
     });
     es.addEventListener('error', function () {
       if (state.es !== es) return;
-      setConnState('reconnecting');
-      if (es.readyState === EventSource.CLOSED) {
-        // the browser gave up (HTTP error such as 401, or a bad answer): retry ourselves
-        es.close();
-        state.es = null;
-        scheduleReconnect();
-      }
+      // The page reconnects itself rather than leaving it to the browser: so it knows,
+      // and can show, when the next try is, and re-reads the endpoint list first (which
+      // also tells a lost login, 401 -> login view, from a bridge that is down).
+      es.close();
+      state.es = null;
+      if (!state.downSince) state.downSince = new Date();
+      scheduleReconnect();
     });
   }
 
@@ -395,18 +512,27 @@
 
   function scheduleReconnect() {
     clearTimeout(state.reconnectTimer);
-    state.reconnectTimer = setTimeout(function () {
-      state.reconnectTimer = null;
+    var wait = backoffDelay();
+    state.nextTry = Date.now() + wait;
+    state.reconnectTimer = setTimeout(reconnectNow, wait);
+    setConn(navigator.onLine === false ? 'offline' : 'reconnecting');
+  }
+
+  function reconnectNow() {
+    clearTimeout(state.reconnectTimer);
+    state.reconnectTimer = null;
+    if (!state.running || state.trying || state.es) return;
+    state.trying = true;
+    renderConnBar();
+    request('POST', '/endpoint/list', null, {timeout: RECONNECT_TIMEOUT_MS}).then(function (answer) {
+      state.trying = false;
       if (!state.running) return;
-      // also tells a lost login (401 -> login panel) from a bridge that is down
-      request('POST', '/endpoint/list').then(function (answer) {
-        if (!state.running) return;
-        applyTopology(answer && answer.data);
-        openStream();
-      }, function (err) {
-        if (err.status !== 401 && state.running) scheduleReconnect();
-      });
-    }, backoffDelay());
+      applyTopology(answer && answer.data);
+      openStream();
+    }, function (err) {
+      state.trying = false;
+      if (err.status !== 401 && state.running) scheduleReconnect();
+    });
   }
 
   // ---------------------------------------------------------------- topology & tree
@@ -421,29 +547,29 @@
     return ep.plugins[instance];
   }
 
+  function pluginsOf(entry) {
+    return entry && entry.plugins && typeof entry.plugins === 'object' ? entry.plugins : {};
+  }
+
+  function titleOf(instance, info) {
+    var cfg = info && info.ui_config && typeof info.ui_config === 'object' ? info.ui_config : {};
+    return typeof cfg.title === 'string' && cfg.title ? cfg.title : instance;
+  }
+
   function applyTopology(data) {
     if (!data || typeof data !== 'object') return;
     state.topology = data;
-    var url = data.bridge && typeof data.bridge.url === 'string' ? data.bridge.url : location.origin;
-    $('bridge-url').textContent = url;
+    $('bridge-url').textContent = bridgeUrl();
     renderTree();
-    var page = state.page;
-    if (page) {
-      var info = pluginInfo(page.endpoint, page.instance);
-      if (info && page.waiting) {
-        openPlugin(page.endpoint, page.instance);   // it was not there when the page opened
-        return;
-      }
-      if (info) page.info = info;
-      page.setOnline(!!info);
-    } else {
-      route();
-    }
+    refreshStateBadges();
+    var view = state.view;
+    if (view && view.onTopology) view.onTopology();
+    else if (!view) route();
   }
 
   function compareNames(a, b) {
-    if (a === 'bridge') return -1;
-    if (b === 'bridge') return 1;
+    if (a === BRIDGE) return -1;
+    if (b === BRIDGE) return 1;
     return a < b ? -1 : (a > b ? 1 : 0);
   }
 
@@ -468,18 +594,19 @@
     var endpoints = endpointsOf(state.topology);
     var names = Object.keys(endpoints);
     $('tree-count').textContent = String(names.length);
+    markNav();
     var tree = $('tree');
     if (!names.length) {
       replace(tree, el('div', {class: 'tree-empty'}, 'No endpoints connected.'));
       return;
     }
     var root = buildTree(endpoints);
-    replace(tree, el('ul', {role: 'tree'}, Array.from(root.children.values()).map(renderNode)));
+    replace(tree, el('ul', {'aria-label': 'endpoints'}, Array.from(root.children.values()).map(renderNode)));
   }
 
   function renderNode(node) {
     var entry = node.entry;
-    var plugins = entry && entry.plugins && typeof entry.plugins === 'object' ? entry.plugins : {};
+    var plugins = pluginsOf(entry);
     var instances = Object.keys(plugins).sort();
     var hasKids = node.children.size > 0 || instances.length > 0;
     var collapsed = state.collapsed.has(node.path);
@@ -488,46 +615,79 @@
       if (entry.endpoint.type) meta.push(String(entry.endpoint.type));
       if (entry.endpoint.hostname) meta.push(String(entry.endpoint.hostname));
     }
-    var row = el('div', {class: 'node-row'},
+    var view = state.view;
+    var here = view && !view.instance && view.endpoint === node.path;
+    var row = el('div', {class: 'node-row' + (here ? ' selected' : '')},
       el('button', {class: 'caret', type: 'button', 'aria-expanded': hasKids ? String(!collapsed) : null,
-                    'aria-label': (collapsed ? 'expand ' : 'collapse ') + node.path,
+                    'aria-label': (collapsed ? 'expand ' : 'collapse ') + node.path, tabindex: hasKids ? null : '-1',
                     onclick: function () {
                       if (state.collapsed.has(node.path)) state.collapsed.delete(node.path);
                       else state.collapsed.add(node.path);
                       renderTree();
-                    }}, hasKids ? (collapsed ? '▸' : '▾') : ''),
-      el('span', {class: entry ? 'name' : 'group-name', title: node.path}, node.label),
-      el('span', {class: 'meta', title: meta.join(' · ')}, meta.join(' · ')),
-      entry && node.path !== 'bridge'
-        ? el('button', {class: 'disconnect danger', type: 'button', 'data-action': 'disconnect',
-                        title: 'shut this endpoint down', onclick: function () { disconnect(node.path); }},
-             'Disconnect')
-        : null);
+                      var again = $('tree').querySelector('[data-caret="' + cssEscape(node.path) + '"]');
+                      if (again) again.focus();
+                    }, 'data-caret': node.path}, hasKids ? (collapsed ? '▸' : '▾') : ''),
+      entry ? stateDot(node.path) : null,
+      entry
+        ? el('a', {class: 'name', href: hashFor(node.path), title: node.path, 'data-endpoint-link': node.path,
+                   'aria-current': here ? 'page' : null}, node.label)
+        : el('span', {class: 'group-name', title: node.path}, node.label),
+      el('span', {class: 'meta', title: meta.join(' · ')}, meta.join(' · ')));
     var kids = null;
     if (hasKids && !collapsed) {
-      kids = el('ul', {role: 'group'},
+      kids = el('ul', null,
         instances.map(function (inst) { return renderPluginLink(node.path, inst, plugins[inst]); }),
         Array.from(node.children.values()).map(renderNode));
     }
-    return el('li', {'data-endpoint': entry ? node.path : null, 'data-group': entry ? null : node.path,
-                     role: 'treeitem'}, row, kids);
+    return el('li', {'data-endpoint': entry ? node.path : null, 'data-group': entry ? null : node.path}, row, kids);
+  }
+
+  function cssEscape(text) {
+    return window.CSS && CSS.escape ? CSS.escape(text) : String(text).replace(/["\\]/g, '\\$&');
   }
 
   function renderPluginLink(endpoint, instance, info) {
     info = info || {};
-    var cfg = info.ui_config && typeof info.ui_config === 'object' ? info.ui_config : {};
-    var title = typeof cfg.title === 'string' && cfg.title ? cfg.title : instance;
-    var page = state.page;
-    var selected = page && page.endpoint === endpoint && page.instance === instance;
+    var title = titleOf(instance, info);
+    var view = state.view;
+    var selected = view && view.endpoint === endpoint && view.instance === instance;
     var cls = 'plugin-link' + (selected ? ' selected' : '') + (info.enabled === false ? ' disabled' : '');
-    return el('li', null, el('button', {
-      class: cls, type: 'button', 'data-plugin': endpoint + '/' + instance,
+    return el('li', null, el('a', {
+      class: cls, href: hashFor(endpoint, instance), 'data-plugin': endpoint + '/' + instance,
+      'aria-current': selected ? 'page' : null,
       title: (info.type || instance) + (info.version ? ' ' + info.version : '') +
-             (info.enabled === false ? ' (not enabled on this host)' : ''),
-      onclick: function () { navigate(endpoint, instance); }
+             (info.enabled === false ? ' (not enabled on this host)' : '')
     }, el('span', null, title), title !== instance ? el('span', {class: 'inst'}, instance) : null));
   }
 
+  function markNav() {
+    var kind = state.view ? state.view.kind : null;
+    var links = document.querySelectorAll('#views a[data-view]');
+    for (var i = 0; i < links.length; i++) {
+      if (links[i].getAttribute('data-view') === kind) links[i].setAttribute('aria-current', 'page');
+      else links[i].removeAttribute('aria-current');
+    }
+  }
+
+  // ---------------------------------------------------------------- drawer (phone width)
+  function isPhone() { return window.matchMedia(PHONE).matches; }
+
+  function openDrawer() {
+    document.body.classList.add('drawer-open');
+    $('menu').setAttribute('aria-expanded', 'true');
+    var first = document.querySelector('#views a');
+    // the drawer becomes visible with the class; focus it on the next frame
+    setTimeout(function () { if (first) first.focus(); }, 0);
+  }
+
+  function closeDrawer(returnFocus) {
+    if (!document.body.classList.contains('drawer-open')) return;
+    document.body.classList.remove('drawer-open');
+    $('menu').setAttribute('aria-expanded', 'false');
+    if (returnFocus) $('menu').focus();
+  }
+
+  // ---------------------------------------------------------------- actions
   function disconnect(name) {
     if (!window.confirm('Disconnect endpoint "' + name + '"?\n\nIt shuts down and does not reconnect.')) return;
     request('POST', '/endpoint/disconnect/' + encodeURIComponent(name)).then(function () {
@@ -538,11 +698,11 @@
   }
 
   function terminate() {
-    var url = $('bridge-url').textContent || location.origin;
-    if (!window.confirm('Terminate the bridge at ' + url + '?\n\nEndpoints keep retrying until a bridge ' +
-                        'is back; this page reconnects by itself.')) return;
+    var url = bridgeUrl();
+    if (!window.confirm('Terminate the bridge at ' + url + '?\n\nEvery endpoint loses it; they keep retrying ' +
+                        'until a bridge is back on this address. This page reconnects by itself.')) return;
     request('POST', '/bridge/terminate').then(function () {
-      showBanner('The bridge is terminating.');
+      showBanner('The bridge at ' + url + ' is terminating.');
     }, function (err) {
       showBanner('Terminate failed: ' + describeError(err), 'error');
     });
@@ -554,34 +714,85 @@
   function onNotification(n) {
     if (!n || typeof n !== 'object') return;
     var list = $('notifications');
-    var empty = list.querySelector('.empty');
-    if (empty) list.removeChild(empty);
+    var ep = toText(n.endpoint), plugin = toText(n.plugin);
     var text = toText(n.data);
     if (text.length > MAX_NOTE_TEXT) text = text.slice(0, MAX_NOTE_TEXT) + ' …';
-    list.insertBefore(el('li', null,
+    var li = el('li', {'data-ep': ep, 'data-from': plugin},
       el('span', {class: 't'}, fmtTime()),
-      el('span', {class: 'src'}, toText(n.endpoint) + '/' + toText(n.plugin)),
+      el('span', {class: 'src'}, ep + '/' + plugin),
       el('span', {class: 'topic'}, toText(n.topic)),
-      el('span', {class: 'data'}, text)), list.firstChild);
+      el('span', {class: 'data'}, text));
+    li.hidden = !noteShown(li);
+    list.insertBefore(li, list.firstChild);
     while (list.children.length > MAX_NOTES) list.removeChild(list.lastChild);
-    state.notes += 1;
-    $('notes-count').textContent = String(state.notes);
+    addNoteSource(ep, plugin);
+    updateNotesCount(true);
     pageNoteListeners.forEach(function (fn) {
       try { fn(n); } catch (err) { console.error('notification listener failed', err); }
     });
   }
 
-  function clearNotes() {
-    state.notes = 0;
-    $('notes-count').textContent = '0';
-    replace($('notifications'), el('li', {class: 'empty'}, 'No notifications yet.'));
+  function noteShown(li) {
+    var ep = $('notes-endpoint').value, plugin = $('notes-plugin').value;
+    return (!ep || li.getAttribute('data-ep') === ep) && (!plugin || li.getAttribute('data-from') === plugin);
   }
 
-  // ---------------------------------------------------------------- plugin pages
+  function addNoteSource(ep, plugin) {
+    if (!state.noteEndpoints.has(ep)) { state.noteEndpoints.add(ep); fillFilter('notes-endpoint', state.noteEndpoints, 'all endpoints'); }
+    if (!state.notePlugins.has(plugin)) { state.notePlugins.add(plugin); fillFilter('notes-plugin', state.notePlugins, 'all plugins'); }
+  }
+
+  function fillFilter(id, values, allLabel) {
+    var select = $(id), keep = select.value;
+    replace(select, el('option', {value: ''}, allLabel), Array.from(values).sort().map(function (v) {
+      return el('option', {value: v}, v);
+    }));
+    select.value = values.has(keep) ? keep : '';
+  }
+
+  function filterNotes() {
+    var items = $('notifications').children;
+    for (var i = 0; i < items.length; i++) items[i].hidden = !noteShown(items[i]);
+    updateNotesCount(false);
+  }
+
+  function updateNotesCount(fresh) {
+    var items = $('notifications').children, shown = 0;
+    for (var i = 0; i < items.length; i++) if (!items[i].hidden) shown++;
+    var count = $('notes-count');
+    count.textContent = String(items.length);
+    if (fresh && $('notes').hidden) count.classList.add('fresh');
+    $('notes-toggle').setAttribute('aria-label', 'Notifications (' + items.length + ')');
+    var empty = $('notes-empty');
+    empty.hidden = shown > 0;
+    empty.textContent = items.length ? 'No notifications from this endpoint and plugin.' : 'No notifications yet.';
+  }
+
+  function clearNotes() {
+    clear($('notifications'));
+    state.noteEndpoints.clear();
+    state.notePlugins.clear();
+    fillFilter('notes-endpoint', state.noteEndpoints, 'all endpoints');
+    fillFilter('notes-plugin', state.notePlugins, 'all plugins');
+    updateNotesCount(false);
+  }
+
+  function toggleNotes(open) {
+    var notes = $('notes');
+    notes.hidden = open === undefined ? !notes.hidden : !open;
+    $('notes-toggle').setAttribute('aria-expanded', String(!notes.hidden));
+    if (!notes.hidden) {
+      $('notes-count').classList.remove('fresh');
+      $('notes-endpoint').focus();
+    }
+  }
+
+  // ---------------------------------------------------------------- plugin modules
   function registerPlugin(type, spec) {
     if (typeof type !== 'string' || !type) throw new Error('registerPlugin: type must be a string');
     if (!spec || typeof spec.render !== 'function') throw new Error('registerPlugin: spec.render must be a function');
-    state.registry.set(type, {title: spec.title || type, render: spec.render});
+    state.registry.set(type, {title: spec.title || type, render: spec.render,
+                              summary: typeof spec.summary === 'function' ? spec.summary : null});
   }
 
   function loadModule(name) {
@@ -619,53 +830,61 @@
     });
   }
 
-  function navigate(endpoint, instance) {
-    var hash = '#/' + encodeURIComponent(endpoint) + '/' + encodeURIComponent(instance);
-    if (location.hash === hash) openPlugin(endpoint, instance);
-    else location.hash = hash;
-  }
-
-  /** The hash names the open page: #/<endpoint>/<instance>. */
-  function route() {
-    if (!state.running) return;
-    var m = /^#\/([^/]+)\/([^/]+)$/.exec(location.hash);
-    if (!m) {
-      if (state.page) closePage();
-      showWelcome();
-      return;
-    }
-    var endpoint, instance;
+  // ---------------------------------------------------------------- views and routes
+  /** The hash names the view: #/ overview, #/bridge, #/<endpoint>, #/<endpoint>/<instance>.
+   * Returns null for a hash that is not a route (an in-page anchor). */
+  function parseHash(hash) {
+    if (!hash || hash === '#' || hash === '#/') return {kind: 'overview', key: 'overview'};
+    if (hash.slice(0, 2) !== '#/') return null;
+    var parts;
     try {
-      endpoint = decodeURIComponent(m[1]);
-      instance = decodeURIComponent(m[2]);
+      parts = hash.slice(2).split('/').map(decodeURIComponent);
     } catch (e) {
-      return;
+      return {kind: 'overview', key: 'overview'};
     }
-    var page = state.page;
-    if (page && page.endpoint === endpoint && page.instance === instance) return;
-    if (!state.topology) return;
-    openPlugin(endpoint, instance);
+    if (parts.length === 1 && parts[0] === BRIDGE) return {kind: 'bridge', key: 'bridge'};
+    if (parts.length === 1 && parts[0]) return {kind: 'endpoint', endpoint: parts[0], key: 'ep:' + parts[0]};
+    if (parts.length === 2 && parts[0] && parts[1]) {
+      return {kind: 'plugin', endpoint: parts[0], instance: parts[1], key: 'plugin:' + parts[0] + '/' + parts[1]};
+    }
+    return {kind: 'overview', key: 'overview'};
   }
 
-  function showWelcome() {
-    var eps = endpointsOf(state.topology);
-    var n = Object.keys(eps).length;
-    var plugins = Object.keys(eps).reduce(function (acc, k) {
-      return acc + Object.keys((eps[k] && eps[k].plugins) || {}).length;
-    }, 0);
-    replace($('page'), el('div', {class: 'welcome'},
-      el('h2', null, 'ORBIT Explorer'),
-      el('p', null, n + (n === 1 ? ' endpoint' : ' endpoints') + ' with ' + plugins +
-                    (plugins === 1 ? ' plugin' : ' plugins') + ' connected to this bridge.'),
-      el('p', null, 'Pick a plugin in the tree on the left to open its page. Dotted endpoint names ' +
-                    'nest (hpc1.login sits under hpc1). The tree and the notifications below update live.')));
+  function route(focus) {
+    if (!state.running || !state.topology) return;
+    var r = parseHash(location.hash);
+    if (!r) return;
+    if (state.view && state.view.key === r.key) return;
+    closeView();
+    if (r.kind === 'overview') showOverview();
+    else if (r.kind === 'bridge') showBridge();
+    else if (r.kind === 'endpoint') showEndpoint(r.endpoint);
+    else openPlugin(r.endpoint, r.instance);
     renderTree();
+    closeDrawer();
+    if (focus) {
+      var h = $('page').querySelector('h2');
+      if (h) h.focus();
+    }
   }
 
-  function closePage() {
-    var page = state.page;
-    if (!page) return;
-    state.page = null;
+  /** A view or a sub-page (an overview card's live part): what closePage() ends. */
+  function newPage(kind, key, endpoint, instance, info) {
+    return {
+      kind: kind, key: key, endpoint: endpoint || null, instance: instance || null, info: info || null,
+      active: true, ctl: new AbortController(), cleanups: [], sidPromise: null, sid: null,
+      base: '/' + encodeURIComponent(endpoint || '') + '/' + encodeURIComponent(instance || '') + '/'
+    };
+  }
+
+  function closeView() {
+    var view = state.view;
+    state.view = null;
+    if (view) closePage(view);
+  }
+
+  function closePage(page) {
+    if (!page.active) return;
     page.active = false;
     page.ctl.abort();
     pageNoteListeners.forEach(function (fn) { if (fn.page === page) pageNoteListeners.delete(fn); });
@@ -681,33 +900,375 @@
     }
   }
 
-  function openPlugin(endpoint, instance) {
-    closePage();
-    var info = pluginInfo(endpoint, instance);
-    var page = {
-      endpoint: endpoint, instance: instance, info: info, active: true,
-      ctl: new AbortController(), cleanups: [], sidPromise: null, sid: null,
-      base: '/' + encodeURIComponent(endpoint) + '/' + encodeURIComponent(instance) + '/'
-    };
-    state.page = page;
-    renderTree();
+  /** fn now, then ms after each run finishes (waits for its Promise), while the page is open. */
+  function runEvery(page, ms, fn) {
+    var timer = null, stopped = false;
+    function tick() {
+      if (stopped || !page.active) return;
+      var run = document.hidden ? Promise.resolve() : Promise.resolve().then(fn);
+      run.then(null, function (err) {
+        if (page.active) console.error('periodic task failed', err);
+      }).then(function () {
+        if (!stopped && page.active) timer = setTimeout(tick, ms);
+      });
+    }
+    function stop() { stopped = true; clearTimeout(timer); }
+    page.cleanups.push(stop);
+    tick();
+    return stop;
+  }
 
-    var cfg = info && info.ui_config && typeof info.ui_config === 'object' ? info.ui_config : {};
-    var statusBadge = el('span', {class: 'badge ok'}, 'connected');
-    page.setOnline = function (online) {
-      statusBadge.className = 'badge ' + (online ? 'ok' : 'bad');
-      statusBadge.textContent = online ? 'connected' : 'not connected';
+  function pageHead(title, crumbs, extra) {
+    return el('div', {id: 'page-head'}, el('h2', {tabindex: '-1'}, title),
+              crumbs ? el('span', {class: 'crumbs'}, crumbs) : null, extra);
+  }
+
+  // ---------------------------------------------------------------- overview
+  /** Built-in overview parts, by plugin type; a module's registerPlugin(..., {summary}) wins. */
+  var SUMMARIES = {};
+  var SUMMARY_ORDER = ['sysinfo', 'queue_info', 'psij', 'rhapsody'];
+
+  function summaryRank(type) {
+    var i = SUMMARY_ORDER.indexOf(type);
+    return i < 0 ? SUMMARY_ORDER.length : i;
+  }
+
+  function summarizerFor(info) {
+    var spec = state.registry.get(info.type);
+    if (spec && spec.summary) return Promise.resolve(spec.summary);
+    if (SUMMARIES[info.type]) return Promise.resolve(SUMMARIES[info.type]);
+    if (spec || !info.ui_module) return Promise.resolve(null);
+    return loadModule(info.ui_module).then(function () {
+      var loaded = state.registry.get(info.type);
+      return loaded && loaded.summary ? loaded.summary : null;
+    }, function () { return null; });
+  }
+
+  function obj(v) { return v && typeof v === 'object' && !Array.isArray(v) ? v : {}; }
+  function arr(v) { return Array.isArray(v) ? v : []; }
+
+  SUMMARIES.sysinfo = function (box, ctx) {
+    var body = el('div', null, el('span', {class: 'muted'}, 'reading sysinfo…'));
+    var stamp = el('div', {class: 'stamp', 'data-testid': 'stamp'});
+    replace(box, body, stamp);
+    var lastOk = null;
+    ctx.every(SUMMARY_MS, function () {
+      return ctx.withSession(function (sid) {
+        return ctx.api('GET', 'metrics/' + encodeURIComponent(sid), null, {timeout: SUMMARY_TIMEOUT_MS});
+      }).then(function (m) {
+        if (!ctx.active) return;
+        m = obj(m);
+        var cpu = obj(m.cpu), mem = obj(m.memory), gpus = arr(m.gpus).map(obj);
+        var gpu;
+        if (gpus.length) {
+          var util = gpus.filter(function (g) { return isNum(g.utilization); });
+          var avg = util.length ? util.reduce(function (a, g) { return a + g.utilization; }, 0) / util.length : null;
+          gpu = meter('GPU', avg, gpus.length + (gpus.length === 1 ? ' GPU' : ' GPUs'), 'gpu');
+        } else {
+          gpu = el('div', {class: 'meter', 'data-testid': 'gpu'}, el('span', {class: 'label'}, 'GPU'),
+                   el('span', {class: 'value'}, 'none'));
+        }
+        replace(body,
+          meter('CPU', cpu.percent, isNum(cpu.cores_logical) ? cpu.cores_logical + ' cores' : null, 'cpu'),
+          meter('Memory', mem.percent, fmtBytes(mem.used) + ' of ' + fmtBytes(mem.total), 'memory'),
+          gpu);
+        lastOk = new Date();
+        stamp.textContent = 'updated ' + fmtTime(lastOk);
+      }, function (err) {
+        if (!ctx.active) return;
+        stamp.textContent = 'sysinfo: ' + describeError(err) + (lastOk ? ' · numbers from ' + fmtTime(lastOk) : '');
+      });
+    });
+  };
+
+  /** Counts by state: {"RUNNING": 3, ...} -> "RUNNING 3 · QUEUED 1" as badges. */
+  function countsRow(label, counts, testid) {
+    counts = obj(counts);
+    var keys = Object.keys(counts).filter(function (k) { return isNum(counts[k]); });
+    return el('div', {class: 'counts', 'data-testid': testid},
+      el('span', {class: 'what'}, label),
+      keys.length ? keys.sort().map(function (k) {
+        var kind = /fail|error|cancel/i.test(k) ? 'bad' : (/run|activ|execut/i.test(k) ? 'info'
+          : (/done|complet|succe/i.test(k) ? 'ok' : ''));
+        return el('span', {class: 'badge ' + kind}, k.toLowerCase() + ' ' + counts[k]);
+      }) : el('span', {class: 'muted'}, 'none'));
+  }
+
+  function endpointFacts(entry) {
+    var info = obj(entry && entry.endpoint);
+    var facts = [];
+    if (info.hostname) facts.push(el('span', {title: 'host'}, 'host ' + toText(info.hostname)));
+    if (info.python_version) facts.push(el('span', {title: 'endpoint Python'}, 'Python ' + toText(info.python_version)));
+    if (info.version) facts.push(el('span', {title: 'radical.orbit version'}, 'orbit ' + toText(info.version)));
+    if (isNum(info.connected_at)) {
+      facts.push(el('span', {title: new Date(info.connected_at * 1000).toString()},
+                    'connected since ' + fmtTime(new Date(info.connected_at * 1000))));
+    }
+    return facts;
+  }
+
+  function cardSignature(entry) {
+    if (!entry) return 'group';
+    var plugins = pluginsOf(entry);
+    return JSON.stringify([obj(entry.endpoint).connected_at, Object.keys(plugins).sort().map(function (k) {
+      var p = obj(plugins[k]);
+      return [k, p.type, p.enabled];
+    })]);
+  }
+
+  /** One endpoint's card: facts, state, the plugins' live summaries, links. */
+  function makeCard(view, name, entry) {
+    var sub = el('div', {class: 'sub-cards'});
+    if (!entry) {
+      return {sub: sub, subs: [], node: el('section', {class: 'card ep-card group', 'data-card': name},
+        el('div', {class: 'ep-title'}, el('span', {class: 'group-name'}, name),
+           el('span', {class: 'muted'}, 'group of endpoints')), sub)};
+    }
+    var info = obj(entry.endpoint);
+    var plugins = pluginsOf(entry);
+    var instances = Object.keys(plugins).sort(function (a, b) {
+      return summaryRank(obj(plugins[a]).type) - summaryRank(obj(plugins[b]).type) || (a < b ? -1 : (a > b ? 1 : 0));
+    });
+    var summary = el('div', {class: 'summary'});
+    var role = info.role || info.type;
+    var link = name === BRIDGE ? '#/bridge' : hashFor(name);
+    var node = el('section', {class: 'card ep-card', 'data-card': name, 'aria-label': 'endpoint ' + name},
+      el('div', {class: 'ep-title'},
+        el('a', {href: link, 'data-open': name}, name),
+        stateBadge(name),
+        role ? el('span', {class: 'badge info', title: 'role'}, toText(role)) : null),
+      el('div', {class: 'facts'}, endpointFacts(entry)),
+      summary,
+      instances.length ? el('div', {class: 'chips', 'aria-label': 'plugins of ' + name},
+        instances.map(function (inst) {
+          return el('a', {href: hashFor(name, inst), 'data-chip': name + '/' + inst,
+                          title: toText(obj(plugins[inst]).type)}, titleOf(inst, plugins[inst]));
+        })) : el('div', {class: 'muted'}, 'no plugins'),
+      sub);
+    // a click on the card's background opens the endpoint, as its name does
+    node.addEventListener('click', function (ev) {
+      if (ev.target.closest('a, button, input, select, textarea, .sub-cards')) return;
+      location.hash = link;
+    });
+    var card = {node: node, sub: sub, subs: [], dropped: false};
+    instances.forEach(function (inst) {
+      var pinfo = obj(plugins[inst]);
+      if (pinfo.enabled === false) return;
+      var part = el('div', {'data-summary': name + '/' + inst});
+      summary.appendChild(part);
+      summarizerFor(pinfo).then(function (fn) {
+        if (!fn || card.dropped || !view.active) {
+          if (part.parentNode) part.parentNode.removeChild(part);
+          return;
+        }
+        var page = newPage('summary', null, name, inst, pinfo);
+        card.subs.push(page);
+        var ctx = makeContext(page, part);
+        function failed(err) {
+          if (page.active) replace(part, el('div', {class: 'muted'}, inst + ': ' + describeError(err)));
+        }
+        try {
+          var result = fn(part, ctx);
+          if (result && typeof result.then === 'function') result.then(null, failed);
+        } catch (err) {
+          failed(err);
+        }
+      });
+    });
+    return card;
+  }
+
+  function dropCard(card) {
+    card.dropped = true;
+    card.subs.splice(0).forEach(closePage);
+    if (card.node.parentNode) card.node.parentNode.removeChild(card.node);
+  }
+
+  /** Keep view.cards in step with the topology: new cards for new (or restarted)
+   * endpoints, the others kept (with their sessions and pollers) and moved into place. */
+  function syncCards(view, holder, rootName) {
+    var root = buildTree(endpointsOf(state.topology));
+    var seen = new Set();
+    function place(node, parent) {
+      seen.add(node.path);
+      var card = view.cards.get(node.path);
+      var sig = cardSignature(node.entry);
+      if (card && card.sig !== sig) { dropCard(card); card = null; }
+      if (!card) {
+        card = makeCard(view, node.path, node.entry);
+        card.sig = sig;
+        view.cards.set(node.path, card);
+      }
+      parent.appendChild(card.node);
+      card.node.classList.toggle('has-kids', node.children.size > 0);
+      node.children.forEach(function (child) { place(child, card.sub); });
+    }
+    var start = root;
+    if (rootName) {
+      rootName.split('.').forEach(function (part) { start = start && start.children.get(part); });
+      if (start) place(start, holder);
+    } else {
+      root.children.forEach(function (node) { place(node, holder); });
+    }
+    view.cards.forEach(function (card, key) {
+      if (!seen.has(key)) { dropCard(card); view.cards.delete(key); }
+    });
+    return seen.size;
+  }
+
+  function showOverview() {
+    var view = newPage('overview', 'overview');
+    state.view = view;
+    view.cards = new Map();
+    view.cleanups.push(function () { view.cards.forEach(dropCard); });
+    var count = el('span', {class: 'crumbs'});
+    var empty = el('div', {class: 'muted', hidden: true},
+      'No endpoints connected. Start one with radical-orbit-endpoint (see the README); it appears here by itself.');
+    var grid = el('div', {class: 'cards', 'data-testid': 'overview'});
+    replace($('page'), pageHead('Overview', null, [count, el('span', {class: 'desc'},
+      'Every endpoint on this bridge, live. Dotted names nest under their parent; a card opens its endpoint.')]),
+      empty, grid);
+    view.onTopology = function () {
+      var n = Object.keys(endpointsOf(state.topology)).length;
+      count.textContent = n + (n === 1 ? ' endpoint' : ' endpoints') + ' · ' + bridgeUrl();
+      empty.hidden = syncCards(view, grid) > 0;
     };
-    page.setOnline(!!info);
+    view.onTopology();
+  }
+
+  // ---------------------------------------------------------------- endpoint page
+  function showEndpoint(name) {
+    var view = newPage('endpoint', 'ep:' + name, name);
+    state.view = view;
+    view.cards = new Map();
+    view.cleanups.push(function () { view.cards.forEach(dropCard); });
+    var holder = el('div', {class: 'cards'});
+    var details = el('div', {class: 'cards'});
+    var missing = el('div', {class: 'error-box', hidden: true},
+      'Endpoint "' + name + '" is not connected. This page fills in when it connects.');
+    replace($('page'), pageHead(name, 'endpoint', [stateBadge(name), el('span', {class: 'actions'},
+      el('button', {type: 'button', class: 'danger', 'data-action': 'disconnect',
+                    'aria-label': 'Disconnect endpoint ' + name, onclick: function () { disconnect(name); }},
+         'Disconnect…'))]), missing, holder, details);
+    view.onTopology = function () {
+      var entry = endpointsOf(state.topology)[name];
+      missing.hidden = !!entry;
+      syncCards(view, holder, name);
+      if (!entry) { clear(details); return; }
+      var plugins = pluginsOf(entry);
+      var rows = Object.keys(plugins).sort().map(function (inst) {
+        var p = obj(plugins[inst]);
+        return [el('a', {href: hashFor(name, inst)}, titleOf(inst, p)), el('span', {class: 'mono'}, inst),
+                toText(p.type), toText(p.version),
+                el('span', {class: 'badge ' + (p.enabled === false ? 'warn' : 'ok')}, p.enabled === false ? 'off' : 'on')];
+      });
+      var info = obj(entry.endpoint);
+      replace(details,
+        el('section', {class: 'card wide'}, el('h3', null, 'Plugins'),
+          table([{label: 'page'}, {label: 'instance'}, {label: 'type'}, {label: 'version'}, {label: 'enabled'}],
+                rows, {empty: 'no plugins loaded'})),
+        el('section', {class: 'card'}, el('h3', null, 'Connection'), kvTable({
+          role: info.role || info.type, host: info.hostname, python: info.python_version,
+          'orbit version': info.version, 'bridge sees it at': info.address,
+          'connected since': isNum(info.connected_at) ? new Date(info.connected_at * 1000).toLocaleString() : null})));
+    };
+    view.onTopology();
+  }
+
+  // ---------------------------------------------------------------- bridge page
+  function showBridge() {
+    var view = newPage('bridge', 'bridge', BRIDGE);
+    state.view = view;
+    var facts = el('div'), endpoints = el('div'), own = el('div');
+    var health = null, healthAt = 0, healthError = null;
+    replace($('page'),
+      pageHead('Bridge', bridgeUrl(), [stateBadge(BRIDGE), el('span', {class: 'desc'},
+        'The bridge this page talks to, the endpoints connected to it, and the controls that act on them.')]),
+      el('div', {class: 'cards'},
+        el('section', {class: 'card'}, el('h3', null, 'This bridge'), facts),
+        el('section', {class: 'card'}, el('h3', null, 'Its own plugins'), own),
+        el('section', {class: 'card wide'}, el('h3', null, 'Connected endpoints'), endpoints),
+        el('section', {class: 'card wide danger-zone', 'aria-label': 'terminate the bridge'},
+          el('h3', null, 'Terminate'),
+          el('p', null, 'Stops the bridge at ', el('span', {class: 'mono'}, bridgeUrl()),
+             '. Its endpoints keep retrying until a bridge is back on this address; this page reconnects by itself.'),
+          el('button', {type: 'button', class: 'danger', id: 'terminate', 'data-action': 'terminate',
+                        onclick: terminate}, 'Terminate bridge…'))));
+    function drawFacts() {
+      var eps = endpointsOf(state.topology);
+      replace(facts, kvTable({
+        URL: bridgeUrl(),
+        uptime: health ? fmtDuration(health.uptime_s + (Date.now() - healthAt) / 1000)
+          : (healthError ? 'unknown (' + healthError + ')' : '…'),
+        endpoints: Object.keys(eps).filter(function (k) { return k !== BRIDGE; }).length,
+        'event listeners': health ? health.listeners : null,
+        'live stream': state.conn
+      }));
+    }
+    runEvery(view, SUMMARY_MS, function () {
+      return request('GET', '/health', null, {signal: view.ctl.signal, timeout: SUMMARY_TIMEOUT_MS}).then(function (h) {
+        health = obj(h);
+        healthAt = Date.now();
+        healthError = null;
+        if (view.active) drawFacts();
+      }, function (err) {
+        health = null;
+        healthError = describeError(err);
+        if (view.active) drawFacts();
+      });
+    });
+    view.onTopology = function () {
+      var eps = endpointsOf(state.topology);
+      var names = Object.keys(eps).filter(function (k) { return k !== BRIDGE; }).sort(compareNames);
+      replace(endpoints, table(
+        [{label: 'endpoint'}, {label: 'role'}, {label: 'host'}, {label: 'plugins', num: true},
+         {label: 'connected since'}, {label: ''}],
+        names.map(function (name) {
+          var info = obj(eps[name].endpoint);
+          return [el('a', {href: hashFor(name), 'data-bridge-ep': name}, name), toText(info.role || info.type),
+                  toText(info.hostname), Object.keys(pluginsOf(eps[name])).length,
+                  isNum(info.connected_at) ? fmtTime(new Date(info.connected_at * 1000)) : '—',
+                  el('button', {type: 'button', class: 'danger', 'data-action': 'disconnect', 'data-name': name,
+                                'aria-label': 'Disconnect endpoint ' + name,
+                                onclick: function () { disconnect(name); }}, 'Disconnect…')];
+        }), {empty: 'No endpoints connected.'}));
+      var mine = pluginsOf(eps[BRIDGE]);
+      var inst = Object.keys(mine).sort();
+      replace(own, inst.length ? el('ul', null, inst.map(function (i) {
+        return el('li', null, el('a', {href: hashFor(BRIDGE, i)}, titleOf(i, mine[i])), ' ',
+                  el('span', {class: 'muted mono'}, i));
+      })) : el('div', {class: 'muted'}, 'none'));
+      drawFacts();
+    };
+    view.onTopology();
+    // "live stream" in the facts follows the indicator
+    view.onConn = drawFacts;
+  }
+
+  // ---------------------------------------------------------------- plugin pages
+  function openPlugin(endpoint, instance) {
+    var info = pluginInfo(endpoint, instance);
+    var page = newPage('plugin', 'plugin:' + endpoint + '/' + instance, endpoint, instance, info);
+    state.view = page;
+    var cfg = obj(info && info.ui_config);
     var body = el('div', {class: 'plugin-body', 'data-plugin-page': endpoint + '/' + instance});
     replace($('page'),
-      el('div', {id: 'page-head'},
-        el('h2', null, typeof cfg.title === 'string' && cfg.title ? cfg.title : instance),
-        el('span', {class: 'crumbs'}, endpoint + ' / ' + instance),
+      pageHead(titleOf(instance, info), endpoint + ' / ' + instance, [
         info ? el('span', {class: 'badge info'}, toText(info.type) + (info.version ? ' ' + toText(info.version) : '')) : null,
-        statusBadge,
-        typeof cfg.description === 'string' ? el('span', {class: 'desc'}, cfg.description) : null),
+        stateBadge(endpoint),
+        typeof cfg.description === 'string' ? el('span', {class: 'desc'}, cfg.description) : null]),
       body);
+    page.onTopology = function () {
+      var now = pluginInfo(endpoint, instance);
+      if (now && page.waiting) {
+        // it was not there when the page opened: open it properly now
+        closeView();
+        openPlugin(endpoint, instance);
+        renderTree();
+        return;
+      }
+      if (now) page.info = now;
+    };
     if (!info) {
       appendChildren(body, el('div', {class: 'error-box'},
         'No plugin "' + instance + '" on endpoint "' + endpoint + '" (not connected). This page opens ' +
@@ -807,32 +1368,224 @@
         if (typeof cb === 'function') page.cleanups.push(cb);
       },
       /** Run fn now and again ms after each run finishes, until the page closes. */
-      every: function (ms, fn) {
-        var timer = null, stopped = false;
-        function tick() {
-          if (stopped || !page.active) return;
-          var run = document.hidden ? Promise.resolve() : Promise.resolve().then(fn);
-          run.then(null, function (err) {
-            if (page.active) console.error('periodic task failed', err);
-          }).then(function () {
-            if (!stopped && page.active) timer = setTimeout(tick, ms);
-          });
-        }
-        function stop() { stopped = true; clearTimeout(timer); }
-        page.cleanups.push(stop);
-        tick();
-        return stop;
-      },
+      every: function (ms, fn) { return runEvery(page, ms, fn); },
       el: el,
       util: util
     };
     return ctx;
   }
 
-  /** For plugins without an Explorer module: their ui_config and base routes. */
+  // ---------------------------------------------------------------- generic pages
+  var MAX_SECTIONS = 20;
+  var MAX_FIELDS = 30;
+  var MAX_ROWS = 500;
+  var FIELD_TYPES = ['text', 'number', 'integer', 'checkbox', 'select', 'textarea', 'json', 'password'];
+  var NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+  var PLACEHOLDER_RE = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+  /** A ui_config path: relative to the plugin, no "..", only URL-safe characters and {name} slots. */
+  function safePath(path) {
+    if (typeof path !== 'string' || path.length > 300 || !/^[A-Za-z0-9_.~{}\/-]*$/.test(path)) return null;
+    if (path.charAt(0) === '/' || path.split('/').some(function (s) { return s === '..' || s === '.'; })) return null;
+    return path;
+  }
+
+  function clampNum(v, lo, hi, dflt) {
+    return isNum(v) ? Math.max(lo, Math.min(hi, v)) : dflt;
+  }
+
+  function formatCell(value, format) {
+    if (format === 'bytes') return fmtBytes(value);
+    if (format === 'duration') return fmtDuration(value);
+    if (format === 'percent') return fmtPercent(value);
+    if (format === 'time') return isNum(value) ? new Date(value * 1000).toLocaleString() : toText(value);
+    return toText(value);
+  }
+
+  function columnsOf(spec, rows) {
+    var cols = arr(spec).map(obj).filter(function (c) { return typeof c.key === 'string'; });
+    if (cols.length) return cols;
+    var first = obj(rows[0]);
+    return Object.keys(first).slice(0, 8).map(function (k) { return {key: k}; });
+  }
+
+  /** An answer as the section asks: "kv" (default), "table" (rows: answer[items] or the answer), "json". */
+  function showAnswer(answer, s) {
+    var show = s.show || s.result || 'kv';
+    if (show === 'none') return el('span', {class: 'muted'}, 'done');
+    if (show === 'json' || (show === 'kv' && (answer === null || typeof answer !== 'object'))) {
+      return el('pre', {class: 'json'}, toText(answer, 2));
+    }
+    if (show === 'table') {
+      var rows = typeof s.items === 'string' ? obj(answer)[s.items] : answer;
+      if (!Array.isArray(rows) && rows && typeof rows === 'object') {
+        rows = Object.keys(rows).map(function (k) { return Object.assign({key: k}, obj(rows[k])); });
+      }
+      rows = arr(rows).slice(0, MAX_ROWS);
+      var cols = columnsOf(s.columns, rows);
+      return table(cols.map(function (c) { return {label: typeof c.label === 'string' ? c.label : c.key, num: !!c.num}; }),
+        rows.map(function (r) {
+          r = obj(r);
+          return cols.map(function (c) { return formatCell(r[c.key], c.format); });
+        }), {empty: typeof s.empty === 'string' ? s.empty : 'nothing'});
+    }
+    return kvTable(answer);
+  }
+
+  function sectionCard(s, kind, i, children) {
+    return el('section', {class: 'card' + (s.wide ? ' wide' : ''), 'data-generic': kind, 'data-section': String(i)},
+      el('h3', null, typeof s.title === 'string' && s.title ? s.title : kind), children);
+  }
+
+  function callPath(ctx, method, path, params, query, body) {
+    var needsSid = false;
+    var filled = path.replace(PLACEHOLDER_RE, function (m, key) {
+      if (key === 'sid') { needsSid = true; return m; }
+      return encodeURIComponent(params[key] === undefined ? '' : String(params[key]));
+    });
+    var qs = query.length ? '?' + query.map(function (kv) {
+      return encodeURIComponent(kv[0]) + '=' + encodeURIComponent(kv[1]);
+    }).join('&') : '';
+    function go(sid) {
+      var p = sid ? filled.replace(/\{sid\}/g, encodeURIComponent(sid)) : filled;
+      return ctx.api(method, p + qs, method === 'GET' || method === 'DELETE' ? null : body);
+    }
+    return needsSid ? ctx.withSession(go) : go(null);
+  }
+
+  function genericForm(s, ctx, i) {
+    var method = String(s.method || 'POST').toUpperCase();
+    if (['GET', 'POST', 'PUT', 'DELETE'].indexOf(method) < 0) method = 'POST';
+    var path = safePath(s.path);
+    if (path === null) return sectionCard(s, 'form', i, el('div', {class: 'error-box'}, 'ui_config: this form has no valid path'));
+    var slots = {};
+    path.replace(PLACEHOLDER_RE, function (m, key) { slots[key] = true; return m; });
+    var grid = el('div', {class: 'form-grid'});
+    var fields = arr(s.fields).slice(0, MAX_FIELDS).map(obj).filter(function (f) {
+      return typeof f.name === 'string' && NAME_RE.test(f.name);
+    }).map(function (f, j) {
+      var id = 'generic-' + i + '-' + j;
+      var type = FIELD_TYPES.indexOf(f.type) >= 0 ? f.type : 'text';
+      var dflt = f['default'];
+      var input;
+      if (type === 'select') {
+        input = el('select', {id: id}, arr(f.options).map(function (o) {
+          return el('option', {value: toText(o), selected: dflt !== undefined && toText(o) === toText(dflt)}, toText(o));
+        }));
+      } else if (type === 'textarea' || type === 'json') {
+        input = el('textarea', {id: id, rows: 3, spellcheck: 'false', placeholder: typeof f.placeholder === 'string' ? f.placeholder : null,
+                                value: dflt === undefined ? '' : (type === 'json' ? JSON.stringify(dflt, null, 1) : toText(dflt))});
+      } else if (type === 'checkbox') {
+        input = el('input', {id: id, type: 'checkbox', checked: dflt === true});
+      } else {
+        input = el('input', {id: id, type: type === 'integer' ? 'number' : type,
+                             step: type === 'integer' ? '1' : (type === 'number' ? 'any' : null),
+                             placeholder: typeof f.placeholder === 'string' ? f.placeholder : null,
+                             value: dflt === undefined || dflt === null ? '' : toText(dflt)});
+      }
+      input.setAttribute('data-field', f.name);
+      if (f.required) input.setAttribute('aria-required', 'true');
+      appendChildren(grid, [el('label', {for: id}, (typeof f.label === 'string' && f.label ? f.label : f.name) + (f.required ? ' *' : '')),
+        input, typeof f.help === 'string' ? el('div', {class: 'help'}, f.help) : null]);
+      var where = f['in'] === 'path' || f['in'] === 'query' || f['in'] === 'body' ? f['in']
+        : (slots[f.name] ? 'path' : (method === 'GET' || method === 'DELETE' ? 'query' : 'body'));
+      return {f: f, type: type, input: input, where: where};
+    });
+    var result = el('div', {class: 'result', 'data-testid': 'generic-result', 'aria-live': 'polite'});
+    var submit = el('button', {type: 'submit', class: 'primary'}, typeof s.submit === 'string' && s.submit ? s.submit : 'Send');
+    var form = el('form', {'aria-label': typeof s.title === 'string' ? s.title : 'form'}, grid, submit, result);
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var params = {}, query = [], body = {}, problems = [];
+      fields.forEach(function (x) {
+        var f = x.f, raw = x.type === 'checkbox' ? x.input.checked : x.input.value, value = raw;
+        if (x.type !== 'checkbox' && raw === '') {
+          if (f.required) problems.push((f.label || f.name) + ' is required');
+          return;
+        }
+        if (x.type === 'number' || x.type === 'integer') {
+          value = Number(raw);
+          if (!isFinite(value) || (x.type === 'integer' && Math.floor(value) !== value)) {
+            problems.push((f.label || f.name) + ' must be ' + (x.type === 'integer' ? 'a whole number' : 'a number'));
+            return;
+          }
+        } else if (x.type === 'json') {
+          try { value = JSON.parse(raw); } catch (e) { problems.push((f.label || f.name) + ' is not valid JSON'); return; }
+        }
+        if (x.where === 'path') params[f.name] = value;
+        else if (x.where === 'query') query.push([f.name, typeof value === 'string' ? value : JSON.stringify(value)]);
+        else body[f.name] = value;
+      });
+      if (problems.length) { replace(result, el('div', {class: 'error-box'}, problems.join('\n'))); return; }
+      submit.disabled = true;
+      replace(result, el('span', {class: 'muted'}, 'sending…'));
+      callPath(ctx, method, path, params, query, body).then(function (answer) {
+        if (ctx.active) replace(result, showAnswer(answer, s));
+      }, function (err) {
+        if (ctx.active) replace(result, el('div', {class: 'error-box'}, describeError(err)));
+      }).then(function () { submit.disabled = false; });
+    });
+    return sectionCard(s, 'form', i, form);
+  }
+
+  function genericMonitor(s, ctx, i) {
+    var path = safePath(s.path);
+    if (path === null) return sectionCard(s, 'monitor', i, el('div', {class: 'error-box'}, 'ui_config: this monitor has no valid path'));
+    var out = el('div', null, el('span', {class: 'muted'}, 'loading…'));
+    var stamp = el('div', {class: 'muted', style: {fontSize: '11.5px', marginTop: '4px'}});
+    var every = clampNum(s.every, 1, 3600, 5) * 1000;
+    ctx.every(every, function () {
+      return callPath(ctx, 'GET', path, {}, [], null).then(function (answer) {
+        if (!ctx.active) return;
+        replace(out, showAnswer(answer, s));
+        stamp.textContent = 'updated ' + fmtTime() + ' · every ' + every / 1000 + ' s';
+      }, function (err) {
+        if (ctx.active) stamp.textContent = 'refresh failed: ' + describeError(err);
+      });
+    });
+    return sectionCard(s, 'monitor', i, [out, stamp]);
+  }
+
+  function genericNotifications(s, ctx, i) {
+    var topics = arr(s.topics).map(toText);
+    var max = clampNum(s.max, 1, MAX_ROWS, 50);
+    var cols = arr(s.columns).map(obj).filter(function (c) { return typeof c.key === 'string'; });
+    var tbody = el('tbody');
+    var empty = el('div', {class: 'muted'}, 'None since this page opened.');
+    var grid = el('table', {class: 'grid', hidden: true},
+      el('thead', null, el('tr', null, el('th', {scope: 'col'}, 'time'), el('th', {scope: 'col'}, 'topic'),
+        cols.length ? cols.map(function (c) { return el('th', {scope: 'col', class: c.num ? 'num' : null}, c.label || c.key); })
+                    : el('th', {scope: 'col'}, 'data'))),
+      tbody);
+    ctx.onNotification(function (n) {
+      var topic = toText(n.topic);
+      if (topics.length && topics.indexOf(topic) < 0) return;
+      var data = n.data;
+      var cells = cols.length ? cols.map(function (c) {
+        return el('td', {class: c.num ? 'num' : null}, formatCell(obj(data)[c.key], c.format));
+      }) : el('td', {class: 'mono'}, toText(data));
+      tbody.insertBefore(el('tr', null, el('td', {class: 'mono'}, fmtTime()), el('td', null, topic), cells), tbody.firstChild);
+      while (tbody.children.length > max) tbody.removeChild(tbody.lastChild);
+      grid.hidden = false;
+      empty.hidden = true;
+    });
+    return sectionCard(s, 'notifications', i, [empty, grid]);
+  }
+
+  var SECTION_KINDS = {form: genericForm, monitor: genericMonitor, notifications: genericNotifications};
+
+  /** For plugins without an Explorer module: the sections their ui_config asks for
+   * (docs/explorer.md has the schema), then their details and base routes. */
   function renderGeneric(container, ctx, reason, keep) {
     if (!keep) clear(container);
     var info = ctx.info || {};
+    var cfg = obj(info.ui_config);
+    var sections = arr(cfg.sections).slice(0, MAX_SECTIONS).map(function (s, i) {
+      s = obj(s);
+      var make = SECTION_KINDS[s.kind];
+      return make ? make(s, ctx, i)
+        : sectionCard(s, 'unknown', i, el('div', {class: 'error-box'}, 'ui_config: unknown section kind ' + toText(s.kind)));
+    });
     var healthBox = el('div', null, el('span', {class: 'muted'}, 'loading…'));
     var versionBox = el('div', null, el('span', {class: 'muted'}, 'loading…'));
     function load() {
@@ -841,17 +1594,19 @@
       ctx.api('GET', 'version').then(function (v) { replace(versionBox, kvTable(v)); },
         function (err) { if (ctx.active) replace(versionBox, el('div', {class: 'error-box'}, describeError(err))); });
     }
+    var details = {endpoint: ctx.endpoint, instance: ctx.instance, type: info.type, version: info.version,
+                   namespace: info.namespace, enabled: info.enabled, ui_module: info.ui_module || null,
+                   client_class: info.client_class};
+    if (typeof cfg.description === 'string') details.description = cfg.description;
     appendChildren(container, [
       reason ? el('div', {class: 'error-box'}, 'No custom page: ' + reason) : null,
+      sections.length ? el('div', {class: 'cards', 'data-testid': 'generic-sections'}, sections) : null,
       el('div', {class: 'toolbar'},
-        el('span', null, 'Generic page: this plugin ships no Explorer module.'),
+        el('span', null, sections.length ? 'Built from the plugin\'s ui_config.' : 'Generic page: this plugin ships no Explorer module.'),
         el('button', {type: 'button', onclick: load}, 'Refresh')),
       el('div', {class: 'cards'},
-        el('section', {class: 'card'}, el('h3', null, 'Plugin'), kvTable({
-          endpoint: ctx.endpoint, instance: ctx.instance, type: info.type, version: info.version,
-          namespace: info.namespace, enabled: info.enabled, ui_module: info.ui_module || null,
-          client_class: info.client_class})),
-        el('section', {class: 'card'}, el('h3', null, 'ui_config'),
+        el('section', {class: 'card'}, el('h3', null, 'Plugin'), kvTable(details)),
+        sections.length ? null : el('section', {class: 'card'}, el('h3', null, 'ui_config'),
           kvTable(info.ui_config, {empty: 'no ui_config'})),
         el('section', {class: 'card'}, el('h3', null, 'GET health'), healthBox),
         el('section', {class: 'card'}, el('h3', null, 'GET version'), versionBox))
@@ -865,23 +1620,44 @@
     registerPlugin: registerPlugin,
     el: el,
     util: util,
-    ApiError: ApiError
+    ApiError: ApiError,
+    /** The stream's state: 'live', 'connecting', 'reconnecting' or 'offline'. */
+    connection: function () { return state.conn; }
   });
 
   function boot() {
     $('login-form').addEventListener('submit', submitLogin);
     $('logout').addEventListener('click', logout);
-    $('terminate').addEventListener('click', terminate);
     $('banner-close').addEventListener('click', hideBanner);
+    $('conn-retry').addEventListener('click', reconnectNow);
     $('notes-clear').addEventListener('click', clearNotes);
-    $('notes-toggle').addEventListener('click', function () {
-      var notes = $('notes');
-      notes.classList.toggle('collapsed');
-      this.textContent = notes.classList.contains('collapsed') ? 'show' : 'hide';
+    $('notes-toggle').addEventListener('click', function () { toggleNotes(); });
+    $('notes-close').addEventListener('click', function () { toggleNotes(false); $('notes-toggle').focus(); });
+    $('notes-endpoint').addEventListener('change', filterNotes);
+    $('notes-plugin').addEventListener('change', filterNotes);
+    $('menu').addEventListener('click', function () {
+      if (document.body.classList.contains('drawer-open')) closeDrawer(true);
+      else openDrawer();
     });
+    $('scrim').addEventListener('click', function () { closeDrawer(true); });
+    $('skip').addEventListener('click', function (ev) {
+      ev.preventDefault();
+      $('page').focus();
+    });
+    document.addEventListener('keydown', function (ev) {
+      if (ev.key !== 'Escape') return;
+      if (document.body.classList.contains('drawer-open')) closeDrawer(true);
+      else if (!$('notes').hidden && $('notes').contains(document.activeElement)) {
+        toggleNotes(false);
+        $('notes-toggle').focus();
+      }
+    });
+    window.matchMedia(PHONE).addEventListener('change', function () { if (!isPhone()) closeDrawer(); });
+    window.addEventListener('online', function () { if (state.running && !state.es) reconnectNow(); });
+    window.addEventListener('offline', function () { if (state.running && state.conn !== 'live') setConn('offline'); });
     window.addEventListener('hashchange', function () {
       if (location.hash === '#login-failed') return;
-      route();
+      route(true);
     });
     $('bridge-url').textContent = location.origin;
     clearNotes();

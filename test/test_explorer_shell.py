@@ -1,0 +1,355 @@
+"""The Explorer's shell in a real headless Chromium against one real bridge (TLS, token
+auth) and real endpoints shared by the module: the overview's live cards, the phone
+layout and its drawer, hash routes with back/forward, generic pages from ui_config, the
+notifications panel, keyboard-only use, the bridge page, and a truthful connection
+indicator across a bridge restart. Screenshots of each page, at a desktop and a phone
+size, go to docs/screenshots/."""
+import json
+import os
+import re
+import socket
+from urllib.parse import quote
+
+import pytest
+
+from test_explorer import ARGS, CHROMIUM, T, XSS  # noqa: F401  (skips without a browser)
+from orbit_procs import Orbit, wait_for  # noqa: E402
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+SHOTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "screenshots")
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+#: every element wider than the viewport that does not sit in something scrolling (or
+#: clipping) sideways that itself fits: what would make the page scroll sideways
+TOO_WIDE = """() => {
+  const W = document.documentElement.clientWidth, bad = [];
+  const sx = document.documentElement.scrollWidth;
+  if (sx > W + 1) bad.push('the document is ' + sx + ' px wide');
+  for (const e of document.querySelectorAll('body *')) {
+    const r = e.getBoundingClientRect();
+    if ((r.width === 0 && r.height === 0) || r.width <= W + 1) continue;
+    let p = e.parentElement, inside = false;
+    for (; p && p !== document.body; p = p.parentElement) {
+      const ox = getComputedStyle(p).overflowX;
+      if (ox !== 'visible' && p.getBoundingClientRect().width <= W + 1) { inside = true; break; }
+    }
+    if (!inside) bad.push(e.tagName + '#' + e.id + '.' + e.className + ': ' + Math.round(r.width) + ' px');
+  }
+  return bad;
+}"""
+
+
+@pytest.fixture(scope="module")
+def shell(tmp_path_factory):
+    """One bridge with hpc1 (sysinfo, echo, staging) and hpc1.compute (sysinfo)."""
+    base = tmp_path_factory.mktemp("shell")
+    user = base / "user"
+    user.mkdir()
+    (user / "inputs").mkdir()
+    (user / "run-042.log").write_text("step 1\nstep 2\n")
+    with open(str(user / "results-with-a-long-descriptive-name.h5"), "wb") as f:
+        f.truncate(3 * 2**20)
+    o = Orbit(str(base / "home"), tls=True)
+    o.start_bridge()
+    o.start_endpoint("hpc1", "-p", "sysinfo,echo,staging", "--plugin-config",
+                     "staging=" + json.dumps({"roots": [str(user)]}), HOME=str(user))
+    o.start_endpoint("hpc1.compute", "-p", "sysinfo")
+    yield o
+    o.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def new_page(chromium, size=DESKTOP):
+    context = chromium.new_context(ignore_https_errors=True, viewport=size)
+    pg = context.new_page()
+    pg.errors = []
+    pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
+    return pg
+
+
+@pytest.fixture
+def desk(chromium):
+    pg = new_page(chromium)
+    yield pg
+    pg.context.close()
+
+
+@pytest.fixture
+def phone(chromium):
+    pg = new_page(chromium, PHONE)
+    yield pg
+    pg.context.close()
+
+
+def log_in(page, orbit, hash_=""):
+    page.goto("%s/?token=%s" % (orbit.url, quote(orbit.token)))
+    expect(page).to_have_url(orbit.url + "/", timeout=T)
+    expect(page.locator("#conn-state")).to_have_text("live", timeout=T)
+    if hash_:
+        page.evaluate("h => { location.hash = h; }", hash_)
+
+
+def shot(page, name):
+    os.makedirs(SHOTS, exist_ok=True)
+    kind = "phone" if page.viewport_size["width"] < 700 else "desktop"
+    page.screenshot(path=os.path.join(SHOTS, "%s-%s.png" % (name, kind)))
+
+
+def card(page, name):
+    return page.locator('[data-card="%s"]' % name)
+
+
+def own(page, name, css):
+    """Inside the card of `name`, not in the cards nested in it."""
+    return page.locator('[data-card="%s"] > %s' % (name, css))
+
+
+def live_numbers(page, name):
+    """The card's CPU figure and its 'updated' stamp, once there."""
+    expect(own(page, name, ".summary [data-testid=cpu] .value")).to_have_text(re.compile(r"\d+(\.\d)? %"),
+                                                                             timeout=T)
+    stamp = own(page, name, ".summary [data-testid=stamp]")
+    expect(stamp).to_have_text(re.compile(r"updated \d\d:\d\d:\d\d"), timeout=T)
+    return stamp.text_content()
+
+
+def assert_fits(page):
+    assert page.evaluate(TOO_WIDE) == []
+
+
+def test_overview_cards_are_live_and_nested(shell, desk):
+    log_in(desk, shell)
+    expect(desk.locator("#page-head h2")).to_have_text("Overview", timeout=T)
+    hpc1 = card(desk, "hpc1")
+    expect(own(desk, "hpc1", ".ep-title [data-testid=ep-state]")).to_have_text("connected", timeout=T)
+    expect(own(desk, "hpc1", ".facts")).to_contain_text("host " + socket.gethostname())
+    expect(own(desk, "hpc1", ".facts")).to_contain_text("Python 3.")
+    expect(own(desk, "hpc1", ".ep-title .badge.info")).to_have_text(re.compile(r"^(standalone|login|compute)$"))
+    # hpc1.compute sits inside hpc1's card
+    expect(hpc1.locator('[data-card="hpc1.compute"]')).to_be_visible()
+    first = live_numbers(desk, "hpc1")
+    live_numbers(desk, "hpc1.compute")
+    expect(own(desk, "hpc1", ".summary [data-testid=memory] .value")).to_contain_text(" of ")
+    expect(own(desk, "hpc1", ".summary [data-testid=gpu]")).to_be_visible()
+    # the numbers refresh by themselves, one request at a time per plugin
+    metrics = []
+    desk.on("request", lambda r: metrics.append(r.url) if "/hpc1/sysinfo/metrics/" in r.url else None)
+    expect(own(desk, "hpc1", ".summary [data-testid=stamp]")).not_to_have_text(first, timeout=T)
+    assert 1 <= len(metrics) <= 3, metrics
+    # the cards' pollers hold one session per sysinfo instance
+    assert len(shell.get("hpc1/sysinfo/list_sessions").json()["sessions"]) == 1
+    shot(desk, "overview")
+    # a click on the card opens the endpoint
+    own(desk, "hpc1", ".facts").click()
+    expect(desk).to_have_url(shell.url + "/#/hpc1", timeout=T)
+    expect(desk.locator("#page-head h2")).to_have_text("hpc1")
+    expect(desk.locator("[data-plugin-page], .card h3", has_text="Plugins")).to_be_visible(timeout=T)
+    shot(desk, "endpoint")
+    # leaving the overview ends the cards' sessions; the endpoint page's card has its own
+    wait_for(lambda: len(shell.get("hpc1/sysinfo/list_sessions").json()["sessions"]) == 1, T / 1000,
+             "one sysinfo session (the endpoint page's card)", 0.2)
+    assert desk.errors == []
+
+
+def test_back_and_forward_between_views(shell, desk):
+    log_in(desk, shell)
+    own(desk, "hpc1", ".ep-title a").click()
+    expect(desk).to_have_url(shell.url + "/#/hpc1", timeout=T)
+    desk.locator('[data-plugin="hpc1/sysinfo"]').click()
+    expect(desk.locator("#sysinfo-hostname")).to_have_text(socket.gethostname(), timeout=T)
+    shot(desk, "sysinfo")
+    desk.go_back()
+    expect(desk).to_have_url(shell.url + "/#/hpc1", timeout=T)
+    expect(desk.locator("#page-head h2")).to_have_text("hpc1", timeout=T)
+    desk.go_back()
+    expect(desk.locator("#page-head h2")).to_have_text("Overview", timeout=T)
+    desk.go_forward()
+    expect(desk.locator("#page-head h2")).to_have_text("hpc1", timeout=T)
+    desk.go_forward()
+    expect(desk.locator("#sysinfo-hostname")).to_have_text(socket.gethostname(), timeout=T)
+    # a bookmark opens the view directly
+    desk.goto(shell.url + "/#/bridge")
+    expect(desk.locator("#page-head h2")).to_have_text("Bridge", timeout=T)
+    assert desk.errors == []
+
+
+def test_phone_layout_and_drawer(shell, phone):
+    log_in(phone, shell)
+    live_numbers(phone, "hpc1")
+    assert_fits(phone)
+    expect(phone.locator("#sidebar")).to_be_hidden()
+    shot(phone, "overview")
+    phone.click("#menu")
+    expect(phone.locator("#sidebar")).to_be_visible()
+    expect(phone.locator("#menu")).to_have_attribute("aria-expanded", "true")
+    shot(phone, "drawer")
+    phone.keyboard.press("Escape")
+    expect(phone.locator("#sidebar")).to_be_hidden(timeout=T)
+    for target, check, name in (
+            ("hpc1", "#page-head h2", "endpoint"),
+            ("hpc1/sysinfo", "#sysinfo-hostname", "sysinfo"),
+            ("hpc1/staging", "[data-testid=staging-listing] tr[data-name=inputs]", "staging"),
+            ("hpc1/echo", "[data-generic=form]", "generic")):
+        phone.click("#menu")
+        link = '[data-plugin="%s"]' % target if "/" in target else '[data-endpoint-link="%s"]' % target
+        phone.locator(link).click()
+        expect(phone.locator("#sidebar")).to_be_hidden(timeout=T)
+        expect(phone.locator(check)).to_be_visible(timeout=T)
+        if name == "sysinfo":
+            expect(phone.locator("[data-plugin-page] .card h3", has_text="Disks")).to_be_visible(timeout=T)
+        assert_fits(phone)
+        shot(phone, name)
+    phone.evaluate("location.hash = '#/bridge'")
+    expect(phone.locator("#terminate")).to_be_visible(timeout=T)
+    assert_fits(phone)
+    shot(phone, "bridge")
+    assert phone.errors == []
+
+
+def test_generic_page_and_notifications_panel(shell, desk):
+    log_in(desk, shell, "#/hpc1/echo")
+    form = desk.locator("[data-generic=form]")
+    expect(form).to_be_visible(timeout=T)
+    expect(desk.locator("[data-generic=monitor]")).to_contain_text("sessions", timeout=T)
+    # the empty notifications panel takes no room until opened
+    assert desk.locator("#notes").is_hidden()
+    form.get_by_label("Topic").fill("greeting")
+    form.get_by_label("Message").fill(XSS)
+    form.get_by_role("button", name="Notify").click()
+    expect(form.locator("[data-testid=generic-result]")).to_contain_text("greeting", timeout=T)
+    table = desk.locator("[data-generic=notifications] tbody")
+    expect(table.locator("tr")).to_have_count(1, timeout=T)
+    expect(table.locator("td").nth(2)).to_have_text(XSS)
+    # a required field left empty is said, not sent
+    form.get_by_label("Topic").fill("")
+    form.get_by_role("button", name="Notify").click()
+    expect(form.locator("[data-testid=generic-result]")).to_contain_text("Topic is required")
+    # one from another endpoint-plugin pair, for the filters
+    assert shell.get("hpc1/echo/notify/other", "POST", json={"msg": "two"}).status_code == 200
+    expect(desk.locator("#notes-count")).to_have_text("2", timeout=T)
+    desk.click("#notes-toggle")
+    expect(desk.locator("#notes")).to_be_visible()
+    expect(desk.locator("#notifications li:visible")).to_have_count(2)
+    desk.select_option("#notes-endpoint", "hpc1")
+    desk.select_option("#notes-plugin", "echo")
+    expect(desk.locator("#notifications li:visible")).to_have_count(2)
+    shot(desk, "generic")
+    desk.select_option("#notes-plugin", "")
+    assert desk.locator("#notes-plugin option").all_text_contents() == ["all plugins", "echo"]
+    assert desk.locator("#page img, #notes img").count() == 0
+    assert desk.evaluate("typeof window.__xss") == "undefined"
+    desk.click("#notes-clear")
+    expect(desk.locator("#notes-count")).to_have_text("0")
+    expect(desk.locator("#notes-empty")).to_be_visible()
+    desk.click("#notes-close")
+    expect(desk.locator("#notes")).to_be_hidden()
+    assert desk.errors == []
+
+
+def test_keyboard_only_login_and_navigation(shell, desk):
+    desk.goto(shell.url + "/")
+    expect(desk.locator("#login")).to_be_visible(timeout=T)
+    expect(desk.locator("#login-token")).to_be_focused(timeout=T)
+    expect(desk.get_by_label("Token")).to_be_visible()
+    shot(desk, "login")
+    desk.keyboard.type(shell.token)
+    desk.keyboard.press("Enter")
+    expect(desk.locator("#conn-state")).to_have_text("live", timeout=T)
+    expect(desk.locator("#page-head h2")).to_have_text("Overview", timeout=T)
+    target = '[data-plugin="hpc1/sysinfo"]'
+    for _ in range(60):
+        desk.keyboard.press("Tab")
+        if desk.evaluate("s => document.activeElement.matches(s)", target):
+            break
+    else:
+        raise AssertionError("Tab never reached the sysinfo link")
+    # the focus is visible: an outline on the focused control
+    outline = desk.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("none", ""), outline
+    desk.keyboard.press("Enter")
+    expect(desk).to_have_url(shell.url + "/#/hpc1/sysinfo", timeout=T)
+    expect(desk.locator("#sysinfo-hostname")).to_have_text(socket.gethostname(), timeout=T)
+    expect(desk.locator("#page-head h2")).to_be_focused()
+    # every control on the shell has a name a screen reader can say
+    unnamed = desk.evaluate("""() => [...document.querySelectorAll('button, a[href], input, select, textarea')]
+        .filter(e => e.getClientRects().length)
+        .filter(e => !(e.getAttribute('aria-label') || (e.labels && e.labels.length) || e.textContent.trim()))
+        .map(e => e.outerHTML.slice(0, 80))""")
+    assert unnamed == []
+    assert desk.errors == []
+
+
+def test_bridge_page_asks_before_terminating(shell, desk):
+    log_in(desk, shell, "#/bridge")
+    expect(desk.locator("#page-head h2")).to_have_text("Bridge", timeout=T)
+    facts = desk.locator(".card", has_text="This bridge")
+    expect(facts).to_contain_text(re.compile(r"uptime\s*\d+ (s|min|h)"), timeout=T)
+    expect(facts).to_contain_text(":%d" % shell._port)
+    row = desk.locator("tr", has=desk.locator('[data-bridge-ep="hpc1"]'))
+    expect(row.locator("td").nth(3)).to_have_text("3")
+    expect(desk.locator('tr', has=desk.locator('[data-bridge-ep="hpc1.compute"]')).locator("td").nth(3)).to_have_text("1")
+    expect(row.locator("[data-action=disconnect]")).to_have_attribute("aria-label", "Disconnect endpoint hpc1")
+    # Terminate is here, far from Log out, and asks first, naming the bridge: no means no
+    assert desk.locator("#topbar #terminate").count() == 0
+    asked = []
+
+    def refuse(dialog):
+        asked.append(dialog.message)
+        dialog.dismiss()
+    desk.on("dialog", refuse)
+    shot(desk, "bridge")
+    desk.click("#terminate")
+    wait_for(lambda: asked, T / 1000, "the confirmation")
+    assert "Terminate the bridge at" in asked[0] and str(shell._port) in asked[0]
+    row.locator("[data-action=disconnect]").click()
+    wait_for(lambda: len(asked) == 2, T / 1000, "the disconnect confirmation")
+    assert '"hpc1"' in asked[1]
+    assert shell.bridge.alive() and shell.endpoints["hpc1"].alive()
+    expect(desk.locator("#conn-state")).to_have_text("live")
+    assert desk.errors == []
+
+
+def test_bridge_restart_every_badge_says_so_then_resumes(shell, desk):
+    events = []
+    desk.on("request", lambda r: events.append(r.url) if "/events" in r.url else None)
+    log_in(desk, shell)
+    live_numbers(desk, "hpc1.compute")
+    desk.evaluate("window.__same_page = 1")
+    badges = desk.locator("[data-testid=ep-state]")
+    expect(own(desk, "hpc1.compute", ".ep-title [data-testid=ep-state]")).to_have_text("connected")
+    assert badges.count() >= 3     # the bridge's card, hpc1's, hpc1.compute's
+    shell.bridge.stop()
+    expect(desk.locator("#conn-state")).to_have_text("reconnecting", timeout=5000)
+    for i in range(badges.count()):
+        expect(badges.nth(i)).to_have_text("bridge unreachable", timeout=5000)
+    expect(desk.locator("[data-ep-dot].ok")).to_have_count(0)
+    expect(desk.locator("#connbar")).to_contain_text(re.compile(r"Next try at \d\d:\d\d:\d\d \(in \d+ s\)"),
+                                                     timeout=5000)
+    shot(desk, "reconnecting")
+    shell.start_bridge(port=shell._port)
+    for name in ("hpc1", "hpc1.compute"):
+        shell.wait_listed(name, 60)
+    expect(desk.locator("#conn-state")).to_have_text("live", timeout=T)
+    expect(desk.locator("#connbar")).to_be_hidden()
+    for i in range(badges.count()):
+        expect(badges.nth(i)).to_have_text("connected", timeout=T)
+    # the cards keep updating, on the same page, and the stream resumed where it was
+    stamp = own(desk, "hpc1.compute", ".summary [data-testid=stamp]")
+    before = stamp.text_content()
+    expect(stamp).not_to_have_text(before, timeout=T)
+    expect(stamp).to_contain_text("updated")
+    assert desk.evaluate("window.__same_page") == 1
+    assert "last_event_id=" in events[-1], events
+    assert desk.errors == []
