@@ -182,10 +182,17 @@ def test_back_and_forward_between_views(shell, desk):
     # a bookmark opens the view directly
     desk.goto(shell.url + "/#/bridge")
     expect(desk.locator("#page-head h2")).to_have_text("Bridge", timeout=T)
+    desk.goto(shell.url + "/#/hpc1/staging")
+    expect(desk.locator("[data-testid=staging-listing] tr[data-name=inputs]")).to_be_visible(timeout=T)
+    shot(desk, "staging")
     assert desk.errors == []
 
 
 def test_phone_layout_and_drawer(shell, phone):
+    phone.goto(shell.url + "/")
+    expect(phone.locator("#login-token")).to_be_focused(timeout=T)
+    assert_fits(phone)
+    shot(phone, "login")
     log_in(phone, shell)
     live_numbers(phone, "hpc1")
     assert_fits(phone)
@@ -194,6 +201,7 @@ def test_phone_layout_and_drawer(shell, phone):
     phone.click("#menu")
     expect(phone.locator("#sidebar")).to_be_visible()
     expect(phone.locator("#menu")).to_have_attribute("aria-expanded", "true")
+    phone.wait_for_function("() => getComputedStyle(document.getElementById('sidebar')).transform === 'none'")
     shot(phone, "drawer")
     phone.keyboard.press("Escape")
     expect(phone.locator("#sidebar")).to_be_hidden(timeout=T)

@@ -1150,11 +1150,16 @@
       el('button', {type: 'button', class: 'danger', 'data-action': 'disconnect',
                     'aria-label': 'Disconnect endpoint ' + name, onclick: function () { disconnect(name); }},
          'Disconnect…'))]), missing, holder, details);
+    var connection = el('section', {class: 'card'}, el('h3', null, 'Connection'));
     view.onTopology = function () {
       var entry = endpointsOf(state.topology)[name];
       missing.hidden = !!entry;
       syncCards(view, holder, name);
-      if (!entry) { clear(details); return; }
+      if (!entry) {
+        clear(details);
+        if (connection.parentNode) connection.parentNode.removeChild(connection);
+        return;
+      }
       var plugins = pluginsOf(entry);
       var rows = Object.keys(plugins).sort().map(function (inst) {
         var p = obj(plugins[inst]);
@@ -1166,11 +1171,12 @@
       replace(details,
         el('section', {class: 'card wide'}, el('h3', null, 'Plugins'),
           table([{label: 'page'}, {label: 'instance'}, {label: 'type'}, {label: 'version'}, {label: 'enabled'}],
-                rows, {empty: 'no plugins loaded'})),
-        el('section', {class: 'card'}, el('h3', null, 'Connection'), kvTable({
-          role: info.role || info.type, host: info.hostname, python: info.python_version,
-          'orbit version': info.version, 'bridge sees it at': info.address,
-          'connected since': isNum(info.connected_at) ? new Date(info.connected_at * 1000).toLocaleString() : null})));
+                rows, {empty: 'no plugins loaded'})));
+      replace(connection, el('h3', null, 'Connection'), kvTable({
+        role: info.role || info.type, host: info.hostname, python: info.python_version,
+        'orbit version': info.version, 'bridge sees it at': info.address,
+        'connected since': isNum(info.connected_at) ? new Date(info.connected_at * 1000).toLocaleString() : null}));
+      holder.appendChild(connection);
     };
     view.onTopology();
   }
