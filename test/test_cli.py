@@ -217,9 +217,10 @@ def test_port_in_use_and_unknown_plugin_are_one_line_errors(tmp_path):
     (["--plugin-config", "staging=[1]"], "must be a JSON object"),
     (["--plugin-config", "echo={}"], "--plugin-config for echo, which is not among the plugins loaded here"),
     (["-p", "none", "--plugin-config", "staging={}"], "-p none loads no bridge plugins"),
-    (["--plugin-config", 'staging={"roots": "/scratch"}'],
+    # -p staging: plugins loaded before the refused one would each log a line first
+    (["-p", "staging", "--plugin-config", 'staging={"roots": "/scratch"}'],
      "plugin staging did not start with its --plugin-config: staging's roots must be a list of paths"),
-    (["--plugin-config", 'staging={"roots": ["scratch"]}'], "a staging root must be absolute"),
+    (["-p", "staging", "--plugin-config", 'staging={"roots": ["scratch"]}'], "a staging root must be absolute"),
 ])
 def test_a_bad_plugin_config_is_a_one_line_error(tmp_path, args, message):
     r = run_cmd("radical_orbit.bridge", ["--port", "0"] + args, clean_env(str(tmp_path)))
@@ -335,7 +336,7 @@ def test_default_plugin_set_follows_the_role(orbit):
     orbit.start_endpoint("node1", "--role", "compute")
     info = orbit.get("endpoint/list", "POST").json()["data"]["endpoints"]["node1"]
     assert info["endpoint"]["type"] == "compute"
-    assert sorted(info["plugins"]) == ["staging", "sysinfo"]
+    assert sorted(info["plugins"]) == ["queue_info", "staging", "sysinfo"]
 
 
 def free_port():

@@ -27,7 +27,7 @@ def envelope_of(resp, status):
 
 def test_register_list_proxy_disconnect(orbit):
     orbit.start_bridge()
-    ep = orbit.start_endpoint("hpc1", "-p", "sysinfo,echo")
+    ep = orbit.start_endpoint("hpc1", "-p", "sysinfo,echo", "--role", "standalone")
     data = orbit.get("endpoint/list", "POST").json()["data"]
     assert data["bridge"]["url"] == orbit.url.replace("localhost", "127.0.0.1")
     plugins = data["endpoints"]["hpc1"]["plugins"]

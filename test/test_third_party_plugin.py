@@ -214,7 +214,7 @@ def test_an_entry_point_to_the_class_still_works(orbit_plain, tmp_path):
     orbit.start_endpoint("ep", "--role", "compute", "-p", "default",
                          PYTHONPATH=pythonpath(legacy_site(tmp_path)))
     info = topology_plugins(orbit, "ep")
-    assert sorted(info) == ["legacy", "staging", "sysinfo"]
+    assert sorted(info) == ["legacy", "queue_info", "staging", "sysinfo"]
     assert info["legacy"]["client_class"] == "orbit_legacy.LegacyClient"
     assert info["legacy"]["ui_module"] == "legacy.js"
     assert orbit.get("ep/legacy/hi").json() == {"hi": True}

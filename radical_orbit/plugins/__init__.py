@@ -6,6 +6,10 @@ class live in its descriptor and nowhere else.
 """
 from ..descriptor import EVERY_ROLE, PluginDescriptor as P
 
+#: where a batch scheduler may be: a login node, inside a job, and the bridge (which hosts
+#: queue_info with its ``none`` backend where no scheduler is installed)
+SCHEDULER_ROLES = ("bridge", "login", "compute")
+
 BUILTIN = (
     P("sysinfo", "radical_orbit.plugins.sysinfo:SysinfoPlugin", EVERY_ROLE, ui_module="sysinfo.js",
       client_class="radical_orbit.plugins.sysinfo_client.SysinfoClient"),
@@ -17,4 +21,6 @@ BUILTIN = (
     P("globus", "radical_orbit.plugins.globus:GlobusPlugin", ui_module="globus.js",
       extra="radical.orbit[globus]", requires=("globus_sdk",),
       client_class="radical_orbit.plugins.globus_client.GlobusClient"),
+    P("queue_info", "radical_orbit.plugins.queue_info:QueueInfoPlugin", SCHEDULER_ROLES,
+      ui_module="queue_info.js", client_class="radical_orbit.plugins.queue_info_client.QueueInfoClient"),
 )
