@@ -20,16 +20,29 @@ DECODE_ROUNDS = 3
 # a run between the separators of a request line, a query or a cookie header
 _RUN = re.compile(r"[^\s?&;,\"'<>]+")
 _AUTH_SCHEME = re.compile(r"\b([Bb]earer|BEARER|Basic)(\s+)[^\s\"',;]+")
+# a quoted key and its quoted value, as JSON and Python reprs write them: {"access_token": "T"}
+_QUOTED_PAIR = re.compile(r"""(["'])([^"'\s]{1,64})\1(\s*:\s*)(["'])((?:\\.|(?!\4).)*)\4""")
 
 
 def redact(text: str) -> str:
     """``text`` with the value of every secret-looking parameter replaced, whatever its
     encoding: names are compared after percent-decoding (``?%74oken=T`` logs in as
     ``?token=T``), and a value that decodes to a query with a secret in it goes too
-    (``?next=%2F%3Ftoken%3DT``). Credentials after an auth scheme (``Bearer T``) too."""
+    (``?next=%2F%3Ftoken%3DT``). Quoted pairs (``{"access_token": "T"}``, JSON or a dict's
+    repr) and credentials after an auth scheme (``Bearer T``) too."""
     if "=" in text or "%" in text:
         text = _RUN.sub(_redact_run, text)
+    if ":" in text:
+        text = _QUOTED_PAIR.sub(_redact_pair, text)
     return _AUTH_SCHEME.sub(r"\1\2" + REDACTED, text)
+
+
+def _redact_pair(match) -> str:
+    """``"refresh_token": "T"`` (a JSON body or a dict's repr in a message) keeps its key."""
+    quote, name, colon, vquote, value = match.groups()
+    if value and value != REDACTED and _secret_name(name):
+        return "%s%s%s%s%s%s%s" % (quote, name, quote, colon, vquote, REDACTED, vquote)
+    return match.group(0)
 
 
 def _redact_run(match) -> str:

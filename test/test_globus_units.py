@@ -139,3 +139,17 @@ def test_the_plugin_stops_its_watcher_and_closes_sessions():
     assert "globus-watch-globus" in names
     plugin.stop()
     assert "globus-watch-globus" not in [t.name for t in threading.enumerate()]
+
+
+@pytest.mark.parametrize("line", [
+    '{"access_token": "SECRET", "client_id": "abc"}',                 # a JSON body
+    "{'refresh_token': 'SECRET', 'client_id': 'abc'}",                # a dict's repr
+    '{"client_secret":"SECRET"}',
+    "grant_type=refresh_token&refresh_token=SECRET&client_id=abc",    # the token grant's form
+    "Authorization: Basic SECRET",                                    # a confidential client
+    "Authorization: Bearer SECRET",
+])
+def test_every_shape_a_globus_credential_takes_is_redacted(line):
+    from radical_orbit.logs import redact
+    assert "SECRET" not in redact(line) and "<redacted>" in redact(line)
+    assert "abc" in redact(line) or "abc" not in line                 # the client id stays readable

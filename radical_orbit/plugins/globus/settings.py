@@ -5,8 +5,8 @@ from typing import Any, Dict, Optional
 POLL_INTERVAL = 5.0
 #: tasks watched for ``transfer_status`` at most; beyond, the oldest is no longer watched
 MAX_WATCHED = 1000
-#: the longest a single ``wait`` call blocks (s); the SDK's ``wait`` repeats it
-MAX_WAIT = 240.0
+#: the longest a single ``wait`` call blocks (s), holding one endpoint worker; the SDK's ``wait`` repeats it
+MAX_WAIT = 60.0
 #: seconds globus-sdk waits for one HTTP answer from Globus
 HTTP_TIMEOUT = 30.0
 #: how often globus-sdk retries a 429/5xx/network failure, and its longest pause (s)
