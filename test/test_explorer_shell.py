@@ -361,3 +361,25 @@ def test_bridge_restart_every_badge_says_so_then_resumes(shell, desk):
     assert desk.evaluate("window.__same_page") == 1
     assert "last_event_id=" in events[-1], events
     assert desk.errors == []
+
+
+def test_offline_then_online_and_a_lost_login(shell, desk):
+    log_in(desk, shell, "#/hpc1")
+    expect(own(desk, "hpc1", ".ep-title [data-testid=ep-state]")).to_have_text("connected", timeout=T)
+    desk.context.set_offline(True)
+    expect(desk.locator("#conn-state")).to_have_text("offline", timeout=5000)
+    expect(desk.locator("#page-head [data-testid=ep-state]")).to_have_text("bridge unreachable")
+    expect(desk.locator("#connbar")).to_contain_text("no network")
+    desk.context.set_offline(False)
+    expect(desk.locator("#conn-state")).to_have_text("live", timeout=T)
+    expect(desk.locator("#page-head [data-testid=ep-state]")).to_have_text("connected")
+    # the login cookie goes away: the next request (the card's poll) answers 401 -> login view
+    desk.context.clear_cookies()
+    expect(desk.locator("#login")).to_be_visible(timeout=T)
+    expect(desk.locator("#login-error")).to_contain_text("log in again")
+    expect(desk.locator("#app")).to_be_hidden()
+    # and logging in again returns to the same view
+    desk.fill("#login-token", shell.token)
+    desk.press("#login-token", "Enter")
+    expect(desk.locator("#page-head h2")).to_have_text("hpc1", timeout=T)
+    assert desk.errors == []

@@ -799,6 +799,11 @@
     if (typeof name !== 'string' || !MODULE_RE.test(name)) {
       return Promise.reject(new Error('invalid Explorer module name ' + JSON.stringify(name)));
     }
+    return loadScript(name);
+  }
+
+  /** /plugins/<name> as a classic script, once. */
+  function loadScript(name) {
     if (!state.modules.has(name)) {
       state.modules.set(name, new Promise(function (resolve, reject) {
         var s = document.createElement('script');
@@ -977,6 +982,109 @@
       }, function (err) {
         if (!ctx.active) return;
         stamp.textContent = 'sysinfo: ' + describeError(err) + (lastOk ? ' · numbers from ' + fmtTime(lastOk) : '');
+      });
+    });
+  };
+
+  var QUEUE_SUMMARY_MS = 30000;         // queue_info caches the scheduler's answers for 60 s
+
+  /** {state: n} of a list of records by their `state` (SLURM's "CANCELLED by 0" counts as CANCELLED). */
+  function countStates(records) {
+    var counts = {};
+    arr(records).forEach(function (r) {
+      var st = toText(obj(r).state).split(/[ +]/)[0] || 'UNKNOWN';
+      counts[st] = (counts[st] || 0) + 1;
+    });
+    return counts;
+  }
+
+  function stampText(stamp, lastOk, what, err) {
+    stamp.textContent = err ? what + ': ' + describeError(err) + (lastOk ? ' · from ' + fmtTime(lastOk) : '')
+                            : 'updated ' + fmtTime(lastOk);
+  }
+
+  /** queue_info: each queue's state and idle / total nodes, and my scheduler jobs by state. */
+  SUMMARIES.queue_info = function (box, ctx) {
+    var queues = el('div', {class: 'counts', 'data-testid': 'queues'}, el('span', {class: 'what'}, 'queues'),
+                    el('span', {class: 'muted'}, 'reading…'));
+    var jobs = el('div');
+    var stamp = el('div', {class: 'stamp'});
+    replace(box, queues, jobs, stamp);
+    var lastOk = null;
+    ctx.every(QUEUE_SUMMARY_MS, function () {
+      return ctx.withSession(function (sid) {
+        var s = encodeURIComponent(sid), o = {timeout: SUMMARY_TIMEOUT_MS};
+        return Promise.all([ctx.api('GET', 'get_info/' + s, null, o), ctx.api('GET', 'list_all_jobs/' + s, null, o)]);
+      }).then(function (got) {
+        if (!ctx.active) return;
+        var qs = obj(obj(got[0]).queues);
+        var names = Object.keys(qs).sort();
+        replace(queues, el('span', {class: 'what'}, 'queues'), names.length ? names.map(function (name) {
+          var q = obj(qs[name]), n = obj(q.nodes);
+          var up = /^up$/i.test(toText(q.state));
+          return el('span', {class: 'badge ' + (up ? 'ok' : 'warn'), title: 'state ' + toText(q.state)},
+                    name + (q['default'] ? '*' : '') + ' ' + (isNum(n.idle) ? n.idle + '/' : '') +
+                    (isNum(n.total) ? n.total : '?') + ' idle');
+        }) : el('span', {class: 'muted'}, 'none (backend ' + toText(obj(got[0]).backend) + ')'));
+        replace(jobs, countsRow('my jobs', countStates(obj(got[1]).jobs), 'queue-jobs'));
+        lastOk = new Date();
+        stampText(stamp, lastOk);
+      }, function (err) {
+        if (ctx.active) stampText(stamp, lastOk, 'queues', err);
+      });
+    });
+  };
+
+  /** psij: the jobs submitted through this endpoint, by state. */
+  SUMMARIES.psij = function (box, ctx) {
+    var row = countsRow('psij jobs', {}, 'psij-jobs');
+    var stamp = el('div', {class: 'stamp'});
+    replace(box, row, stamp);
+    var lastOk = null;
+    ctx.every(SUMMARY_MS, function () {
+      return ctx.withSession(function (sid) {
+        return ctx.api('GET', 'list_jobs/' + encodeURIComponent(sid), null, {timeout: SUMMARY_TIMEOUT_MS});
+      }).then(function (answer) {
+        if (!ctx.active) return;
+        var fresh = countsRow('psij jobs', countStates(obj(answer).jobs), 'psij-jobs');
+        box.replaceChild(fresh, row);
+        row = fresh;
+        lastOk = new Date();
+        stampText(stamp, lastOk);
+      }, function (err) {
+        if (ctx.active) stampText(stamp, lastOk, 'psij', err);
+      });
+    });
+  };
+
+  /** rhapsody: tasks of every session on the endpoint. Read from list_sessions, which
+   * touches no session: polling statistics/<sid> would keep idle sessions alive, and a
+   * session of the overview's own would start a backend. */
+  SUMMARIES.rhapsody = function (box, ctx) {
+    var row = el('div');
+    var stamp = el('div', {class: 'stamp'});
+    replace(box, row, stamp);
+    var lastOk = null;
+    ctx.every(SUMMARY_MS, function () {
+      return ctx.api('GET', 'list_sessions', null, {timeout: SUMMARY_TIMEOUT_MS}).then(function (answer) {
+        if (!ctx.active) return;
+        var sessions = arr(obj(answer).sessions).map(obj);
+        var counts = {}, total = 0, byCount = false;
+        sessions.forEach(function (sess) {
+          var c = obj(sess.counts);
+          Object.keys(c).forEach(function (k) {
+            if (isNum(c[k])) { counts[k] = (counts[k] || 0) + c[k]; byCount = true; }
+          });
+          if (isNum(sess.tasks)) total += sess.tasks;
+        });
+        replace(row, byCount ? countsRow('tasks', counts, 'rhapsody-tasks')
+          : el('div', {class: 'counts', 'data-testid': 'rhapsody-tasks'}, el('span', {class: 'what'}, 'tasks'),
+               el('span', {class: 'badge info'}, total + ' in ' + sessions.length +
+                  (sessions.length === 1 ? ' session' : ' sessions'))));
+        lastOk = new Date();
+        stampText(stamp, lastOk);
+      }, function (err) {
+        if (ctx.active) stampText(stamp, lastOk, 'tasks', err);
       });
     });
   };
@@ -1382,242 +1490,21 @@
   }
 
   // ---------------------------------------------------------------- generic pages
-  var MAX_SECTIONS = 20;
-  var MAX_FIELDS = 30;
-  var MAX_ROWS = 500;
-  var FIELD_TYPES = ['text', 'number', 'integer', 'checkbox', 'select', 'textarea', 'json', 'password'];
-  var NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
-  var PLACEHOLDER_RE = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+  var GENERIC = '_generic';     // the registry key _generic.js registers under
 
-  /** A ui_config path: relative to the plugin, no "..", only URL-safe characters and {name} slots. */
-  function safePath(path) {
-    if (typeof path !== 'string' || path.length > 300 || !/^[A-Za-z0-9_.~{}\/-]*$/.test(path)) return null;
-    if (path.charAt(0) === '/' || path.split('/').some(function (s) { return s === '..' || s === '.'; })) return null;
-    return path;
-  }
-
-  function clampNum(v, lo, hi, dflt) {
-    return isNum(v) ? Math.max(lo, Math.min(hi, v)) : dflt;
-  }
-
-  function formatCell(value, format) {
-    if (format === 'bytes') return fmtBytes(value);
-    if (format === 'duration') return fmtDuration(value);
-    if (format === 'percent') return fmtPercent(value);
-    if (format === 'time') return isNum(value) ? new Date(value * 1000).toLocaleString() : toText(value);
-    return toText(value);
-  }
-
-  function columnsOf(spec, rows) {
-    var cols = arr(spec).map(obj).filter(function (c) { return typeof c.key === 'string'; });
-    if (cols.length) return cols;
-    var first = obj(rows[0]);
-    return Object.keys(first).slice(0, 8).map(function (k) { return {key: k}; });
-  }
-
-  /** An answer as the section asks: "kv" (default), "table" (rows: answer[items] or the answer), "json". */
-  function showAnswer(answer, s) {
-    var show = s.show || s.result || 'kv';
-    if (show === 'none') return el('span', {class: 'muted'}, 'done');
-    if (show === 'json' || (show === 'kv' && (answer === null || typeof answer !== 'object'))) {
-      return el('pre', {class: 'json'}, toText(answer, 2));
-    }
-    if (show === 'table') {
-      var rows = typeof s.items === 'string' ? obj(answer)[s.items] : answer;
-      if (!Array.isArray(rows) && rows && typeof rows === 'object') {
-        rows = Object.keys(rows).map(function (k) { return Object.assign({key: k}, obj(rows[k])); });
-      }
-      rows = arr(rows).slice(0, MAX_ROWS);
-      var cols = columnsOf(s.columns, rows);
-      return table(cols.map(function (c) { return {label: typeof c.label === 'string' ? c.label : c.key, num: !!c.num}; }),
-        rows.map(function (r) {
-          r = obj(r);
-          return cols.map(function (c) { return formatCell(r[c.key], c.format); });
-        }), {empty: typeof s.empty === 'string' ? s.empty : 'nothing'});
-    }
-    return kvTable(answer);
-  }
-
-  function sectionCard(s, kind, i, children) {
-    return el('section', {class: 'card' + (s.wide ? ' wide' : ''), 'data-generic': kind, 'data-section': String(i)},
-      el('h3', null, typeof s.title === 'string' && s.title ? s.title : kind), children);
-  }
-
-  function callPath(ctx, method, path, params, query, body) {
-    var needsSid = false;
-    var filled = path.replace(PLACEHOLDER_RE, function (m, key) {
-      if (key === 'sid') { needsSid = true; return m; }
-      return encodeURIComponent(params[key] === undefined ? '' : String(params[key]));
-    });
-    var qs = query.length ? '?' + query.map(function (kv) {
-      return encodeURIComponent(kv[0]) + '=' + encodeURIComponent(kv[1]);
-    }).join('&') : '';
-    function go(sid) {
-      var p = sid ? filled.replace(/\{sid\}/g, encodeURIComponent(sid)) : filled;
-      return ctx.api(method, p + qs, method === 'GET' || method === 'DELETE' ? null : body);
-    }
-    return needsSid ? ctx.withSession(go) : go(null);
-  }
-
-  function genericForm(s, ctx, i) {
-    var method = String(s.method || 'POST').toUpperCase();
-    if (['GET', 'POST', 'PUT', 'DELETE'].indexOf(method) < 0) method = 'POST';
-    var path = safePath(s.path);
-    if (path === null) return sectionCard(s, 'form', i, el('div', {class: 'error-box'}, 'ui_config: this form has no valid path'));
-    var slots = {};
-    path.replace(PLACEHOLDER_RE, function (m, key) { slots[key] = true; return m; });
-    var grid = el('div', {class: 'form-grid'});
-    var fields = arr(s.fields).slice(0, MAX_FIELDS).map(obj).filter(function (f) {
-      return typeof f.name === 'string' && NAME_RE.test(f.name);
-    }).map(function (f, j) {
-      var id = 'generic-' + i + '-' + j;
-      var type = FIELD_TYPES.indexOf(f.type) >= 0 ? f.type : 'text';
-      var dflt = f['default'];
-      var input;
-      if (type === 'select') {
-        input = el('select', {id: id}, arr(f.options).map(function (o) {
-          return el('option', {value: toText(o), selected: dflt !== undefined && toText(o) === toText(dflt)}, toText(o));
-        }));
-      } else if (type === 'textarea' || type === 'json') {
-        input = el('textarea', {id: id, rows: 3, spellcheck: 'false', placeholder: typeof f.placeholder === 'string' ? f.placeholder : null,
-                                value: dflt === undefined ? '' : (type === 'json' ? JSON.stringify(dflt, null, 1) : toText(dflt))});
-      } else if (type === 'checkbox') {
-        input = el('input', {id: id, type: 'checkbox', checked: dflt === true});
-      } else {
-        input = el('input', {id: id, type: type === 'integer' ? 'number' : type,
-                             step: type === 'integer' ? '1' : (type === 'number' ? 'any' : null),
-                             placeholder: typeof f.placeholder === 'string' ? f.placeholder : null,
-                             value: dflt === undefined || dflt === null ? '' : toText(dflt)});
-      }
-      input.setAttribute('data-field', f.name);
-      if (f.required) input.setAttribute('aria-required', 'true');
-      appendChildren(grid, [el('label', {for: id}, (typeof f.label === 'string' && f.label ? f.label : f.name) + (f.required ? ' *' : '')),
-        input, typeof f.help === 'string' ? el('div', {class: 'help'}, f.help) : null]);
-      var where = f['in'] === 'path' || f['in'] === 'query' || f['in'] === 'body' ? f['in']
-        : (slots[f.name] ? 'path' : (method === 'GET' || method === 'DELETE' ? 'query' : 'body'));
-      return {f: f, type: type, input: input, where: where};
-    });
-    var result = el('div', {class: 'result', 'data-testid': 'generic-result', 'aria-live': 'polite'});
-    var submit = el('button', {type: 'submit', class: 'primary'}, typeof s.submit === 'string' && s.submit ? s.submit : 'Send');
-    var form = el('form', {'aria-label': typeof s.title === 'string' ? s.title : 'form'}, grid, submit, result);
-    form.addEventListener('submit', function (ev) {
-      ev.preventDefault();
-      var params = {}, query = [], body = {}, problems = [];
-      fields.forEach(function (x) {
-        var f = x.f, raw = x.type === 'checkbox' ? x.input.checked : x.input.value, value = raw;
-        if (x.type !== 'checkbox' && raw === '') {
-          if (f.required) problems.push((f.label || f.name) + ' is required');
-          return;
-        }
-        if (x.type === 'number' || x.type === 'integer') {
-          value = Number(raw);
-          if (!isFinite(value) || (x.type === 'integer' && Math.floor(value) !== value)) {
-            problems.push((f.label || f.name) + ' must be ' + (x.type === 'integer' ? 'a whole number' : 'a number'));
-            return;
-          }
-        } else if (x.type === 'json') {
-          try { value = JSON.parse(raw); } catch (e) { problems.push((f.label || f.name) + ' is not valid JSON'); return; }
-        }
-        if (x.where === 'path') params[f.name] = value;
-        else if (x.where === 'query') query.push([f.name, typeof value === 'string' ? value : JSON.stringify(value)]);
-        else body[f.name] = value;
-      });
-      if (problems.length) { replace(result, el('div', {class: 'error-box'}, problems.join('\n'))); return; }
-      submit.disabled = true;
-      replace(result, el('span', {class: 'muted'}, 'sending…'));
-      callPath(ctx, method, path, params, query, body).then(function (answer) {
-        if (ctx.active) replace(result, showAnswer(answer, s));
-      }, function (err) {
-        if (ctx.active) replace(result, el('div', {class: 'error-box'}, describeError(err)));
-      }).then(function () { submit.disabled = false; });
-    });
-    return sectionCard(s, 'form', i, form);
-  }
-
-  function genericMonitor(s, ctx, i) {
-    var path = safePath(s.path);
-    if (path === null) return sectionCard(s, 'monitor', i, el('div', {class: 'error-box'}, 'ui_config: this monitor has no valid path'));
-    var out = el('div', null, el('span', {class: 'muted'}, 'loading…'));
-    var stamp = el('div', {class: 'muted', style: {fontSize: '11.5px', marginTop: '4px'}});
-    var every = clampNum(s.every, 1, 3600, 5) * 1000;
-    ctx.every(every, function () {
-      return callPath(ctx, 'GET', path, {}, [], null).then(function (answer) {
-        if (!ctx.active) return;
-        replace(out, showAnswer(answer, s));
-        stamp.textContent = 'updated ' + fmtTime() + ' · every ' + every / 1000 + ' s';
-      }, function (err) {
-        if (ctx.active) stamp.textContent = 'refresh failed: ' + describeError(err);
-      });
-    });
-    return sectionCard(s, 'monitor', i, [out, stamp]);
-  }
-
-  function genericNotifications(s, ctx, i) {
-    var topics = arr(s.topics).map(toText);
-    var max = clampNum(s.max, 1, MAX_ROWS, 50);
-    var cols = arr(s.columns).map(obj).filter(function (c) { return typeof c.key === 'string'; });
-    var tbody = el('tbody');
-    var empty = el('div', {class: 'muted'}, 'None since this page opened.');
-    var grid = el('table', {class: 'grid', hidden: true},
-      el('thead', null, el('tr', null, el('th', {scope: 'col'}, 'time'), el('th', {scope: 'col'}, 'topic'),
-        cols.length ? cols.map(function (c) { return el('th', {scope: 'col', class: c.num ? 'num' : null}, c.label || c.key); })
-                    : el('th', {scope: 'col'}, 'data'))),
-      tbody);
-    ctx.onNotification(function (n) {
-      var topic = toText(n.topic);
-      if (topics.length && topics.indexOf(topic) < 0) return;
-      var data = n.data;
-      var cells = cols.length ? cols.map(function (c) {
-        return el('td', {class: c.num ? 'num' : null}, formatCell(obj(data)[c.key], c.format));
-      }) : el('td', {class: 'mono'}, toText(data));
-      tbody.insertBefore(el('tr', null, el('td', {class: 'mono'}, fmtTime()), el('td', null, topic), cells), tbody.firstChild);
-      while (tbody.children.length > max) tbody.removeChild(tbody.lastChild);
-      grid.hidden = false;
-      empty.hidden = true;
-    });
-    return sectionCard(s, 'notifications', i, [empty, grid]);
-  }
-
-  var SECTION_KINDS = {form: genericForm, monitor: genericMonitor, notifications: genericNotifications};
-
-  /** For plugins without an Explorer module: the sections their ui_config asks for
-   * (docs/explorer.md has the schema), then their details and base routes. */
+  /** For plugins without an Explorer module: the page _generic.js builds from the
+   * plugin's ui_config (loaded the first time one is shown). */
   function renderGeneric(container, ctx, reason, keep) {
     if (!keep) clear(container);
-    var info = ctx.info || {};
-    var cfg = obj(info.ui_config);
-    var sections = arr(cfg.sections).slice(0, MAX_SECTIONS).map(function (s, i) {
-      s = obj(s);
-      var make = SECTION_KINDS[s.kind];
-      return make ? make(s, ctx, i)
-        : sectionCard(s, 'unknown', i, el('div', {class: 'error-box'}, 'ui_config: unknown section kind ' + toText(s.kind)));
+    loadScript('_generic.js').then(function () {
+      var generic = state.registry.get(GENERIC);
+      if (!generic) throw new Error('_generic.js registered no page');
+      if (ctx.active) generic.render(container, ctx, reason);
+    }).then(null, function (err) {
+      if (ctx.active) {
+        appendChildren(container, el('div', {class: 'error-box'}, 'Cannot show the generic page: ' + describeError(err)));
+      }
     });
-    var healthBox = el('div', null, el('span', {class: 'muted'}, 'loading…'));
-    var versionBox = el('div', null, el('span', {class: 'muted'}, 'loading…'));
-    function load() {
-      ctx.api('GET', 'health').then(function (h) { replace(healthBox, kvTable(h)); },
-        function (err) { if (ctx.active) replace(healthBox, el('div', {class: 'error-box'}, describeError(err))); });
-      ctx.api('GET', 'version').then(function (v) { replace(versionBox, kvTable(v)); },
-        function (err) { if (ctx.active) replace(versionBox, el('div', {class: 'error-box'}, describeError(err))); });
-    }
-    var details = {endpoint: ctx.endpoint, instance: ctx.instance, type: info.type, version: info.version,
-                   namespace: info.namespace, enabled: info.enabled, ui_module: info.ui_module || null,
-                   client_class: info.client_class};
-    if (typeof cfg.description === 'string') details.description = cfg.description;
-    appendChildren(container, [
-      reason ? el('div', {class: 'error-box'}, 'No custom page: ' + reason) : null,
-      sections.length ? el('div', {class: 'cards', 'data-testid': 'generic-sections'}, sections) : null,
-      el('div', {class: 'toolbar'},
-        el('span', null, sections.length ? 'Built from the plugin\'s ui_config.' : 'Generic page: this plugin ships no Explorer module.'),
-        el('button', {type: 'button', onclick: load}, 'Refresh')),
-      el('div', {class: 'cards'},
-        el('section', {class: 'card'}, el('h3', null, 'Plugin'), kvTable(details)),
-        sections.length ? null : el('section', {class: 'card'}, el('h3', null, 'ui_config'),
-          kvTable(info.ui_config, {empty: 'no ui_config'})),
-        el('section', {class: 'card'}, el('h3', null, 'GET health'), healthBox),
-        el('section', {class: 'card'}, el('h3', null, 'GET version'), versionBox))
-    ]);
-    load();
   }
 
   // ---------------------------------------------------------------- boot
@@ -1660,7 +1547,13 @@
     });
     window.matchMedia(PHONE).addEventListener('change', function () { if (!isPhone()) closeDrawer(); });
     window.addEventListener('online', function () { if (state.running && !state.es) reconnectNow(); });
-    window.addEventListener('offline', function () { if (state.running && state.conn !== 'live') setConn('offline'); });
+    window.addEventListener('offline', function () {
+      // no network: the stream cannot be live, whatever the socket has not noticed yet
+      if (!state.running) return;
+      closeStream();
+      if (!state.downSince) state.downSince = new Date();
+      scheduleReconnect();
+    });
     window.addEventListener('hashchange', function () {
       if (location.hash === '#login-failed') return;
       route(true);
