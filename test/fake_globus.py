@@ -7,7 +7,7 @@ Transfer call, well-formed task documents, known collections, a client's credent
 on a token grant), keeps collections as small in-memory file trees that finished
 transfers really change, and records every request for the test to inspect. Under
 ``/_fake/`` a test injects failures (a consent-required error, a 429 with Retry-After,
-any status), expires the tokens it issued, and reads the record.
+any status), expires the tokens it issued, holds tasks active until released, and reads the record.
 
 Run: ``python test/fake_globus.py --config FILE`` (JSON: ``access_tokens``,
 ``refresh_tokens`` {token: client_id}, ``clients`` {client_id: secret or null}); it
@@ -146,6 +146,7 @@ class State:
         self.issued: Dict[str, float] = {}           # access token -> expiry (monotonic)
         self.token_lifetime = float(config.get("token_lifetime", 3600))
         self.task_seconds = float(config.get("task_seconds", 1.0))
+        self.hold = False                             # True: no task completes until released
         self.collections = {cid: Collection(cid, name, files) for cid, (name, files) in COLLECTIONS.items()}
         self.tasks: Dict[str, Dict[str, Any]] = {}
         self.submissions: Dict[str, str] = {}       # submission id -> task id
@@ -172,6 +173,8 @@ class State:
     def advance(self) -> None:
         """Finish the tasks whose time has come (their copies or deletions happen now)."""
         now = time.monotonic()
+        if self.hold:
+            return
         for task in self.tasks.values():
             if task["status"] == "ACTIVE" and now >= task["_due"]:
                 self._complete(task)
@@ -309,7 +312,9 @@ class Handler(BaseHTTPRequestHandler):
             if what == "config" and method == "POST":
                 if "task_seconds" in body:
                     st.task_seconds = float(body["task_seconds"])
-                return self._send(200, {"task_seconds": st.task_seconds})
+                if "hold" in body:
+                    st.hold = bool(body["hold"])
+                return self._send(200, {"task_seconds": st.task_seconds, "hold": st.hold})
             if what == "tasks":
                 st.advance()
                 return self._send(200, {"tasks": [_public(t) for t in st.tasks.values()]})

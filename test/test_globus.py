@@ -188,16 +188,22 @@ def test_submit_wait_and_transfer_status_notifications(bc, gc, fake):
     try:
         wait_for(lambda: bc._events.connected.is_set(), 10, "the event stream")
         mark = count(fake)
-        answer = gc.submit("local", scratch, [("/~/data/", "/~/copy/", True), {"source": "/~/notes.txt",
-                                                                               "destination": "/~/n.txt"}],
-                           label="orbit test", sync_level="checksum", verify_checksum=True)
-        assert answer["code"] == "Accepted"
+        fake.control("config", {"hold": True})      # it stays ACTIVE until the watcher said so
+        try:
+            answer = gc.submit("local", scratch, [("/~/data/", "/~/copy/", True),
+                                                  {"source": "/~/notes.txt", "destination": "/~/n.txt"}],
+                               label="orbit test", sync_level="checksum", verify_checksum=True)
+            assert answer["code"] == "Accepted"
+            wait_for(lambda: [n for n in notes if n["status"] == "ACTIVE"], 15, "an ACTIVE transfer_status")
+        finally:
+            fake.control("config", {"hold": False})
         task = gc.wait(answer["task_id"], timeout=30)
         assert task["status"] == "SUCCEEDED" and task["files_transferred"] == 3
         assert task["bytes_transferred"] == 1000 + 2500 + 12
         assert done.wait(15), notes
-        assert [n["status"] for n in notes if n["task_id"] == answer["task_id"]][-1] == "SUCCEEDED"
-        assert notes[0]["label"] == "orbit test" and "ACTIVE" in [n["status"] for n in notes]
+        mine = [n for n in notes if n["task_id"] == answer["task_id"]]
+        assert [n["status"] for n in mine] == ["ACTIVE", "SUCCEEDED"]     # once per change
+        assert mine[0]["label"] == "orbit test" and mine[1]["bytes_transferred"] == 3512
         assert sorted(e["name"] for e in gc.ls(scratch, "/~/copy/")["entries"]) == ["run1.h5", "run2.h5"]
         sent = [r for r in since(fake, mark) if r["path"] == "/v0.10/transfer"][0]["body"]
         assert sent["DATA_TYPE"] == "transfer" and sent["source_endpoint"] == lab
