@@ -448,7 +448,8 @@
       $('notes-toggle').hidden = false;
       applyTopology(answer && answer.data);
       openStream();
-      route(focusPage);
+      route();
+      if (focusPage) focusHeading();
     }, function (err) {
       if (err.status === 401) return;     // the login panel is up
       setConn('offline');
@@ -867,10 +868,13 @@
     else openPlugin(r.endpoint, r.instance);
     renderTree();
     closeDrawer();
-    if (focus) {
-      var h = $('page').querySelector('h2');
-      if (h) h.focus();
-    }
+    if (focus) focusHeading();
+  }
+
+  /** After a navigation the keyboard focus goes to the new view's heading. */
+  function focusHeading() {
+    var h = $('page').querySelector('h2');
+    if (h) h.focus();
   }
 
   /** A view or a sub-page (an overview card's live part): what closePage() ends. */
