@@ -29,8 +29,12 @@ def clean_env(home, **extra):
     return env
 
 
+#: a DEBUG or INFO log record (e.g. a plugin that loaded before another failed): not the error
+PROGRESS_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO) ")
+
+
 def one_error_line(stderr):
-    lines = [l for l in stderr.strip().splitlines() if l.strip()]
+    lines = [l for l in stderr.strip().splitlines() if l.strip() and not PROGRESS_LINE.match(l)]
     assert len(lines) == 1, stderr
     return lines[0]
 

@@ -23,4 +23,7 @@ BUILTIN = (
       client_class="radical_orbit.plugins.globus_client.GlobusClient"),
     P("queue_info", "radical_orbit.plugins.queue_info:QueueInfoPlugin", SCHEDULER_ROLES,
       ui_module="queue_info.js", client_class="radical_orbit.plugins.queue_info_client.QueueInfoClient"),
+    P("psij", "radical_orbit.plugins.psij:PsijPlugin", ("bridge", "login"), ui_module="psij.js",
+      extra="radical.orbit[psij]", requires=("psij",),
+      client_class="radical_orbit.plugins.psij_client.PSIJClient"),
 )

@@ -1,0 +1,228 @@
+"""The jobs of one psij plugin instance: submit, cancel, status, list, and re-attach after a
+restart. Routes (``plugin.py``, and the launch routes) call this; nothing here knows HTTP.
+
+A submit records the job before it reaches the executor and its native id before it
+returns. A submit key is unique in the store: a second submit with the same key (a retry
+whose first answer was lost, or a concurrent duplicate) waits for the first one and returns
+its job, so the scheduler sees one job.
+"""
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any, Dict, List, Optional
+
+from ...errors import BadRequest, Conflict, NotFound, OrbitError
+from . import output, spec as specs
+from .executors import COMMAND_TIMEOUT, POLL_INTERVAL, Executors
+from .store import TERMINAL, JobStore, KeyTaken
+from .watcher import Watcher, describe
+
+log = logging.getLogger("radical_orbit.plugins.psij")
+
+#: the longest submit key accepted
+MAX_KEY = 200
+#: the most jobs one ``list_jobs`` returns (newest first)
+MAX_LIST = 1000
+#: psij exceptions that mean "the executor or scheduler refused this job" (400, its message kept)
+_REFUSALS = ("SubmitException", "InvalidJobException")
+
+
+class JobManager:
+    def __init__(self, state_dir: str, notify: Any, poll_interval: float = POLL_INTERVAL,
+                 command_timeout: float = COMMAND_TIMEOUT, allowed: Optional[List[str]] = None,
+                 default_executor: str = "local", tail_bytes: int = output.TAIL_BYTES):
+        self.state_dir = state_dir
+        self.output_dir = os.path.join(state_dir, "output")
+        os.makedirs(self.output_dir, mode=0o700, exist_ok=True)
+        self.store = JobStore(os.path.join(state_dir, "jobs.sqlite"))
+        self.watcher = Watcher(self.store, notify, tail_bytes)
+        self.executors = Executors(os.path.join(state_dir, "work"), self.watcher.on_status,
+                                   poll_interval, command_timeout, allowed)
+        self.command_timeout = command_timeout
+        self.default_executor = default_executor
+        self._live: Dict[str, Any] = {}             # job id -> psij Job (for cancel)
+        self._submitting = threading.Condition()    # a keyed submit finished
+
+    def close(self) -> None:
+        self.executors.stop()
+        self.store.close()
+
+    # -- submit ----------------------------------------------------------------------
+    def submit(self, job_spec: Any, executor: Optional[str] = None, key: Optional[str] = None,
+               sid: str = "") -> Dict[str, Any]:
+        """The job (described); 400 naming the field for a bad spec, 400 with the scheduler's
+        own message when it refuses the job."""
+        executor = self.executors.check_name(executor or self.default_executor)
+        if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_KEY):
+            raise BadRequest("key must be a non-empty string of at most %d characters" % MAX_KEY)
+        spec = specs.check(job_spec, executor)
+        runner = self.executors.get(executor)
+        for _ in range(3):
+            job_id = uuid.uuid4().hex[:16]
+            stdout = os.path.join(self.output_dir, job_id + ".out")
+            stderr = os.path.join(self.output_dir, job_id + ".err")
+            try:
+                self.store.insert(job_id, key, executor, spec, stdout, stderr, sid)
+            except KeyTaken:
+                first = self._wait_keyed(key)
+                if first is None:
+                    continue                # the first submit was refused: this one tries itself
+                if first["executor"] != executor or first["spec"] != spec:
+                    raise Conflict("key %r was used for job %s with a different job_spec or executor"
+                                   % (key, first["job_id"]))
+                return describe(first)
+            try:
+                return describe(self._start(job_id, spec, executor, runner, stdout, stderr))
+            finally:
+                with self._submitting:
+                    self._submitting.notify_all()
+        raise Conflict("key %r: the submits holding it kept failing; try again" % key)
+
+    def _wait_keyed(self, key: str) -> Optional[Dict[str, Any]]:
+        """The job of ``key`` once its submit finished (None: it was refused)."""
+        deadline = time.monotonic() + self.command_timeout + 5.0
+        with self._submitting:
+            while True:
+                first = self.store.by_key(key)
+                if first is None or first["native_id"] is not None or first["state"] != "NEW":
+                    return first
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Conflict("key %r: its first submit (job %s) is still in progress"
+                                   % (key, first["job_id"]))
+                self._submitting.wait(min(left, 0.5))
+
+    def _start(self, job_id: str, spec: Dict[str, Any], executor: str, runner: Any,
+               stdout: str, stderr: str) -> Dict[str, Any]:
+        import psij
+        psij_job = psij.Job(specs.build(spec, executor, stdout, stderr))
+        self.watcher.track(psij_job, job_id)
+        self._live[job_id] = psij_job
+        try:
+            runner.submit(psij_job)
+        except Exception as exc:
+            self._live.pop(job_id, None)
+            self.store.delete(job_id)
+            detail = _psij_message(exc)
+            if type(exc).__name__ in _REFUSALS or isinstance(exc, (TypeError, ValueError)):
+                raise BadRequest("the %s executor refused the job: %s" % (executor, detail))
+            log.exception("submit of job %s to %s failed", job_id, executor)
+            raise OrbitError("submitting to the %s executor failed: %s" % (executor, detail), 502)
+        native = str(psij_job.native_id)
+        self.store.set_native(job_id, native, _process_started(executor, native))
+        record = self.store.get(job_id)
+        assert record is not None
+        if record["cancel_requested"] and record["state"] not in TERMINAL:
+            self._cancel_live(job_id, runner)
+            record = self.store.get(job_id) or record
+        return record
+
+    # -- cancel, status, list --------------------------------------------------------
+    def cancel(self, job_id: str) -> Dict[str, Any]:
+        """Ask the executor to cancel; the CANCELED notification follows (a job already
+        ended is left as it is)."""
+        record = self._record(job_id)
+        if record["state"] in TERMINAL:
+            return describe(record)
+        self.store.request_cancel(job_id)
+        if record["native_id"] is not None:
+            self._cancel_live(job_id, self.executors.get(record["executor"]))
+        return describe(self._record(job_id))
+
+    def _cancel_live(self, job_id: str, runner: Any) -> None:
+        psij_job = self._live.get(job_id)
+        if psij_job is None:
+            return
+        try:
+            runner.cancel(psij_job)
+        except Exception as exc:
+            raise OrbitError("the %s executor could not cancel job %s: %s"
+                             % (runner.name, job_id, _psij_message(exc)), 502)
+
+    def status(self, job_id: str, stdout_offset: int = 0, stderr_offset: int = 0) -> Dict[str, Any]:
+        record = self._record(job_id)
+        out = describe(record)
+        out["spec"] = record["spec"]
+        out["stdout"] = output.read_from(record["stdout_path"], stdout_offset)
+        out["stderr"] = output.read_from(record["stderr_path"], stderr_offset)
+        return out
+
+    def list(self, limit: int = MAX_LIST) -> List[Dict[str, Any]]:
+        return [describe(r) for r in self.store.all(limit)]
+
+    def get(self, job_id: str) -> Dict[str, Any]:
+        return describe(self._record(job_id))
+
+    def _record(self, job_id: str) -> Dict[str, Any]:
+        record = self.store.get(job_id)
+        if record is None:
+            raise NotFound("no job %s" % job_id)
+        return record
+
+    # -- after a restart -------------------------------------------------------------
+    def resume(self) -> int:
+        """Watch again every job the store has not seen end; returns how many."""
+        count = 0
+        for record in self.store.all(10 ** 9, unfinished_only=True):
+            try:
+                if self._resume_one(record):
+                    count += 1
+            except Exception as exc:
+                log.error("job %s (%s %s) could not be watched again: %s: %s", record["job_id"],
+                          record["executor"], record["native_id"], type(exc).__name__, exc)
+        if count:
+            log.info("watching %d job(s) again after a restart", count)
+        return count
+
+    def _resume_one(self, record: Dict[str, Any]) -> bool:
+        import psij
+        job_id, native, executor = record["job_id"], record["native_id"], record["executor"]
+        if native is None:
+            self.watcher.advance(job_id, "FAILED", None, "the endpoint stopped while submitting this job: "
+                                 "whether the executor received it is not known", time.time())
+            return False
+        if executor == "local" and not _same_process(native, record["process_started"]):
+            self.watcher.advance(job_id, "FAILED", None, "the process ended while the endpoint was down: "
+                                 "its exit code is not known", time.time())
+            return False
+        runner = self.executors.get(executor)
+        psij_job = psij.Job(specs.build(record["spec"], executor, record["stdout_path"], record["stderr_path"]))
+        if executor == "local":
+            self.watcher.exit_unknown.add(job_id)
+        self.watcher.track(psij_job, job_id)
+        self._live[job_id] = psij_job
+        runner.attach(psij_job, native)
+        return True
+
+
+def _psij_message(exc: BaseException) -> str:
+    """psij's exceptions carry the scheduler's output in ``message``; their str adds noise."""
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    inner = getattr(exc, "exception", None)
+    if inner is not None and str(inner) not in text:
+        text = "%s: %s: %s" % (text, type(inner).__name__, inner)
+    return str(text).strip()
+
+
+def _process_started(executor: str, native: str) -> Optional[float]:
+    """A local job's process start time: after a restart, a live pid with another start
+    time is someone else's process."""
+    if executor != "local":
+        return None
+    import psutil
+    try:
+        return psutil.Process(int(native)).create_time()
+    except (psutil.Error, ValueError):
+        return None
+
+
+def _same_process(native: str, started: Optional[float]) -> bool:
+    import psutil
+    try:
+        proc = psutil.Process(int(native))
+        return started is not None and abs(proc.create_time() - started) < 0.5 and \
+            proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, ValueError):
+        return False

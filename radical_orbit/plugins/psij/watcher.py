@@ -1,0 +1,99 @@
+"""From psij's status callbacks to ``job_status`` notifications, once per transition.
+
+psij calls back on its own threads (the submitting worker, the local reaper, a batch
+executor's poll thread). Each status is turned into ORBIT's view (a cancel the scheduler
+reports as COMPLETED or FAILED is CANCELED), recorded in the store only if it moves the
+job forward, and then published; one lock keeps a job's notifications in order across
+those threads. Listeners (the launch routes) see the same transitions.
+"""
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from . import output
+from .store import TERMINAL, JobStore
+
+log = logging.getLogger("radical_orbit.plugins.psij")
+
+TOPIC = "job_status"
+
+
+def describe(record: Dict[str, Any]) -> Dict[str, Any]:
+    """A job as routes and notifications show it."""
+    return {"job_id": record["job_id"], "native_id": record["native_id"], "executor": record["executor"],
+            "state": record["state"], "exit_code": record["exit_code"], "message": record["message"],
+            "created": record["created"], "updated": record["updated"],
+            "cancel_requested": record["cancel_requested"], "history": record["history"],
+            "executable": record["spec"].get("executable"), "name": record["spec"].get("name")}
+
+
+class Watcher:
+    def __init__(self, store: JobStore, notify: Callable[[str, Any], None], tail_bytes: int = output.TAIL_BYTES):
+        self.store = store
+        self.notify = notify
+        self.tail_bytes = tail_bytes
+        self._lock = threading.Lock()
+        #: psij job id -> ORBIT job id, for every job a callback may come for
+        self._ids: Dict[str, str] = {}
+        self._listeners: List[Callable[[Dict[str, Any]], None]] = []
+        #: local jobs attached after a restart: psij reports exit code 0 whatever it was
+        self.exit_unknown: set = set()
+
+    def track(self, psij_job: Any, job_id: str) -> None:
+        with self._lock:
+            self._ids[psij_job.id] = job_id
+
+    def add_listener(self, listener: Callable[[Dict[str, Any]], None]) -> None:
+        """``listener(job)`` after each published transition (on psij's thread: keep it short)."""
+        self._listeners.append(listener)
+
+    def on_status(self, psij_job: Any, status: Any) -> None:
+        """psij's callback; never raises (it would end psij's poll thread)."""
+        try:
+            job_id = self._ids.get(psij_job.id)
+            if job_id is None:
+                return
+            native = psij_job.native_id
+            if native is not None and status.state.name == "QUEUED":
+                self.store.set_native(job_id, str(native))
+            self.advance(job_id, status.state.name, status.exit_code, status.message,
+                         status.time or time.time())
+            if status.state.final:
+                with self._lock:
+                    self._ids.pop(psij_job.id, None)
+        except Exception:
+            log.exception("job status callback failed for psij job %s", getattr(psij_job, "id", "?"))
+
+    def advance(self, job_id: str, state: str, exit_code: Optional[int], message: Optional[str],
+                when: float) -> Optional[Dict[str, Any]]:
+        """Record and publish a transition unless the job is already there or past it."""
+        with self._lock:
+            current = self.store.get(job_id)
+            if current is None:
+                return None
+            if state in TERMINAL and state != "CANCELED" and current["cancel_requested"]:
+                message = "canceled (the scheduler reported %s%s)" % (
+                    state, "" if exit_code is None else ", exit code %s" % exit_code)
+                state = "CANCELED"
+            if state == "NEW":
+                return None
+            if state in TERMINAL and job_id in self.exit_unknown:
+                self.exit_unknown.discard(job_id)
+                if state != "CANCELED":
+                    exit_code = None
+                    message = "re-attached after the endpoint restarted: the exit code is not known"
+            record = self.store.advance(job_id, state, exit_code, message, when)
+            if record is None:
+                return None
+            data = describe(record)
+            if state in TERMINAL:
+                data["stdout_tail"] = output.tail(record["stdout_path"], self.tail_bytes)
+                data["stderr_tail"] = output.tail(record["stderr_path"], self.tail_bytes)
+            self.notify(TOPIC, data)
+        for listener in list(self._listeners):
+            try:
+                listener(record)
+            except Exception:
+                log.exception("job listener %r failed", listener)
+        return record

@@ -1,0 +1,237 @@
+"""psij with the local executor, through a real bridge (TLS, auth) and endpoint: runs
+everywhere. The SLURM tier is in test_psij_slurm.py."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from orbit_procs import REPO, wait_for
+from psij_helpers import JobNotes, client, start_endpoint, start_orbit, state_dir
+
+from radical_orbit import BadRequest, Conflict, NotFound, Unavailable
+from radical_orbit.plugins import psij_client
+
+pytest.importorskip("psij")
+
+
+@pytest.fixture(scope="module")
+def orbit(tmp_path_factory):
+    o = start_orbit(str(tmp_path_factory.mktemp("psij") / "home"))
+    yield o
+    o.stop()
+
+
+@pytest.fixture(scope="module")
+def bc(orbit):
+    with client(orbit) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def notes(bc):
+    return JobNotes(bc, "ep")
+
+
+@pytest.fixture(scope="module")
+def pi(bc):
+    with bc.get_endpoint_client("ep").get_plugin("psij") as p:
+        yield p
+
+
+def test_local_job_runs_and_each_transition_is_notified_once(pi, notes):
+    job = pi.submit_job({"executable": "/bin/echo", "arguments": ["hello", "orbit"]})
+    assert job["executor"] == "local" and job["native_id"] and job["state"] in ("QUEUED", "ACTIVE", "COMPLETED")
+    final = notes.final(job["job_id"])
+    assert final["state"] == "COMPLETED" and final["exit_code"] == 0
+    assert final["stdout_tail"] == "hello orbit\n" and final["stderr_tail"] == ""
+    marker = pi.submit_job({"executable": "/bin/true"})     # a later job's end: anything due came before it
+    notes.final(marker["job_id"])
+    assert notes.states(job["job_id"]) == ["QUEUED", "ACTIVE", "COMPLETED"]
+    assert [s for s, _ in pi.get_job_status(job["job_id"])["history"]] == ["NEW", "QUEUED", "ACTIVE", "COMPLETED"]
+
+
+def test_a_failing_job_reports_its_exit_code_and_stderr(pi, notes):
+    job = pi.submit_job({"executable": "/bin/sh", "arguments": ["-c", "echo oops >&2; exit 3"]})
+    final = notes.final(job["job_id"])
+    assert (final["state"], final["exit_code"], final["stderr_tail"]) == ("FAILED", 3, "oops\n")
+
+
+def test_environment_directory_and_arguments_are_honoured(pi, notes, tmp_path):
+    job = pi.submit_job({"executable": "/bin/sh", "arguments": ["-c", 'echo "$GREETING $1"; pwd', "arg0", "a b"],
+                         "environment": {"GREETING": "hi", "N": 3}, "directory": str(tmp_path),
+                         "attributes": {"process_count": 1}, "name": "named"})
+    final = notes.final(job["job_id"])
+    assert final["stdout_tail"] == "hi a b\n%s\n" % tmp_path and final["name"] == "named"
+
+
+def test_status_reads_output_incrementally(pi, notes):
+    job = pi.submit_job({"executable": "/bin/sh", "arguments": ["-c", "printf 'one\\ntwo\\n'; printf e >&2"]})
+    notes.final(job["job_id"])
+    first = pi.get_job_status(job["job_id"])
+    assert first["stdout"] == {"data": "one\ntwo\n", "offset": 8, "size": 8, "more": False}
+    assert first["stderr"]["data"] == "e" and first["spec"]["executable"] == "/bin/sh"
+    later = pi.get_job_status(job["job_id"], stdout_offset=4, stderr_offset=1)
+    assert later["stdout"]["data"] == "two\n" and later["stderr"] == {"data": "", "offset": 1, "size": 1,
+                                                                        "more": False}
+
+
+@pytest.mark.parametrize("job_spec, executor, field", [
+    ({"executable": "/bin/true", "attributes": {"queue_name": "debug"}}, "local", "attributes.queue_name"),
+    ({"executable": "/bin/true", "attributes": {"account": "a"}}, "local", "attributes.account"),
+    ({"executable": "/bin/true", "attributes": {"duration": 60}}, "local", "attributes.duration"),
+    ({"executable": "/bin/true", "attributes": {"reservation_id": "r"}}, "local", "attributes.reservation_id"),
+    ({"executable": "/bin/true", "attributes": {"slurm.constraint": "x"}}, "local", "attributes.slurm.constraint"),
+    ({"executable": "/bin/true", "attributes": {"node_count": 2}}, "local", "resources.node_count"),
+    ({"executable": "/bin/true", "attributes": {"pbs.l": "x"}}, "slurm", "attributes.pbs.l"),
+    ({"executable": "/bin/true", "attributes": {"duration": "forever"}}, "slurm", "attributes.duration"),
+    ({"executable": "/bin/true", "attributes": {"walltime": 5}}, "slurm", "attributes.walltime"),
+    ({"executable": "/bin/true", "attributes": {"node_count": 0}}, "slurm", "attributes.node_count"),
+    ({"executable": "/bin/true", "attributes": {"node_count": 2}, "resources": {"node_count": 3}}, "slurm",
+     "attributes.node_count"),
+    ({"executable": "/bin/true", "resources": {"gpus": 1}}, "slurm", "resources.gpus"),
+    ({"executable": "/bin/true", "stdout": "/tmp/x"}, "local", "job_spec.stdout"),
+    ({"executable": "/bin/true", "environment": {"A B": "x"}}, "local", "environment.A B"),
+    ({"executable": "/bin/true", "arguments": "x"}, "local", "arguments"),
+    ({"executable": "/bin/true", "directory": "relative"}, "local", "directory"),
+    ({"arguments": []}, "local", "executable"),
+])
+def test_a_field_the_executor_would_not_honour_is_refused_naming_it(orbit, pi, job_spec, executor, field):
+    with pytest.raises(BadRequest) as err:
+        pi.submit_job(job_spec, executor=executor)
+    assert field in err.value.detail and err.value.status_code == 400
+
+
+def test_unknown_executor_and_unknown_body_fields_are_400(orbit, pi):
+    r = orbit.get("ep/psij/submit/%s" % pi.sid, "POST", json={"job_spec": {"executable": "/bin/true"},
+                                                             "executor": "nosuch"})
+    assert r.status_code == 400 and "unknown executor 'nosuch'" in r.json()["detail"] and "slurm" in r.json()["detail"]
+    r = orbit.get("ep/psij/submit/%s" % pi.sid, "POST", json={"job_spec": {"executable": "/bin/true"}, "x": 1})
+    assert r.status_code == 400 and "not x" in r.json()["detail"]
+    assert pi.executors()["default"] == "local" and "slurm" in pi.executors()["executors"]
+
+
+def test_the_same_key_twice_gives_one_job_also_when_concurrent(pi, notes):
+    spec = {"executable": "/bin/sleep", "arguments": ["0.2"]}
+    first = pi.submit_job(spec, key="key-seq")
+    assert pi.submit_job(spec, key="key-seq")["job_id"] == first["job_id"]
+    answers, errors = [], []
+
+    def submit():
+        try:
+            answers.append(pi.submit_job(spec, key="key-concurrent")["job_id"])
+        except Exception as exc:         # pragma: no cover - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and len(answers) == 4 and len(set(answers)) == 1
+    with pytest.raises(Conflict):
+        pi.submit_job({"executable": "/bin/echo"}, key="key-seq")     # same key, another job: refused
+    ids = [j["job_id"] for j in pi.list_jobs()]
+    assert ids.count(first["job_id"]) == 1 and ids.count(answers[0]) == 1
+    notes.final(answers[0])
+
+
+def test_the_sdk_resends_a_submit_whose_answer_was_lost_with_the_same_key(pi, notes, monkeypatch):
+    sent = []
+    real = psij_client.PSIJClient.request
+
+    def lose_first_answer(self, method, path, **kwargs):
+        answer = real(self, method, path, **kwargs)
+        if path.startswith("submit/"):
+            sent.append(kwargs["json"]["key"])
+            if len(sent) == 1:
+                raise Unavailable("the answer was lost")
+        return answer
+    monkeypatch.setattr(psij_client.PSIJClient, "request", lose_first_answer)
+    monkeypatch.setattr(psij_client, "RETRY_PAUSE", 0.01)
+    job = pi.submit_job({"executable": "/bin/echo", "arguments": ["once"]})
+    assert len(sent) == 2 and sent[0] == sent[1]
+    notes.final(job["job_id"])
+    assert sum(1 for j in pi.list_jobs() if j["job_id"] == job["job_id"]) == 1
+    assert len(notes.states(job["job_id"])) == 3
+
+
+def test_a_running_job_is_canceled(pi, notes):
+    job = pi.submit_job({"executable": "/bin/sleep", "arguments": ["30"]})
+    answer = pi.cancel_job(job["job_id"])
+    assert answer["cancel_requested"] is True
+    final = notes.final(job["job_id"])
+    assert final["state"] == "CANCELED"
+    assert pi.cancel_job(job["job_id"])["state"] == "CANCELED"     # again: nothing changes
+    with pytest.raises(NotFound):
+        pi.cancel_job("nosuchjob")
+
+
+def test_wait_job_ends_by_polling_when_the_event_stream_is_cut(orbit, monkeypatch):
+    from radical_orbit import client as sdk
+
+    def cut(self):
+        raise ConnectionError("cut")
+    monkeypatch.setattr(sdk.EventListener, "_follow", cut)
+    monkeypatch.setattr(psij_client, "STREAM_CONNECT_WAIT", 0.1)
+    with client(orbit) as bc2:
+        pi2 = bc2.get_endpoint_client("ep").get_plugin("psij")
+        job = pi2.submit_job({"executable": "/bin/sleep", "arguments": ["0.3"]})
+        final = pi2.wait_job(job["job_id"], timeout=20, poll=0.2)
+        assert final["state"] == "COMPLETED" and final["stdout"]["data"] == ""
+
+
+def test_the_bridge_hosts_psij_with_the_local_executor(bc):
+    with bc.get_endpoint_client("bridge").get_plugin("psij") as bp:
+        job = bp.submit_job({"executable": "/bin/echo", "arguments": ["from the bridge"]})
+        final = bp.wait_job(job["job_id"], timeout=20)
+        assert final["state"] == "COMPLETED"
+        assert bp.get_job_status(job["job_id"])["stdout"]["data"] == "from the bridge\n"
+
+
+def test_the_example_runs_against_the_embedded_default(orbit):
+    env = orbit.env()
+    env["PYTHONPATH"] = REPO
+    r = subprocess.run([sys.executable, os.path.join(REPO, "examples", "example_psij.py")], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "COMPLETED, exit code 0" in r.stdout and "greeting ORBIT" in r.stdout
+
+
+def test_jobs_survive_a_kill_9_of_the_endpoint_and_end_once(orbit, pi, notes):
+    """A local job running while its endpoint is killed: listed after the restart and its
+    end notified once (its exit code cannot be known: it was not our child any more)."""
+    done = pi.submit_job({"executable": "/bin/echo", "arguments": ["before"]})
+    notes.final(done["job_id"])
+    running = pi.submit_job({"executable": "/bin/sleep", "arguments": ["3"]})
+    wait_for(lambda: "ACTIVE" in notes.states(running["job_id"]), 10, "the job to run")
+    orbit.endpoints["ep"].popen.send_signal(signal.SIGKILL)
+    orbit.endpoints["ep"].wait(10)
+    start_endpoint(orbit, "ep")
+    listed = {j["job_id"]: j for j in pi.list_jobs()}       # a new session is registered by itself
+    assert listed[done["job_id"]]["state"] == "COMPLETED" and running["job_id"] in listed
+    final = notes.final(running["job_id"], timeout=30)
+    assert final["state"] == "COMPLETED" and final["exit_code"] is None and "restarted" in final["message"]
+    marker = pi.submit_job({"executable": "/bin/true"})
+    notes.final(marker["job_id"])
+    assert notes.states(running["job_id"]) == ["QUEUED", "ACTIVE", "COMPLETED"]
+    assert notes.states(done["job_id"]) == ["QUEUED", "ACTIVE", "COMPLETED"]
+    assert os.path.exists(os.path.join(state_dir(orbit, "ep"), "jobs.sqlite"))
+
+
+def test_a_bad_session_or_job_is_an_envelope(orbit, pi):
+    r = orbit.get("ep/psij/status/nosession/x")
+    assert r.status_code == 404 and r.json()["error"] is True
+    r = orbit.get("ep/psij/status/%s/nosuchjob" % pi.sid)
+    assert r.status_code == 404 and "no job nosuchjob" in r.json()["detail"]
+    r = orbit.get("ep/psij/status/%s/nosuchjob?stdout_offset=-1" % pi.sid)
+    assert r.status_code == 400
+    r = orbit.get("ep/psij/submit/%s" % pi.sid, "POST", data=b"[1]")
+    assert r.status_code == 400
+
+
+def test_process_count_runs_that_many_local_processes(pi, notes):
+    job = pi.submit_job({"executable": "/bin/echo", "arguments": ["x"], "attributes": {"process_count": 3}})
+    final = notes.final(job["job_id"])
+    assert final["state"] == "COMPLETED" and final["stdout_tail"] == "x\nx\nx\n"
