@@ -1,0 +1,136 @@
+"""psij on the SLURM test cluster, through a real bridge (TLS, auth) and endpoint; skips with
+one line where no cluster answers (slurm_cluster.require_slurm)."""
+import io
+import signal
+import subprocess
+import threading
+
+import pytest
+
+import slurm_cluster
+from orbit_procs import wait_for
+from psij_helpers import JobNotes, client, start_endpoint, start_orbit
+
+from radical_orbit import BadRequest
+
+pytest.importorskip("psij")
+
+
+@pytest.fixture(scope="module")
+def orbit(tmp_path_factory):
+    slurm_cluster.require_slurm()
+    o = start_orbit(str(tmp_path_factory.mktemp("psij_slurm") / "home"))
+    yield o
+    o.stop()
+
+
+@pytest.fixture(scope="module")
+def bc(orbit):
+    with client(orbit) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def notes(bc):
+    return JobNotes(bc, "ep")
+
+
+@pytest.fixture(scope="module")
+def pi(bc):
+    with bc.get_endpoint_client("ep").get_plugin("psij") as p:
+        yield p
+
+
+def sacct(native_id):
+    """(state, exit code) of a job as accounting records it, once it has the record."""
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-S", "now-1days", "-j", native_id, "-o", "State,ExitCode"],
+                         capture_output=True, text=True, timeout=20).stdout.strip()
+    return tuple(out.split("|")) if out else None
+
+
+def test_a_slurm_job_runs_each_transition_arrives_once_and_sacct_agrees(pi, notes):
+    job = pi.submit_job({"executable": "/bin/sh", "arguments": ["-c", "echo on $SLURM_JOB_PARTITION; sleep 1"],
+                         "attributes": {"queue_name": "debug", "account": "testacct", "duration": 120,
+                                        "node_count": 1, "process_count": 1}}, executor="slurm")
+    assert job["native_id"].isdigit()
+    final = notes.final(job["job_id"], timeout=60)
+    assert (final["state"], final["exit_code"], final["stdout_tail"]) == ("COMPLETED", 0, "on debug\n")
+    marker = pi.submit_job({"executable": "/bin/true"})
+    notes.final(marker["job_id"])
+    assert notes.states(job["job_id"]) == ["QUEUED", "ACTIVE", "COMPLETED"]
+    assert wait_for(lambda: (sacct(job["native_id"]) or ("",))[0] == "COMPLETED" and sacct(job["native_id"]),
+                    30, "sacct's record") == ("COMPLETED", "0:0")
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job["native_id"], "-S", "now-1days",
+                          "-o", "Partition,Account,Timelimit"], capture_output=True, text=True, timeout=20).stdout
+    assert out.strip() == "debug|testacct|00:02:00"
+
+
+def test_a_running_slurm_job_is_canceled(pi, notes):
+    job = pi.submit_job({"executable": "/bin/sleep", "arguments": ["60"]}, executor="slurm")
+    wait_for(lambda: "ACTIVE" in notes.states(job["job_id"]), 30, "the job to run")
+    pi.cancel_job(job["job_id"])
+    assert notes.final(job["job_id"], timeout=30)["state"] == "CANCELED"
+    assert wait_for(lambda: (sacct(job["native_id"]) or ("",))[0].startswith("CANCELLED"), 30, "sacct's record")
+
+
+def test_a_job_over_the_partition_time_limit_is_refused_with_sbatch_message(pi):
+    with pytest.raises(BadRequest) as err:
+        pi.submit_job({"executable": "/bin/true", "attributes": {"queue_name": "batch", "duration": "02:00:00"}},
+                      executor="slurm")
+    assert "sbatch: error" in err.value.detail and "Requested time limit is invalid" in err.value.detail
+    with pytest.raises(BadRequest) as err:
+        pi.submit_job({"executable": "/bin/true", "attributes": {"queue_name": "nosuch"}}, executor="slurm")
+    assert "invalid partition specified: nosuch" in err.value.detail
+
+
+def test_slurm_constraint_reaches_the_script_and_the_refusal_is_reported(pi, tmp_path):
+    from psij.executors.batch.slurm import SlurmExecutorConfig
+    import psij
+    from radical_orbit.plugins.psij import spec as specs
+
+    checked = specs.check({"executable": "/bin/true", "attributes": {"slurm.constraint": "bigmem",
+                                                                      "custom_attributes": {"slurm.qos": "normal"}}},
+                          "slurm")
+    executor = psij.JobExecutor.get_instance("slurm", config=SlurmExecutorConfig(work_directory=tmp_path))
+    job = psij.Job(specs.build(checked, "slurm", str(tmp_path / "o"), str(tmp_path / "e")))
+    script = io.StringIO()
+    executor.generate_submit_script(job, executor._create_script_context(job), script)
+    assert '#SBATCH --constraint="bigmem"' in script.getvalue()
+    assert '#SBATCH --qos="normal"' in script.getvalue()
+    with pytest.raises(BadRequest) as err:      # the node has no features: sbatch says so, we pass it on
+        pi.submit_job({"executable": "/bin/true", "attributes": {"slurm.constraint": "bigmem"}}, executor="slurm")
+    assert "Invalid feature specification" in err.value.detail
+
+
+def test_the_same_key_twice_gives_one_slurm_job(pi, notes):
+    spec = {"executable": "/bin/sleep", "arguments": ["1"], "name": "orbit-key-test"}
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(pi.submit_job(spec, executor="slurm", key="k-slurm")))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(answers) == 3 and len({a["native_id"] for a in answers}) == 1
+    notes.final(answers[0]["job_id"], timeout=60)
+    assert pi.submit_job(spec, executor="slurm", key="k-slurm")["job_id"] == answers[0]["job_id"]
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i %j"], capture_output=True, text=True,
+                         timeout=20).stdout
+    assert answers[0]["native_id"] in out.split()
+
+
+def test_kill_9_of_the_endpoint_while_a_job_runs(orbit, pi, notes):
+    job = pi.submit_job({"executable": "/bin/sh", "arguments": ["-c", "sleep 3; echo survived; exit 0"]},
+                        executor="slurm")
+    wait_for(lambda: "ACTIVE" in notes.states(job["job_id"]), 30, "the job to run")
+    orbit.endpoints["ep"].popen.send_signal(signal.SIGKILL)
+    orbit.endpoints["ep"].wait(10)
+    start_endpoint(orbit, "ep")
+    listed = {j["job_id"]: j for j in pi.list_jobs()}
+    assert listed[job["job_id"]]["native_id"] == job["native_id"]
+    final = notes.final(job["job_id"], timeout=60)
+    assert (final["state"], final["exit_code"], final["stdout_tail"]) == ("COMPLETED", 0, "survived\n")
+    marker = pi.submit_job({"executable": "/bin/true"})
+    notes.final(marker["job_id"])
+    assert notes.states(job["job_id"]) == ["QUEUED", "ACTIVE", "COMPLETED"]
+    assert [s for s, _ in pi.get_job_status(job["job_id"])["history"]] == ["NEW", "QUEUED", "ACTIVE", "COMPLETED"]
