@@ -4,6 +4,7 @@ import io
 import signal
 import subprocess
 import threading
+import uuid
 
 import pytest
 
@@ -41,16 +42,22 @@ def pi(bc):
         yield p
 
 
-def sacct(native_id):
-    """(state, exit code) of a job as accounting records it, once it has the record."""
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-S", "now-1days", "-j", native_id, "-o", "State,ExitCode"],
-                         capture_output=True, text=True, timeout=20).stdout.strip()
-    return tuple(out.split("|")) if out else None
+def sacct(native_id, name, fields="State,ExitCode"):
+    """``fields`` of a job as accounting records it, once it has the record (by id and name:
+    a cluster whose state was wiped reuses ids)."""
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-S", "now-1days", "-j", native_id, "--name", name,
+                          "-o", fields], capture_output=True, text=True, timeout=20).stdout.strip()
+    return tuple(out.splitlines()[-1].split("|")) if out else None
+
+
+def unique(prefix):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:8])
 
 
 def test_a_slurm_job_runs_each_transition_arrives_once_and_sacct_agrees(pi, notes):
+    name = unique("orbit-run")
     job = pi.submit_job({"executable": "/bin/sh", "arguments": ["-c", "echo on $SLURM_JOB_PARTITION; sleep 1"],
-                         "attributes": {"queue_name": "debug", "account": "testacct", "duration": 120,
+                         "name": name, "attributes": {"queue_name": "debug", "account": "testacct", "duration": 120,
                                         "node_count": 1, "process_count": 1}}, executor="slurm")
     assert job["native_id"].isdigit()
     final = notes.final(job["job_id"], timeout=60)
@@ -58,19 +65,19 @@ def test_a_slurm_job_runs_each_transition_arrives_once_and_sacct_agrees(pi, note
     marker = pi.submit_job({"executable": "/bin/true"})
     notes.final(marker["job_id"])
     assert notes.states(job["job_id"]) == ["QUEUED", "ACTIVE", "COMPLETED"]
-    assert wait_for(lambda: (sacct(job["native_id"]) or ("",))[0] == "COMPLETED" and sacct(job["native_id"]),
-                    30, "sacct's record") == ("COMPLETED", "0:0")
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job["native_id"], "-S", "now-1days",
-                          "-o", "Partition,Account,Timelimit"], capture_output=True, text=True, timeout=20).stdout
-    assert out.strip() == "debug|testacct|00:02:00"
+    assert wait_for(lambda: (sacct(job["native_id"], name) or ("",))[0] == "COMPLETED" and
+                    sacct(job["native_id"], name), 30, "sacct's record") == ("COMPLETED", "0:0")
+    assert sacct(job["native_id"], name, "Partition,Account,Timelimit") == ("debug", "testacct", "00:02:00")
 
 
 def test_a_running_slurm_job_is_canceled(pi, notes):
-    job = pi.submit_job({"executable": "/bin/sleep", "arguments": ["60"]}, executor="slurm")
+    name = unique("orbit-cancel")
+    job = pi.submit_job({"executable": "/bin/sleep", "arguments": ["60"], "name": name}, executor="slurm")
     wait_for(lambda: "ACTIVE" in notes.states(job["job_id"]), 30, "the job to run")
     pi.cancel_job(job["job_id"])
     assert notes.final(job["job_id"], timeout=30)["state"] == "CANCELED"
-    assert wait_for(lambda: (sacct(job["native_id"]) or ("",))[0].startswith("CANCELLED"), 30, "sacct's record")
+    assert wait_for(lambda: (sacct(job["native_id"], name) or ("",))[0].startswith("CANCELLED"), 30,
+                    "sacct's record")
 
 
 def test_a_job_over_the_partition_time_limit_is_refused_with_sbatch_message(pi):
@@ -88,7 +95,7 @@ def test_slurm_constraint_reaches_the_script_and_the_refusal_is_reported(pi, tmp
     import psij
     from radical_orbit.plugins.psij import spec as specs
 
-    checked = specs.check({"executable": "/bin/true", "attributes": {"slurm.constraint": "bigmem",
+    checked = specs.check({"executable": "/bin/true", "name": "n1", "attributes": {"slurm.constraint": "bigmem",
                                                                       "custom_attributes": {"slurm.qos": "normal"}}},
                           "slurm")
     executor = psij.JobExecutor.get_instance("slurm", config=SlurmExecutorConfig(work_directory=tmp_path))
@@ -97,6 +104,7 @@ def test_slurm_constraint_reaches_the_script_and_the_refusal_is_reported(pi, tmp
     executor.generate_submit_script(job, executor._create_script_context(job), script)
     assert '#SBATCH --constraint="bigmem"' in script.getvalue()
     assert '#SBATCH --qos="normal"' in script.getvalue()
+    assert '#SBATCH --job-name="n1"' in script.getvalue()
     with pytest.raises(BadRequest) as err:      # the node has no features: sbatch says so, we pass it on
         pi.submit_job({"executable": "/bin/true", "attributes": {"slurm.constraint": "bigmem"}}, executor="slurm")
     assert "Invalid feature specification" in err.value.detail

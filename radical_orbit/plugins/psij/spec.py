@@ -14,6 +14,10 @@ from ...errors import BadRequest
 
 #: executors that render attributes into a batch script, and the prefix of their custom attributes
 BATCH_PREFIX = {"slurm": "slurm", "pbs": "pbs", "pbs_classic": "pbs", "lsf": "lsf", "cobalt": "cobalt"}
+#: the directive that names a job, per batch executor (psij 0.9's templates read ``job.name``,
+#: which its Job does not have, so ``spec.name`` would never reach the script)
+NAME_DIRECTIVE = {"slurm": "slurm.job-name", "pbs": "pbs.N", "pbs_classic": "pbs.N", "lsf": "lsf.J",
+                  "cobalt": "cobalt.jobname"}
 #: attributes (besides the counts) each non-batch executor honours
 OTHER_ATTRIBUTES = {"local": (), "flux": ("duration",), "rp": ()}
 #: ORBIT's attribute names; anything with a dot is a ``scheduler.key`` custom attribute
@@ -55,6 +59,8 @@ def check(job_spec: Any, executor: str) -> Dict[str, Any]:
             out[name] = _string(job_spec[name], name)
     if "directory" in out and not out["directory"].startswith("/"):
         raise BadRequest("job_spec.directory must be an absolute path, not %r" % out["directory"][:80])
+    if "name" in out and ('"' in out["name"] or "\n" in out["name"]):
+        raise BadRequest("job_spec.name must be one line without double quotes")
     out["environment"] = _environment(job_spec.get("environment"))
     inherit = job_spec.get("inherit_environment", True)
     if not isinstance(inherit, bool):
@@ -228,11 +234,14 @@ def build(spec: Dict[str, Any], executor: str, stdout_path: str, stderr_path: st
     import psij
 
     attrs = spec.get("attributes", {})
+    custom = dict(attrs.get("custom_attributes") or {})
+    if spec.get("name") and executor in NAME_DIRECTIVE:
+        custom.setdefault(NAME_DIRECTIVE[executor], spec["name"])
     attributes = psij.JobAttributes(
         duration=timedelta(seconds=attrs["duration"]) if "duration" in attrs else timedelta(minutes=10),
         queue_name=attrs.get("queue_name"), account=attrs.get("account"),
         reservation_id=attrs.get("reservation_id"),
-        custom_attributes=dict(attrs["custom_attributes"]) if attrs.get("custom_attributes") else None)
+        custom_attributes=custom or None)
     resources = spec.get("resources") or {}
     launcher = spec.get("launcher")
     if launcher is None and executor == "local" and resources.get("process_count", 1) > 1:
