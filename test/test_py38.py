@@ -12,7 +12,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONSTRAINTS = os.path.join(REPO, "constraints", "py38.txt")
 CORE_TESTS = ["test_e2e.py", "test_http_strict.py", "test_http_units.py", "test_notifications.py",
               "test_plugin_framework.py", "test_staging.py", "test_staging_client.py", "test_sysinfo.py",
-              "test_websocket.py"]
+              "test_websocket.py", "test_queue_info_parsers.py"]
 
 
 def find_python38():

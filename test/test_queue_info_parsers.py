@@ -425,3 +425,23 @@ def test_values():
     assert values.number({"set": False, "infinite": False, "number": 0}) is None
     assert values.number({"set": True, "infinite": True, "number": 0}) is None
     assert values.expand_hostlist("a[01-02]b[1-2],c") == ["a01b1", "a01b2", "a02b1", "a02b2", "c"]
+
+
+def test_without_accounting_get_info_still_answers_and_allocations_say_why():
+    table = slurm_22_05()
+    disabled = "sacctmgr: error: Slurm accounting storage is disabled\n"
+    table["sacctmgr -n -P show assoc format=" + ASSOC_FORMAT] = fail(disabled)
+
+    class NoAccounting(QueueInfoPlugin):
+        runner = staticmethod(Replay(table))
+    plugin = NoAccounting("queue_info", PluginContext("ep", "login", lambda *a: None,
+                                                      config={"backend": "slurm", "prefetch": False}))
+    sid = plugin.register_session(Request("POST", "register_session"))["sid"]
+    session = plugin.get_session(sid)
+    assert sorted(call(plugin, "get_info", session)["queues"]) == ["batch", "debug"]
+    NoAccounting.runner.ran.clear()
+    call(plugin, "get_info", session)
+    assert NoAccounting.runner.ran == []          # the failure is remembered for a TTL too
+    with pytest.raises(SchedulerError, match="accounting storage is disabled"):
+        call(plugin, "list_allocations", session)
+    plugin.stop()

@@ -109,8 +109,11 @@ class QueueInfoPlugin(Plugin):
         """The accounts ``user`` may charge; None when the scheduler keeps no accounts (or
         cannot say), in which case queues are not filtered by account."""
         def fetch() -> Any:
+            # the associations' own cache entry when they can be had; a failure (no
+            # accounting, slurmdbd down) is kept here for a TTL, so get_info does not wait on
+            # a failing sacctmgr every time
             try:
-                return self.backend.associations()
+                return self._get("associations", force)[0]
             except OrbitError as exc:
                 self.log.debug("no associations for queue filtering: %s", exc.detail)
                 return None
