@@ -6,8 +6,6 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 from orbit_procs import INSTALLED, REPO, Orbit, Proc, wait_for
 from slurm_cluster import require_slurm, slurm_available
 

@@ -445,3 +445,20 @@ def test_without_accounting_get_info_still_answers_and_allocations_say_why():
     with pytest.raises(SchedulerError, match="accounting storage is disabled"):
         call(plugin, "list_allocations", session)
     plugin.stop()
+
+
+def test_loading_prefetches_everything_in_the_background():
+    class Prefetching(QueueInfoPlugin):
+        runner = staticmethod(Replay(slurm_json("slurm-24.05")))
+    plugin = Prefetching("queue_info", PluginContext("ep", "login", lambda *a: None, config={"backend": "slurm"}))
+    plugin.start()
+    try:
+        from orbit_procs import wait_for
+        wait_for(lambda: all(plugin.cache.peek(kind) is not None
+                             for kind in ("partitions", "nodes", "jobs", "associations")), 10, "the prefetch")
+        Prefetching.runner.ran.clear()
+        sid = plugin.register_session(Request("POST", "register_session"))["sid"]
+        assert "gpu" in call(plugin, "get_info", plugin.get_session(sid), user="*")["queues"]
+        assert Prefetching.runner.ran == []            # the first page came from memory
+    finally:
+        plugin.stop()

@@ -13,8 +13,8 @@ class Cache:
     def __init__(self, ttl: float = CACHE_TTL, clock: Callable[[], float] = time.monotonic):
         self.ttl = ttl
         self.clock = clock
-        self._entries = {}  # type: Dict[str, Tuple[float, float, Any]]
-        self._locks = {}  # type: Dict[str, threading.Lock]
+        self._entries: Dict[str, Tuple[float, float, Any]] = {}
+        self._locks: Dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
     def get(self, kind: str, fetch: Callable[[], Any], force: bool = False) -> Tuple[Any, float]:

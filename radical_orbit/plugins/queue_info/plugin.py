@@ -102,7 +102,7 @@ class QueueInfoPlugin(Plugin):
     # -- the cache ---------------------------------------------------------
     def _get(self, kind: str, force: bool = False) -> Tuple[Any, float]:
         """``(records, fetched_at)`` of ``kind``, from the cache or the scheduler."""
-        fetch = getattr(self.backend, kind)  # type: Callable[[], Any]
+        fetch: Callable[[], Any] = getattr(self.backend, kind)
         return self.cache.get(kind, fetch, force)
 
     def _accounts(self, user: str, force: bool = False) -> Optional[set]:

@@ -11,8 +11,8 @@ import json
 import time
 from typing import Any, Dict, List, Optional
 
-from .values import (available, duration_s, expand_hostlist, features, gres_gpus, idle,
-                     key_values, minutes_s, node_states, number, text)
+from .values import (available, duration_s, features, gres_gpus, idle, key_values, minutes_s,
+                     node_states, number, text)
 
 Record = Dict[str, Any]
 
