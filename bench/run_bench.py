@@ -361,7 +361,7 @@ class Bench:
     def staging(self) -> None:
         size = self.args.staging_mib or (256 if self.quick else 512)
         self.fig.update(staging_bench.measure(self.P, self.ref_url, self.bridge.pid, size,
-                                              1 if self.quick else 2, say=log))
+                                              1 if self.quick else 2, say=log, ref_pid=self.ref.pid))
 
     # -- many endpoints registering at once -------------------------------------------------------
     def many_endpoints(self) -> None:

@@ -23,22 +23,25 @@ machine is shared: the best is the least disturbed). Peak RSS of bridge and endp
 sampled during the ORBIT transfers.
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional, Tuple
 
 import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import REPO, MiB, PeakRss, Procs  # noqa: E402
+from common import REPO, CpuMeter, MiB, PeakRss, Procs  # noqa: E402
 
 sys.path.insert(0, REPO)
+from radical_orbit import protocol  # noqa: E402
 from radical_orbit.client import BridgeClient  # noqa: E402
+from radical_orbit.websocket import mask_in_place  # noqa: E402
 
 ENDPOINT = "stage"
 OTHER = "stage2"
@@ -118,6 +121,30 @@ def timed(func: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+def timed_cpu(func: Callable[[], object], pids: Dict[str, int]) -> Tuple[float, Dict[str, float]]:
+    """Wall seconds of ``func`` and the CPU seconds each of ``pids`` used meanwhile."""
+    meters = {name: CpuMeter(pid).start() for name, pid in pids.items()}
+    seconds = timed(func)
+    return seconds, {name: meter.stop() for name, meter in meters.items()}
+
+
+def step_costs(reps: int = 64) -> Dict[str, float]:
+    """ms per MiB of the steps a transfer through the bridge repeats for every byte,
+    measured in this process on pieces of the protocol's chunk (best of 5): masking
+    (RFC 6455: the endpoint masks what it sends, the bridge unmasks it), sha256
+    (endpoint and client), one memory copy."""
+    chunk = protocol.DEFAULT_SETTINGS["chunk"]
+    buffer = bytearray(os.urandom(chunk))
+    key = os.urandom(4)
+    steps = {"mask": lambda: mask_in_place(buffer, key), "sha256": lambda: hashlib.sha256(buffer),
+             "copy": lambda: bytes(buffer)}
+    costs = {}
+    for name, step in steps.items():
+        best = min(timed(lambda: [step() for _ in range(reps)]) for _ in range(5))
+        costs[name] = best / reps * 1e3 * MiB / chunk
+    return costs
+
+
 def default_dir() -> str:
     """tmpfs when there is one: the figures are then ORBIT's, not the disk's."""
     return SHM if os.path.isdir(SHM) and os.access(SHM, os.W_OK) else tempfile.gettempdir()
@@ -125,10 +152,11 @@ def default_dir() -> str:
 
 def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds: int = 2,
             directory: str = "", say: Callable[[str], None] = log,
-            copies: bool = False) -> Dict[str, object]:
+            copies: bool = False, ref_pid: Optional[int] = None) -> Dict[str, object]:
     """Start an endpoint ``-p staging`` on P's bridge, rooted at a fresh work directory,
     move one file each way, return figures. ``copies`` (the bridge hosts staging): also a
-    second endpoint, and a copy from the first to it through the bridge."""
+    second endpoint, and a copy from the first to it through the bridge. ``ref_pid``: the
+    reference server's, for its CPU per MiB."""
     work = tempfile.mkdtemp(prefix="orbit-staging-bench-", dir=directory or default_dir())
     size = size_mib * MiB
     fig: Dict[str, object] = {"staging_size_mib": size_mib, "staging_dir": work}
@@ -144,11 +172,21 @@ def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds
             st = bc.get_endpoint_client(ENDPOINT).get_plugin("staging")
             ref = requests.Session()
             best: Dict[str, float] = {}
+            cpu: Dict[str, Dict[str, float]] = {}
             pids = {"bridge": bridge_pid, "endpoint": endpoint.pid}
             watch = PeakRss(pids)
+            orbit_pids = dict(pids, client=os.getpid())
+            ref_pids = dict({"server": ref_pid} if ref_pid else {}, client=os.getpid())
 
             def keep(name: str, seconds: float) -> None:
                 best[name] = min(best.get(name, seconds), seconds)
+
+            def keep_cpu(name: str, func: Callable[[], object], procs: Dict[str, int]) -> None:
+                """Time ``func``; the CPU of ``procs`` is kept from the best round."""
+                seconds, used = timed_cpu(func, procs)
+                if seconds < best.get(name, float("inf")):
+                    cpu[name] = used
+                keep(name, seconds)
 
             def fresh(name: str) -> str:
                 path = os.path.join(work, name)
@@ -161,18 +199,25 @@ def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds
                     keep("local", timed(lambda: local_copy(src, fresh("local.bin"))))
                     for which in order:
                         if which == "ref":
-                            keep("ref_up", timed(lambda: http_put(ref, ref_url, src, fresh("ref.bin"))))
-                            keep("ref_down", timed(lambda: http_get(ref, ref_url, src, fresh("ref-down.bin"))))
+                            keep_cpu("ref_up", lambda: http_put(ref, ref_url, src, fresh("ref.bin")), ref_pids)
+                            keep_cpu("ref_down", lambda: http_get(ref, ref_url, src, fresh("ref-down.bin")),
+                                     ref_pids)
                         else:
                             up = fresh("orbit.bin")
-                            keep("orbit_up", timed(lambda: st.put(src, up, progress=lambda d, t: None)))
+                            keep_cpu("orbit_up", lambda: st.put(src, up, progress=lambda d, t: None), orbit_pids)
                             down = fresh("orbit-down.bin")
-                            keep("orbit_down", timed(lambda: st.get(up, down, progress=lambda d, t: None)))
+                            keep_cpu("orbit_down", lambda: st.get(up, down, progress=lambda d, t: None),
+                                     orbit_pids)
                             if copies:
                                 keep("orbit_copy", timed(lambda: st.copy(ENDPOINT, src, OTHER, fresh("copied.bin"))))
             st.close()
         for name, seconds in best.items():
             fig["staging_%s_mb_s" % name] = size / seconds / 1e6
+        for name, used in cpu.items():
+            for proc, seconds in used.items():
+                fig["staging_%s_cpu_%s_ms_mib" % (name, proc)] = seconds * 1e3 / size_mib
+        for step, ms in step_costs().items():
+            fig["staging_step_%s_ms_mib" % step] = ms
         fig["staging_peak_bridge"], fig["staging_peak_endpoint"] = watch.peak["bridge"], watch.peak["endpoint"]
         fig["staging_before_bridge"], fig["staging_before_endpoint"] = watch.before["bridge"], watch.before["endpoint"]
         f = fig
@@ -185,6 +230,13 @@ def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds
                 % (label, o, r, o / r, o / f["staging_local_mb_s"]))
         if copies:
             say("  copy %s -> %s through the bridge: %7.0f MB/s" % (ENDPOINT, OTHER, f["staging_orbit_copy_mb_s"]))
+        for way, label in (("up", "upload  "), ("down", "download")):
+            say("  CPU ms per MiB, %s: orbit %s; direct HTTP %s" % (
+                label, _cpu_line(f, "orbit_" + way, ("bridge", "endpoint", "client")),
+                _cpu_line(f, "ref_" + way, ("server", "client"))))
+        say("  per MiB here: RFC 6455 mask %.2f ms (endpoint masks, bridge unmasks), sha256 %.2f ms "
+            "(endpoint unless kept, and client), memory copy %.2f ms" % (
+                f["staging_step_mask_ms_mib"], f["staging_step_sha256_ms_mib"], f["staging_step_copy_ms_mib"]))
         say("  peak RSS: bridge %.1f MiB (%.1f before), endpoint %.1f MiB (%.1f before)" % (
             f["staging_peak_bridge"], f["staging_before_bridge"], f["staging_peak_endpoint"],
             f["staging_before_endpoint"]))
@@ -194,6 +246,12 @@ def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds
         P.stop(endpoint)
         if other is not None:
             P.stop(other)
+
+
+def _cpu_line(f: Dict[str, object], name: str, procs: Tuple[str, ...]) -> str:
+    parts = [(p, f.get("staging_%s_cpu_%s_ms_mib" % (name, p))) for p in procs]
+    parts = [(p, v) for p, v in parts if v is not None]
+    return " + ".join("%s %.2f" % (p, v) for p, v in parts) + " = %.2f" % sum(v for _, v in parts)
 
 
 def main() -> int:
@@ -208,7 +266,8 @@ def main() -> int:
     try:
         ref, ref_url = P.start_reference()
         bridge = P.start_bridge("-p", "staging")
-        fig = measure(P, ref_url, bridge.pid, args.size_mib, args.rounds, args.dir, copies=True)
+        fig = measure(P, ref_url, bridge.pid, args.size_mib, args.rounds, args.dir, copies=True,
+                      ref_pid=ref.pid)
     finally:
         P.stop_all()
     for way in ("up", "down"):
