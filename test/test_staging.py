@@ -463,6 +463,12 @@ def test_the_bridge_hosts_staging_with_the_default_roots(orbit, tmp_path):
     resp = http.get("%s/download/%s" % (base, sid), params={"path": target}, headers={"Range": "bytes=-100"},
                     verify=orbit.verify, timeout=30)
     assert resp.status_code == 206 and resp.content == data[-100:]
+    # a HEAD never reads the body: its file and transfer slot are still given back
+    for _ in range(6):
+        resp = http.head("%s/download/%s" % (base, sid), params={"path": target}, verify=orbit.verify, timeout=10)
+        assert resp.status_code == 200 and resp.headers["Content-Length"] == str(len(data))
+    resp = http.get("%s/download/%s" % (base, sid), params={"path": target}, verify=orbit.verify, timeout=30)
+    assert resp.status_code == 200 and resp.content == data
     resp = http.post("%s/stat/%s" % (base, sid), json={"path": "/etc/passwd"}, verify=orbit.verify, timeout=10)
     assert resp.status_code == 403
 
@@ -562,3 +568,36 @@ def test_a_resumed_upload_takes_the_body_while_the_held_prefix_is_hashed(tmp_pat
     assert consumed == [1, 1, 1]
     assert answer["size"] == 4 * MiB and answer["sha256"] == hashlib.sha256(BLOCK * 4).hexdigest()
     assert os.listdir(str(root)) == ["f"]
+
+
+def test_streamed_transfers_are_bounded_so_short_calls_keep_workers(tmp_path):
+    """In process: each upload or download holds a slot (on an endpoint, a worker) until
+    its body is closed; past ``max_transfers`` a newcomer is 503 with Retry-After while
+    short calls still answer, and a closed download gives its slot back."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f").write_bytes(BLOCK)
+    host = PluginHost("ep", "standalone", {}, lambda *a: None)
+    host.add("staging", StagingPlugin, {"roots": [str(root)], "max_transfers": 2})
+    try:
+        sid = json.loads(host.dispatch(Request("POST", "staging/register_session")).body)["sid"]
+
+        def download():
+            return host.dispatch(Request("GET", "staging/download/%s" % sid, {"path": [str(root / "f")]}))
+
+        def upload(name):
+            return host.dispatch(Request("PUT", "staging/upload/%s" % sid, {"path": [str(root / name)]},
+                                         stream=io.BytesIO(b"data"), content_length=4))
+        first, second = download(), download()
+        assert first.status == second.status == 200
+        for refused in (download(), upload("g")):
+            assert refused.status == 503 and refused.headers["Retry-After"] == "5"
+            assert b"2 transfers are running" in refused.body
+        listing = json.dumps({"path": str(root)}).encode()
+        assert host.dispatch(Request("POST", "staging/list/%s" % sid, stream=io.BytesIO(listing),
+                                     content_length=len(listing))).status == 200
+        assert b"".join(first.chunks(MiB)) == BLOCK     # read to its end: the body closes itself
+        second.body.close()
+        assert upload("g").status == 200 and download().status == 200
+    finally:
+        host.stop()

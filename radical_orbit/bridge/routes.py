@@ -310,7 +310,14 @@ class BridgeHandler(Handler):
         headers = answer_headers(resp.headers)
         if isinstance(resp.body, (bytes, bytearray)):
             return self.send_bytes(resp.status, bytes(resp.body), resp.content_type, headers)
-        self._stream(resp.status, resp.chunks(READ_CHUNK), resp.content_type, resp.length, headers)
+        try:
+            self._stream(resp.status, resp.chunks(READ_CHUNK), resp.content_type, resp.length, headers)
+        finally:
+            # a HEAD (or a failure before the first chunk) never starts the chunks, whose
+            # end would close the body: a file, or a slot of a plugin's, would leak
+            close = getattr(resp.body, "close", None)
+            if close is not None:
+                close()
 
     def _stream(self, status, chunks, ctype, length, headers) -> None:
         """A streamed answer; a break (endpoint gone, client gone) closes this connection

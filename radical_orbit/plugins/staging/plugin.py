@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional
 from urllib.parse import quote
 
 from ...errors import (BadRequest, Conflict, FileExists, NotADirectory, OrbitError,
-                       PayloadTooLarge, PermissionDenied)
+                       PayloadTooLarge, PermissionDenied, Unavailable)
 from ...plugin import (Plugin, PluginContext, PluginSession, Request, Response, body_bool, body_str,
                        route)
 from . import copy, transfer
@@ -31,6 +31,12 @@ JSON_FILE_CAP = 8 * 2**20
 MAX_LIST = 100000
 #: how often (s) one directory's abandoned partial uploads are looked for
 SWEEP_EVERY = 3600.0
+#: streamed transfers (``upload``, ``download``) running at once: each holds an endpoint
+#: worker for as long as it lasts (8 workers by default), so beyond this a newcomer gets
+#: 503 with Retry-After and the short calls (list, stat, the Explorer's) keep workers
+MAX_TRANSFERS = 4
+#: s a client refused for want of a transfer slot is told to wait
+TRANSFER_RETRY_AFTER = 5
 _MAX_MODE = 0o7777
 
 
@@ -44,6 +50,10 @@ class StagingPlugin(Plugin):
         config = context.config
         self.roots = Roots(config.get("roots"))
         self.json_cap = int(config.get("json_cap", JSON_FILE_CAP))
+        self.max_transfers = int(config.get("max_transfers", MAX_TRANSFERS))
+        if self.max_transfers < 1:
+            raise ValueError("staging: max_transfers must be at least 1")
+        self._transfers = threading.BoundedSemaphore(self.max_transfers)
         self._busy: Dict[str, str] = {}
         self._swept: Dict[str, float] = {}
         self._busy_lock = threading.Lock()
@@ -220,7 +230,11 @@ class StagingPlugin(Plugin):
         upload = transfer.Upload(target, req.query_bool("overwrite"),
                                  req.query_int("offset", 0, 2**63 - 1, 0), mode_bits, mtime_s,
                                  digest, req.content_length)
-        return self._write(upload, req.iter_body(transfer.CHUNK))
+        self._take_slot(target.path)
+        try:
+            return self._write(upload, req.iter_body(transfer.CHUNK))
+        finally:
+            self._transfers.release()
 
     @route("GET", "upload_status/{sid}")
     def upload_status(self, req: Request, session: PluginSession) -> Dict[str, Any]:
@@ -230,7 +244,12 @@ class StagingPlugin(Plugin):
     @route("GET", "download/{sid}")
     def download(self, req: Request, session: PluginSession) -> Response:
         target = self.roots.check(_query_path(req))
-        fd, st = transfer.open_read(target)
+        self._take_slot(target.path)
+        try:
+            fd, st = transfer.open_read(target)
+        except BaseException:
+            self._transfers.release()
+            raise
         try:
             size = st.st_size
             headers = {"X-Orbit-Size": str(size), "X-Orbit-Mode": "%o" % stat.S_IMODE(st.st_mode),
@@ -247,9 +266,10 @@ class StagingPlugin(Plugin):
             # a whole file is hashed as it is read, unless its digest is kept already
             hashed = start == 0 and end == size and self.digests.get(st) is None
             body = transfer.FileSlice(fd, end - start, (lambda digest: self.digests.put(st, digest))
-                                      if hashed else None)
+                                      if hashed else None, on_close=self._transfers.release)
         except BaseException:
             os.close(fd)
+            self._transfers.release()
             raise
         return Response(body, status, "application/octet-stream", headers, length=end - start)
 
@@ -275,6 +295,13 @@ class StagingPlugin(Plugin):
         return copy.copy(self.context.bridge, self.name, req.json_object())
 
     # -- helpers ----------------------------------------------------------------------
+    def _take_slot(self, path: str) -> None:
+        """One of ``max_transfers`` slots for a streamed transfer, released when it ends."""
+        if not self._transfers.acquire(blocking=False):
+            raise Unavailable("%s: %d transfers are running on this endpoint (each holds a worker); "
+                              "try again shortly" % (path, self.max_transfers),
+                              retry_after=TRANSFER_RETRY_AFTER)
+
     def _write(self, upload: transfer.Upload, pieces: Iterable[Any]) -> Dict[str, Any]:
         """Run one write; a second write to the same path meanwhile is 409."""
         key = upload.target.path

@@ -271,14 +271,16 @@ def sweep_partials(dir_fd: int, keep: Iterable[str] = (), now: Optional[float] =
 
 class FileSlice:
     """A file-like view of ``length`` bytes of an open file, from its current offset;
-    ``close`` closes the file (the response's streaming closes it when done).
-    ``on_sha256`` (for a whole file): the bytes are hashed as they are read, and it is
-    called with the digest once all ``length`` of them were."""
+    ``close`` closes the file (the response's streaming closes it when done) and then
+    calls ``on_close``, once. ``on_sha256`` (for a whole file): the bytes are hashed as
+    they are read, and it is called with the digest once all ``length`` of them were."""
 
-    def __init__(self, fd: int, length: int, on_sha256: Optional[Callable[[str], None]] = None):
+    def __init__(self, fd: int, length: int, on_sha256: Optional[Callable[[str], None]] = None,
+                 on_close: Optional[Callable[[], Any]] = None):
         self._file = os.fdopen(fd, "rb", buffering=0)
         self._left = length
         self._on_sha256 = on_sha256
+        self._on_close = on_close
         self._sha = hashlib.sha256() if on_sha256 is not None else None
 
     def read(self, size: int = -1) -> bytes:
@@ -297,6 +299,9 @@ class FileSlice:
 
     def close(self) -> None:
         self._file.close()
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
 
 def open_read(target: Target) -> Tuple[int, os.stat_result]:
