@@ -209,6 +209,11 @@ def test_phone_layout_and_drawer(shell, phone):
     expect(phone.locator("#menu")).to_have_attribute("aria-expanded", "true")
     phone.wait_for_function("() => getComputedStyle(document.getElementById('sidebar')).transform === 'none'")
     shot(phone, "drawer")
+    # the drawer takes the focus; the page behind it is inert
+    expect(phone.locator("#views a").first).to_be_focused()
+    for _ in range(8):
+        phone.keyboard.press("Tab")
+        assert phone.evaluate("() => !document.getElementById('right').contains(document.activeElement)")
     phone.keyboard.press("Escape")
     expect(phone.locator("#sidebar")).to_be_hidden(timeout=T)
     for target, check, name in (

@@ -676,6 +676,7 @@
   function openDrawer() {
     document.body.classList.add('drawer-open');
     $('menu').setAttribute('aria-expanded', 'true');
+    $('right').inert = true;     // the page behind the scrim takes no focus or clicks
     var first = document.querySelector('#views a');
     // the drawer becomes visible with the class; focus it on the next frame
     setTimeout(function () { if (first) first.focus(); }, 0);
@@ -685,6 +686,7 @@
     if (!document.body.classList.contains('drawer-open')) return;
     document.body.classList.remove('drawer-open');
     $('menu').setAttribute('aria-expanded', 'false');
+    $('right').inert = false;
     if (returnFocus) $('menu').focus();
   }
 
