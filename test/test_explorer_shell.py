@@ -44,7 +44,7 @@ TOO_WIDE = """() => {
 
 @pytest.fixture(scope="module")
 def shell(tmp_path_factory):
-    """One bridge with hpc1 (sysinfo, echo, staging) and hpc1.compute (sysinfo)."""
+    """One bridge with hpc1 (sysinfo, echo, staging, psij) and hpc1.compute (sysinfo)."""
     base = tmp_path_factory.mktemp("shell")
     user = base / "user"
     user.mkdir()
@@ -54,7 +54,7 @@ def shell(tmp_path_factory):
         f.truncate(3 * 2**20)
     o = Orbit(str(base / "home"), tls=True)
     o.start_bridge()
-    o.start_endpoint("hpc1", "-p", "sysinfo,echo,staging", "--plugin-config",
+    o.start_endpoint("hpc1", "-p", "sysinfo,echo,staging,psij", "--plugin-config",
                      "staging=" + json.dumps({"roots": [str(user)]}), HOME=str(user))
     o.start_endpoint("hpc1.compute", "-p", "sysinfo")
     yield o
@@ -166,6 +166,28 @@ def test_overview_cards_are_live_and_nested(shell, desk):
     # leaving the overview ends the cards' sessions; the endpoint page's card has its own
     wait_for(lambda: len(shell.get("hpc1/sysinfo/list_sessions").json()["sessions"]) == 1, T / 1000,
              "one sysinfo session (the endpoint page's card)", 0.2)
+    assert desk.errors == []
+
+
+def test_overview_counts_my_jobs_by_state(shell, desk):
+    """psij's part of a card: the jobs run through that endpoint, by state, kept current."""
+    log_in(desk, shell)
+    jobs = own(desk, "hpc1", ".summary [data-testid=psij-jobs]")
+    expect(jobs).to_be_visible(timeout=T)
+    expect(own(desk, "hpc1.compute", ".summary [data-testid=psij-jobs]")).to_have_count(0)
+    sid = shell.get("hpc1/psij/register_session", "POST", json={}).json()["sid"]
+    try:
+        for _ in range(2):
+            answer = shell.get("hpc1/psij/submit/" + sid, "POST", json={"job_spec": {"executable": "/bin/true"}})
+            assert answer.status_code == 200, answer.text
+        answer = shell.get("hpc1/psij/submit/" + sid, "POST",
+                           json={"job_spec": {"executable": "/bin/sh", "arguments": ["-c", "exit 3"]}})
+        assert answer.status_code == 200, answer.text
+        expect(jobs).to_contain_text("completed 2", timeout=T)
+        expect(jobs).to_contain_text("failed 1")
+        expect(jobs.locator(".badge.bad")).to_have_text("failed 1")
+    finally:
+        shell.get("hpc1/psij/unregister_session/" + sid, "POST")
     assert desk.errors == []
 
 
@@ -317,7 +339,7 @@ def test_bridge_page_asks_before_terminating(shell, desk):
     expect(facts).to_contain_text(re.compile(r"uptime\s*\d+ (s|min|h)"), timeout=T)
     expect(facts).to_contain_text(":%d" % shell._port)
     row = desk.locator("tr", has=desk.locator('[data-bridge-ep="hpc1"]'))
-    expect(row.locator("td").nth(3)).to_have_text("3")
+    expect(row.locator("td").nth(3)).to_have_text("4")
     expect(desk.locator('tr', has=desk.locator('[data-bridge-ep="hpc1.compute"]')).locator("td").nth(3)).to_have_text("1")
     expect(row.locator("[data-action=disconnect]")).to_have_attribute("aria-label", "Disconnect endpoint hpc1")
     # Terminate is here, far from Log out, and asks first, naming the bridge: no means no

@@ -1004,9 +1004,11 @@
     return counts;
   }
 
+  /** A part's line under its numbers: empty while its answers come (the card's
+   * sysinfo stamp says how fresh it is), the error and the time of the last answer when not. */
   function stampText(stamp, lastOk, what, err) {
-    stamp.textContent = err ? what + ': ' + describeError(err) + (lastOk ? ' · from ' + fmtTime(lastOk) : '')
-                            : 'updated ' + fmtTime(lastOk);
+    stamp.textContent = err ? what + ': ' + describeError(err) + (lastOk ? ' · from ' + fmtTime(lastOk) : '') : '';
+    stamp.title = lastOk ? 'updated ' + fmtTime(lastOk) : '';
   }
 
   /** queue_info: each queue's state and idle / total nodes, and my scheduler jobs by state. */
