@@ -213,6 +213,9 @@ def test_back_and_forward_between_views(shell, desk):
     desk.goto(shell.url + "/#/hpc1/staging")
     expect(desk.locator("[data-testid=staging-listing] tr[data-name=inputs]")).to_be_visible(timeout=T)
     shot(desk, "staging")
+    desk.goto(shell.url + "/#/hpc1/psij")
+    expect(desk.locator("[data-testid=psij-executor]")).to_have_value("local", timeout=T)
+    shot(desk, "psij")
     assert desk.errors == []
 
 
@@ -242,7 +245,8 @@ def test_phone_layout_and_drawer(shell, phone):
             ("hpc1", "#page-head h2", "endpoint"),
             ("hpc1/sysinfo", "#sysinfo-hostname", "sysinfo"),
             ("hpc1/staging", "[data-testid=staging-listing] tr[data-name=inputs]", "staging"),
-            ("hpc1/echo", "[data-generic=form]", "generic")):
+            ("hpc1/echo", "[data-generic=form]", "generic"),
+            ("hpc1/psij", "[data-testid=psij-executor]", "psij")):
         phone.click("#menu")
         link = '[data-plugin="%s"]' % target if "/" in target else '[data-endpoint-link="%s"]' % target
         phone.locator(link).click()
