@@ -116,6 +116,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             cert = config.resolve_cert(url.value, args.cert)
             token = config.token_setting(args.token, args.token_file)
         set_current_access(BridgeAccess(url.value, cert, token.value if token else None))
+        # read once: no job, task or tunnel this endpoint starts inherits the token
+        os.environ.pop(config.ENV_TOKEN, None)
         logs.setup("endpoint-%s" % name, args.log_level)
         sources = "URL from %s, token from %s" % (url.source, token.source if token else "nowhere")
         role = args.role or detect_role()

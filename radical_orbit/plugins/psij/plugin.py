@@ -22,7 +22,7 @@ from typing import Any, Dict
 from ... import config
 from ...errors import BadRequest
 from ...plugin import Plugin, PluginContext, PluginSession, Request, route
-from . import output
+from . import launch, output
 from .executors import COMMAND_TIMEOUT, POLL_INTERVAL
 from .jobs import MAX_LIST, JobManager
 
@@ -65,6 +65,7 @@ class PsijPlugin(Plugin):
             self.log.exception("resuming the recorded jobs failed")
 
     def stop(self) -> None:
+        launch.close(self)
         self.jobs.close()
         super().stop()
 
@@ -99,6 +100,17 @@ class PsijPlugin(Plugin):
     @route("POST", "cancel/{sid}/{job_id}")
     def cancel(self, req: Request, session: PluginSession, job_id: str) -> Dict[str, Any]:
         return self.jobs.cancel(job_id)
+
+    # the launch routes (radical_orbit/plugins/psij/launch.py)
+    @route("POST", "submit_tunneled/{sid}")
+    def submit_tunneled(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        """Start a child endpoint as a batch job; see launch.py for the body."""
+        return launch.launches(self).submit(req.json_object(), session.sid)
+
+    @route("GET", "tunnel_status/{name}")
+    def tunnel_status(self, req: Request, name: str) -> Dict[str, Any]:
+        """pending, starting, connected (with ``child``), failed (with ``reason``) or ended."""
+        return launch.launches(self).status(name)
 
 
 def _positive(settings: Dict[str, Any], name: str, default: float) -> float:
