@@ -190,11 +190,25 @@ def test_reverse_tunnel_to_an_unknown_host_key_fails_the_launch(world, tmp_path)
     assert job["job_id"] == launch["job_id"]
 
 
+def test_example_launch_runs_a_child_through_the_sdk(world):
+    import subprocess
+    import sys
+    from orbit_procs import REPO
+    o = world["orbit"]
+    out = subprocess.run([sys.executable, os.path.join(REPO, "examples", "example_launch.py"),
+                          "--endpoint", PARENT, "--timeout", "60"], env=o.env(), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "registered after" in out.stdout and "as role" in out.stdout, out.stdout
+    assert "after cancel: ended" in out.stdout, out.stdout
+
+
 def test_no_secret_file_is_left_behind(world):
     o = world["orbit"]
     for name in ("never1", "badsetup", "fwdkid", "revkid", "revbad"):
         r = o.get("%s/psij/tunnel_status/%s" % (PARENT, name))
         if r.status_code == 200:
             wait_state(world, name, ("ended", "failed"), 30)
-    wait_for(lambda: not os.listdir(os.path.join(o.home, "launch")), 20, "every launch dir to go")
+    root = os.path.join(o.home, "launch")
+    wait_for(lambda: not os.path.isdir(root) or not os.listdir(root), 20, "every launch dir to go")
     assert files_holding(o.home, o.token) == []

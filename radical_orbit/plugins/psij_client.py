@@ -90,6 +90,31 @@ class PSIJClient(PluginClient):
         finally:
             bridge.unregister_callback(handle)
 
+    # -- child endpoints as batch jobs (the launch routes) -----------------------------
+    def submit_tunneled(self, executor: Optional[str] = None, attributes: Optional[Dict[str, Any]] = None,
+                        name: Optional[str] = None, plugins: str = "default", tunnel: str = "none",
+                        timeout: Optional[float] = None, setup: Optional[str] = None,
+                        environment: Optional[Dict[str, str]] = None, **tunnel_options: str) -> Dict[str, Any]:
+        """Start a child endpoint (``name``, default ``<endpoint>.<n>``) as a batch job and
+        return its launch (``name``, ``state``, ``job_id``, ...). ``attributes`` as in a
+        job_spec (queue_name, account, duration, node_count, ...); ``tunnel``: ``none``,
+        ``forward`` (``tunnel_via=``, ``tunnel_identity=``) or ``reverse`` (``tunnel_node=``,
+        ``tunnel_identity=``); ``timeout``: seconds the running job's child has to register
+        before its job is cancelled; ``setup``: shell commands run first in the job
+        (``module load ...``). Then ``bc.wait_for_endpoint(launch["name"])``."""
+        body: Dict[str, Any] = {"plugins": plugins, "tunnel": tunnel}
+        for key, value in (("executor", executor), ("attributes", attributes), ("name", name),
+                           ("timeout", timeout), ("setup", setup), ("environment", environment)):
+            if value is not None:
+                body[key] = value
+        body.update(tunnel_options)
+        return self._session_call("POST", "submit_tunneled/%s", json=body)
+
+    def tunnel_status(self, name: str) -> Dict[str, Any]:
+        """A launch's ``state``: pending, starting, connected (``child``), failed (``reason``)
+        or ended."""
+        return self.request("GET", "tunnel_status/" + name)
+
     def _session_call(self, method: str, path: str, **kwargs: Any) -> Any:
         """A session route (``path`` has ``%s`` for the sid). The endpoint forgets sessions
         when it restarts; jobs it remembers: a call whose session is unknown registers a
