@@ -122,6 +122,7 @@ class Launches:
         self._lock = threading.RLock()
         self._counter = 0
         self._closed = threading.Event()
+        self._wake = threading.Event()          # a job changed state: look now, not at the next tick
         self._monitor: Optional[threading.Thread] = None
         plugin.jobs.watcher.add_listener(self._on_job)
         _all.add(self)
@@ -207,6 +208,7 @@ class Launches:
 
     def close(self) -> None:
         self._closed.set()
+        self._wake.set()
         with self._lock:
             launches = list(self._launches.values())
         for launch in launches:
@@ -244,6 +246,7 @@ class Launches:
             launch.job_state = job_state
             if job_state == "ACTIVE" and launch.started is None:
                 launch.started = time.monotonic()
+                self._wake.set()
                 if launch.state == "pending":
                     self._set(launch, "starting")
             elif job_state in JOB_TERMINAL and launch.state in ACTIVE:
@@ -288,7 +291,11 @@ class Launches:
                 self._monitor.start()
 
     def _watch(self) -> None:
-        while not self._closed.wait(MONITOR_INTERVAL):
+        while not self._closed.is_set():
+            self._wake.wait(MONITOR_INTERVAL)
+            self._wake.clear()
+            if self._closed.is_set():
+                return
             with self._lock:
                 active = [l for l in self._launches.values() if l.state in ACTIVE]
             if not active:
