@@ -341,7 +341,7 @@ def test_bridge_page_asks_before_terminating(shell, desk):
     expect(desk.locator("#page-head h2")).to_have_text("Bridge", timeout=T)
     facts = desk.locator(".card", has_text="This bridge")
     expect(facts).to_contain_text(re.compile(r"uptime\s*\d+ (s|min|h)"), timeout=T)
-    expect(facts).to_contain_text(":%d" % shell._port)
+    expect(desk.locator("#page-head .crumbs")).to_contain_text(":%d" % shell._port)
     row = desk.locator("tr", has=desk.locator('[data-bridge-ep="hpc1"]'))
     expect(row.locator("td").nth(3)).to_have_text("4")
     expect(desk.locator('tr', has=desk.locator('[data-bridge-ep="hpc1.compute"]')).locator("td").nth(3)).to_have_text("1")

@@ -1319,7 +1319,6 @@
     function drawFacts() {
       var eps = endpointsOf(state.topology);
       replace(facts, kvTable({
-        URL: bridgeUrl(),
         uptime: health ? fmtDuration(health.uptime_s + (Date.now() - healthAt) / 1000)
           : (healthError ? 'unknown (' + healthError + ')' : '…'),
         endpoints: Object.keys(eps).filter(function (k) { return k !== BRIDGE; }).length,
