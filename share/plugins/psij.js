@@ -117,6 +117,130 @@
     }};
   }
 
+  // -- launch an endpoint as a batch job (submit_tunneled / tunnel_status) ----------------
+  var LAUNCH_POLL_MS = 3000;    // launches in flight are asked for their state this often (notifications do the rest)
+  var LAUNCH_BADGE = {pending: 'info', starting: 'warn', connected: 'ok', failed: 'bad', ended: ''};
+  var LAUNCH_ACTIVE = {pending: 1, starting: 1, connected: 1};
+
+  /** The "Launch an endpoint" card: a child endpoint <this endpoint>.<n> as a batch job, its state live. */
+  function launchSection(ctx) {
+    var launches = {};          // child name -> the latest launch we know
+    var errorBox = el('div', {class: 'error-box', role: 'alert', 'data-testid': 'launch-error', hidden: true});
+    function showError(err) {
+      errorBox.hidden = !err;
+      u.replace(errorBox, err ? u.describeError(err) : '');
+    }
+    var executor = el('select', {'data-testid': 'launch-executor'});
+    var queue = el('input', {type: 'text', placeholder: 'partition', 'data-testid': 'launch-queue'});
+    var account = el('input', {type: 'text', placeholder: 'project / account', 'data-testid': 'launch-account'});
+    var duration = el('input', {type: 'text', placeholder: 'HH:MM:SS', 'data-testid': 'launch-duration'});
+    var nodes = el('input', {type: 'number', min: 1, placeholder: '1', 'data-testid': 'launch-nodes'});
+    var plugins = el('input', {type: 'text', value: 'default', 'data-testid': 'launch-plugins'});
+    var name = el('input', {type: 'text', placeholder: ctx.endpoint + '.<n>', 'data-testid': 'launch-name'});
+    var tunnel = el('select', {'data-testid': 'launch-tunnel', onchange: tunnelFields},
+      ['none', 'forward', 'reverse'].map(function (m) { return el('option', {value: m}, m); }));
+    var via = el('input', {type: 'text', placeholder: '[user@]host[:port]', 'data-testid': 'launch-via'});
+    var viaLabel = el('label', {hidden: true}, 'ssh host', via);
+    var setup = el('input', {type: 'text', placeholder: 'module load python', 'data-testid': 'launch-setup'});
+    var launchBtn = el('button', {type: 'submit', class: 'primary', 'data-testid': 'launch-submit'}, 'Launch');
+    var form = el('form', {class: 'pj-form', 'data-testid': 'launch-form', onsubmit: launch},
+      el('label', null, 'executor', executor), el('label', null, 'queue', queue),
+      el('label', null, 'account', account), el('label', null, 'duration', duration),
+      el('label', null, 'nodes', nodes), el('label', null, 'plugins', plugins),
+      el('label', null, 'name', name), el('label', null, 'tunnel', tunnel), viaLabel,
+      el('label', {class: 'full'}, 'setup commands', setup),
+      el('div', {class: 'pj-actions'}, launchBtn));
+    var tableBox = el('div', {'data-testid': 'launch-list'});
+
+    function tunnelFields() {
+      viaLabel.hidden = tunnel.value === 'none';
+      viaLabel.firstChild.textContent = tunnel.value === 'reverse' ? 'compute node (ssh)' : 'login host (ssh)';
+    }
+    function body() {
+      var b = {executor: executor.value, plugins: plugins.value.trim() || 'default', tunnel: tunnel.value};
+      var at = {};
+      if (queue.value.trim()) at.queue_name = queue.value.trim();
+      if (account.value.trim()) at.account = account.value.trim();
+      if (duration.value.trim()) at.duration = duration.value.trim();
+      if (nodes.value) at.node_count = parseInt(nodes.value, 10);
+      if (Object.keys(at).length) b.attributes = at;
+      if (name.value.trim()) b.name = name.value.trim();
+      if (setup.value.trim()) b.setup = setup.value.trim();
+      if (tunnel.value === 'forward' && via.value.trim()) b.tunnel_via = via.value.trim();
+      if (tunnel.value === 'reverse' && via.value.trim()) b.tunnel_node = via.value.trim();
+      return b;
+    }
+    function launch(ev) {
+      ev.preventDefault();
+      showError(null);
+      launchBtn.disabled = true;
+      ctx.withSession(function (sid) {
+        return ctx.api('POST', 'submit_tunneled/' + u.seg(sid), body());
+      }).then(function (l) { if (ctx.active) merge(l); }, function (err) { if (ctx.active) showError(err); })
+        .then(function () { launchBtn.disabled = false; });
+    }
+    function merge(l) {
+      l = obj(l);
+      if (typeof l.name !== 'string') return;
+      var old = launches[l.name];
+      if (old && (l.updated || 0) < (old.updated || 0)) return;    // an older answer overtaken
+      launches[l.name] = Object.assign({}, old || {}, l);
+      draw();
+    }
+    function cancel(l) {
+      if (!window.confirm('Cancel the job of endpoint ' + l.name + (l.native_id ? ' (native id ' + l.native_id + ')' : '') + '?')) return;
+      ctx.withSession(function (sid) {
+        return ctx.api('POST', 'cancel/' + u.seg(sid) + '/' + u.seg(l.job_id));
+      }).then(function () { if (ctx.active) poll(); }, function (err) { if (ctx.active) showError(err); });
+    }
+    function draw() {
+      var rows = Object.keys(launches).map(function (k) { return launches[k]; })
+        .sort(function (a, b) { return (b.created || 0) - (a.created || 0); });
+      var table = u.table([{label: 'endpoint'}, {label: 'state'}, {label: 'tunnel'}, {label: 'executor'},
+                           {label: 'native id'}, {label: 'reason'}, {label: ''}],
+        rows.map(function (l) {
+          return [
+            l.state === 'connected'
+              ? el('a', {href: '#/' + encodeURIComponent(l.name), 'data-testid': 'launch-child'}, l.name)
+              : el('span', {class: 'mono'}, l.name),
+            el('span', {class: 'badge ' + (LAUNCH_BADGE[l.state] || ''), 'data-testid': 'launch-state'}, txt(l.state)),
+            txt(l.tunnel), txt(l.executor), txt(l.native_id),
+            el('span', {class: 'pj-what', 'data-testid': 'launch-reason'}, txt(l.reason)),
+            LAUNCH_ACTIVE[l.state] && l.job_id
+              ? el('button', {type: 'button', 'data-testid': 'launch-cancel', onclick: function () { cancel(l); }}, 'Cancel')
+              : ''
+          ];
+        }), {empty: 'no endpoints launched from this page yet'});
+      table.classList.add('pj-table');
+      Array.prototype.forEach.call(table.querySelectorAll('tbody tr'), function (tr, i) {
+        if (rows[i]) tr.setAttribute('data-launch', rows[i].name);
+      });
+      u.replace(tableBox, table);
+    }
+    function poll() {
+      var active = Object.keys(launches).filter(function (k) { return LAUNCH_ACTIVE[launches[k].state]; });
+      return Promise.all(active.map(function (k) {
+        return ctx.api('GET', 'tunnel_status/' + u.seg(k)).then(function (l) { if (ctx.active) merge(l); },
+                                                                 function () {});
+      }));
+    }
+    ctx.every(LAUNCH_POLL_MS, poll);
+    draw();
+    tunnelFields();
+    return {
+      node: el('section', {class: 'card wide', 'data-testid': 'launch-card'},
+               el('h3', null, 'Launch an endpoint'),
+               el('p', {class: 'muted'}, 'Start a child endpoint of ' + ctx.endpoint +
+                  ' as a batch job; it appears in the tree under ' + ctx.endpoint + ' once it registers.'),
+               errorBox, form, tableBox),
+      merge: merge,
+      setExecutors: function (names, def) {
+        u.replace(executor, names.map(function (n) { return el('option', {value: n}, n); }));
+        executor.value = def || 'local';
+      }
+    };
+  }
+
   X.registerPlugin('psij', {
     title: 'Jobs',
     render: function (container, ctx) {
@@ -295,14 +419,16 @@
       }
 
       // -- assembling, the list, the notifications -------------------------------------
+      var launcher = launchSection(ctx);
       u.replace(container,
         el('section', {class: 'card wide'}, el('h3', null, 'Submit a job'), errorBox, form),
         el('section', {class: 'card wide'}, el('h3', null, 'Jobs'), tableBox),
-        detail);
+        detail, launcher.node);
       drawTable();
 
       ctx.onNotification(function (n) {
         if (n.topic === 'job_status') merge(n.data);
+        if (n.topic === 'tunnel_status') launcher.merge(n.data);
       });
       ctx.api('GET', 'executors').then(function (ex) {
         if (!ctx.active) return;
@@ -312,6 +438,7 @@
         }));
         executor.value = ex['default'] || 'local';
         batchFields();
+        launcher.setExecutors(arr(ex.executors), ex['default']);
       }, function (err) { if (ctx.active) showError(err); });
       queueChoices(ctx).then(function (choices) {
         if (!ctx.active || !choices) return;
