@@ -29,9 +29,12 @@ def submit(page, executable, arguments, env=None):
         page.click("[data-testid=psij-env-add]")
         page.locator("[data-testid=psij-env] .pj-row .k").last.fill(name)
         page.locator("[data-testid=psij-env] .pj-row .v").last.fill(value)
+    said = page.locator("[data-testid=psij-submitted]")
+    before = said.inner_text()
     page.click("[data-testid=psij-submit]")
-    expect(page.locator("[data-testid=psij-submitted]")).to_contain_text("submitted", timeout=T)
-    return page.locator("[data-testid=psij-submitted]").inner_text().split()[1]
+    expect(said).to_contain_text("submitted", timeout=T)
+    expect(said).not_to_have_text(before, timeout=T)
+    return said.inner_text().split()[1]
 
 
 def test_submit_a_local_job_watch_it_complete_and_read_its_output(orbit, page):

@@ -17,6 +17,7 @@ from ...errors import BadRequest, Conflict, NotFound, OrbitError
 from . import output, spec as specs
 from .executors import COMMAND_TIMEOUT, POLL_INTERVAL, Executors
 from .store import TERMINAL, JobStore, KeyTaken
+from .wakeup import ChildWakeup
 from .watcher import Watcher, describe
 
 log = logging.getLogger("radical_orbit.plugins.psij")
@@ -42,10 +43,12 @@ class JobManager:
                                    poll_interval, command_timeout, allowed)
         self.command_timeout = command_timeout
         self.default_executor = default_executor
+        self.wakeup = ChildWakeup()
         self._live: Dict[str, Any] = {}             # job id -> psij Job (for cancel)
         self._submitting = threading.Condition()    # a keyed submit finished
 
     def close(self) -> None:
+        self.wakeup.stop()
         self.executors.stop()
         self.store.close()
 
@@ -114,6 +117,8 @@ class JobManager:
         self.store.set_native(job_id, native, _process_started(executor, native))
         record = self.store.get(job_id)
         assert record is not None
+        if executor == "local" and record["state"] not in TERMINAL:
+            self.wakeup.watch(int(native))
         if record["cancel_requested"] and record["state"] not in TERMINAL:
             self._cancel_live(job_id, runner)
             record = self.store.get(job_id) or record
@@ -194,6 +199,8 @@ class JobManager:
         self.watcher.track(psij_job, job_id)
         self._live[job_id] = psij_job
         runner.attach(psij_job, native)
+        if executor == "local":
+            self.wakeup.watch(int(native))
         return True
 
 
