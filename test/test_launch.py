@@ -203,6 +203,19 @@ def test_example_launch_runs_a_child_through_the_sdk(world):
     assert "after cancel: ended" in out.stdout, out.stdout
 
 
+def test_the_bridge_hosted_psij_launches_a_child_too(world):
+    """On the bridge (pseudo-endpoint ``bridge``) the launcher takes URL, cert and token
+    from the bridge's environment and config dir."""
+    import subprocess
+    import sys
+    from orbit_procs import REPO
+    o = world["orbit"]
+    out = subprocess.run([sys.executable, os.path.join(REPO, "examples", "example_launch.py"),
+                          "--timeout", "60"], env=o.env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "launched bridge.1" in out.stdout and "after cancel: ended" in out.stdout, out.stdout
+
+
 def test_no_secret_file_is_left_behind(world):
     o = world["orbit"]
     for name in ("never1", "badsetup", "fwdkid", "revkid", "revbad"):
