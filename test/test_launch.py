@@ -216,9 +216,27 @@ def test_the_bridge_hosted_psij_launches_a_child_too(world):
     assert "launched bridge.1" in out.stdout and "after cancel: ended" in out.stdout, out.stdout
 
 
+def test_a_restarted_parent_still_follows_its_launch(world):
+    """Launches are kept in the parent's psij state dir: after a restart tunnel_status still
+    knows the child, and the job's end still ends the launch and removes its directory."""
+    slurm_cluster.require_slurm()
+    o = world["orbit"]
+    launch = submit(world, executor="slurm", name="keep1", plugins="sysinfo", attributes={"duration": 300})
+    assert wait_state(world, "keep1", ("connected", "failed"), 60)["state"] == "connected"
+    assert o.endpoints[PARENT].stop() == 0
+    o.start_endpoint(PARENT, "-p", "psij,sysinfo", "--plugin-config", 'psij={"poll_interval": 0.5}',
+                     RADICAL_ORBIT_KNOWN_HOSTS=world["known_hosts"])
+    world["sid"] = o.get("%s/psij/register_session" % PARENT, "POST").json()["sid"]
+    again = status(world, "keep1")
+    assert again["state"] == "connected" and again["job_id"] == launch["job_id"], again
+    cancel(world, launch["job_id"])
+    assert wait_state(world, "keep1", ("ended", "failed"), 60)["state"] == "ended"
+    wait_for(lambda: "keep1" not in (endpoint_names(o) or ["keep1"]), 30, "the child to leave")
+
+
 def test_no_secret_file_is_left_behind(world):
     o = world["orbit"]
-    for name in ("never1", "badsetup", "fwdkid", "revkid", "revbad"):
+    for name in ("never1", "badsetup", "fwdkid", "revkid", "revbad", "keep1"):
         r = o.get("%s/psij/tunnel_status/%s" % (PARENT, name))
         if r.status_code == 200:
             wait_state(world, name, ("ended", "failed"), 30)

@@ -20,6 +20,7 @@ this side owns the ``ssh -R`` to the job's first node (or ``tunnel_node``) once 
 runs, and stops it when the job ends.
 """
 import atexit
+import json
 import logging
 import os
 import random
@@ -57,6 +58,11 @@ ACTIVE = ("pending", "starting", "connected")
 BODY_FIELDS = ("executor", "attributes", "name", "plugins", "tunnel", "tunnel_via", "tunnel_node",
                "tunnel_identity", "timeout", "setup", "environment", "log_level")
 JOB_TERMINAL = ("COMPLETED", "FAILED", "CANCELED")
+#: the launch fields kept in ``launches.json``, and how many ended launches it keeps
+SAVED = ("name", "executor", "tunnel", "timeout", "directory", "job_id", "native_id", "job_state",
+         "state", "reason", "created", "updated", "reverse_port", "tunnel_node", "identity")
+KEEP_ENDED = 200
+LAUNCHES_FILE = "launches.json"
 
 _all: "weakref.WeakSet[Launches]" = weakref.WeakSet()
 _make_lock = threading.Lock()
@@ -99,6 +105,20 @@ class Launch:
         self.tunnel_node: Optional[str] = None
         self.identity: Optional[str] = None
 
+    def record(self) -> Dict[str, Any]:
+        """What is kept on disk (``launches.json``) so a restarted parent still knows it."""
+        return {k: getattr(self, k) for k in SAVED}
+
+    @classmethod
+    def from_record(cls, rec: Dict[str, Any]) -> "Launch":
+        launch = cls(rec["name"], rec["executor"], rec["tunnel"], rec["timeout"], rec["directory"])
+        for key in SAVED:
+            if key in rec:
+                setattr(launch, key, rec[key])
+        if launch.job_state == "ACTIVE":
+            launch.started = time.monotonic()       # the registration timer starts again
+        return launch
+
     def describe(self) -> Dict[str, Any]:
         out = {"name": self.name, "state": self.state, "reason": self.reason,
                "child": self.name if self.state == "connected" else None,
@@ -124,8 +144,65 @@ class Launches:
         self._closed = threading.Event()
         self._wake = threading.Event()          # a job changed state: look now, not at the next tick
         self._monitor: Optional[threading.Thread] = None
+        self._path = os.path.join(plugin.jobs.state_dir, LAUNCHES_FILE)
+        self._load()
         plugin.jobs.watcher.add_listener(self._on_job)
         _all.add(self)
+
+    # -- kept on disk ----------------------------------------------------------------
+    def _load(self) -> None:
+        try:
+            with open(self._path) as f:
+                records = json.load(f)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.error("cannot read %s (%s): earlier launches are forgotten", self._path, exc)
+            return
+        for rec in records if isinstance(records, list) else ():
+            try:
+                launch = Launch.from_record(rec)
+            except (KeyError, TypeError):
+                continue
+            self._launches[launch.name.lower()] = launch
+            if launch.job_id:
+                self._by_job[launch.job_id] = launch
+
+    def _save(self) -> None:
+        """Atomically, under the lock; ended launches beyond KEEP_ENDED are dropped."""
+        with self._lock:
+            launches = sorted(self._launches.values(), key=lambda l: l.created)
+            ended = [l for l in launches if l.state not in ACTIVE]
+            for old in ended[:max(0, len(ended) - KEEP_ENDED)]:
+                self._launches.pop(old.name.lower(), None)
+                self._by_job.pop(old.job_id or "", None)
+            records = [l.record() for l in launches if l.name.lower() in self._launches]
+            tmp = self._path + ".tmp"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    json.dump(records, f)
+                os.replace(tmp, self._path)
+            except OSError as exc:
+                log.error("cannot write %s: %s", self._path, exc)
+
+    def resume(self) -> None:
+        """After a restart (psij has re-attached its jobs): bring each launch in flight up to
+        its job's state, and watch the rest again."""
+        with self._lock:
+            active = [l for l in self._launches.values() if l.state in ACTIVE and l.job_id]
+        for launch in active:
+            try:
+                job = self.plugin.jobs.get(launch.job_id)
+            except OrbitError:
+                with self._lock:
+                    self._set(launch, "failed", "its job is no longer recorded")
+                remove_dir(launch.directory)
+                continue
+            self._job_state(launch, job["state"], job.get("message"))
+        if active:
+            log.info("watching %d launch(es) again after a restart", len(active))
+            self._ensure_monitor()
 
     # -- routes ----------------------------------------------------------------------
     def submit(self, body: Dict[str, Any], sid: str) -> Dict[str, Any]:
@@ -189,6 +266,7 @@ class Launches:
             launch.job_id, launch.native_id = job["job_id"], job.get("native_id")
             self._by_job[job["job_id"]] = launch
             current = self.plugin.jobs.get(job["job_id"])
+        self._save()
         self._job_state(launch, current["state"], current.get("message"))
         self._ensure_monitor()
         log.info("launched child endpoint %s as %s job %s (tunnel %s)", name, launch.executor,
@@ -280,6 +358,7 @@ class Launches:
         if state == "connected":
             launch.connected_at = time.monotonic()
         log.info("launch %s: %s%s", launch.name, state, " (%s)" % reason if reason else "")
+        self._save()
         self.plugin.notify(TOPIC, launch.describe())
 
     # -- the monitor thread ----------------------------------------------------------

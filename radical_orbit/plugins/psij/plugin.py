@@ -59,10 +59,12 @@ class PsijPlugin(Plugin):
         threading.Thread(target=self._resume, name="psij-resume-%s" % self.name, daemon=True).start()
 
     def _resume(self) -> None:
+        launches = launch.launches(self)        # listens before psij re-attaches the jobs
         try:
             self.jobs.resume()
         except Exception:
             self.log.exception("resuming the recorded jobs failed")
+        launches.resume()
 
     def stop(self) -> None:
         launch.close(self)
