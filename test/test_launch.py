@@ -138,11 +138,14 @@ def test_bad_bodies_are_refused_with_400(world):
                         ({"name": "bad name"}, "invalid child endpoint name"),
                         ({"timeout": -1}, "timeout must be"),
                         ({"tunnel": "forward", "tunnel_via": "a@b:99999"}, "bad ssh host"),
-                        ({"colour": "red"}, "not colour")):
+                        ({"colour": "red"}, "not colour"),
+                        ({"log_level": "LOUD"}, "log_level must be one of")):
         r = o.get("%s/psij/submit_tunneled/%s" % (PARENT, world["sid"]), "POST", data=json.dumps(body))
         assert r.status_code == 400 and words in r.json()["detail"], (body, r.text)
     r = o.get("%s/psij/tunnel_status/nosuch" % PARENT)
     assert r.status_code == 404
+    r = o.get("%s/psij/submit_tunneled/%s" % (PARENT, world["sid"]), "POST", data=json.dumps({"name": PARENT}))
+    assert r.status_code == 409 and "already connected" in r.json()["detail"], r.text
 
 
 def test_forward_tunnel_launch_carries_the_child_link(world):

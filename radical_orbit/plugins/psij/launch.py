@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional
 import requests
 
 from ...endpoint.handoff import ENV_HANDOFF, current_access, launch_root, remove_dir, write_handoff
-from ...errors import BadRequest, NotFound, OrbitError
+from ...errors import BadRequest, Conflict, NotFound, OrbitError
 from ...names import is_name, is_reserved
 from ...tunnel import Tunnel, parse_via, reverse_argv
 from ...tunnel.child import MODES, bridge_hostport
@@ -62,6 +62,7 @@ JOB_TERMINAL = ("COMPLETED", "FAILED", "CANCELED")
 SAVED = ("name", "executor", "tunnel", "timeout", "directory", "job_id", "native_id", "job_state",
          "state", "reason", "created", "updated", "reverse_port", "tunnel_node", "identity")
 KEEP_ENDED = 200
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LAUNCHES_FILE = "launches.json"
 
 _all: "weakref.WeakSet[Launches]" = weakref.WeakSet()
@@ -232,7 +233,9 @@ class Launches:
                 _valid_via(body["tunnel_node"])
             extra = {"tunnel": "reverse", "tunnel_port": random.randint(*REVERSE_PORTS)}
         if body.get("log_level"):
-            args += ["--log-level", body["log_level"]]
+            if body["log_level"].upper() not in LOG_LEVELS:
+                raise BadRequest("log_level must be one of %s" % ", ".join(LOG_LEVELS))
+            args += ["--log-level", body["log_level"].upper()]
         environment = body.get("environment") or {}
         if not isinstance(environment, dict):
             raise BadRequest("environment must be an object of names to strings")
@@ -300,7 +303,9 @@ class Launches:
                                  "[A-Za-z0-9][A-Za-z0-9_.-]{0,63}" % str(wanted)[:80])
             known = self._launches.get(wanted.lower())
             if known is not None and known.state in ACTIVE:
-                raise BadRequest("a launch named %r is already %s" % (wanted, known.state))
+                raise Conflict("a launch named %r is already %s" % (wanted, known.state))
+            if wanted.lower() in (self._listed() or ()):
+                raise Conflict("an endpoint named %r is already connected to the bridge" % wanted)
             return wanted
         listed = set(n.lower() for n in self._listed() or ())
         while True:
