@@ -431,18 +431,21 @@ def test_offline_then_online_and_a_lost_login(shell, desk):
 def test_a_session_that_ends_is_registered_again(shell, desk):
     """The page's session is ended behind its back (the endpoint answers 410 for it
     afterwards): the next refresh registers a new one and the page carries on."""
+    def sids():
+        return {s["sid"] for s in shell.get("hpc1/sysinfo/list_sessions").json()["sessions"]}
+    earlier = sids()
     log_in(desk, shell, "#/hpc1/sysinfo")
     expect(desk.locator("#sysinfo-hostname")).to_have_text(socket.gethostname(), timeout=T)
-
-    def sids():
-        return [s["sid"] for s in shell.get("hpc1/sysinfo/list_sessions").json()["sessions"]]
-    wait_for(lambda: len(sids()) == 1, T / 1000, "the page's one session", 0.2)
-    old = sids()[0]
+    wait_for(lambda: len(sids() - earlier) == 1, T / 1000, "the page's one session", 0.2)
+    old = (sids() - earlier).pop()
     assert shell.get("hpc1/sysinfo/unregister_session/" + old, "POST").status_code == 200
     assert shell.get("hpc1/sysinfo/metrics/" + old).status_code in (404, 410)
-    wait_for(lambda: len(sids()) == 1 and sids()[0] != old, T / 1000, "a new session", 0.2)
+    wait_for(lambda: len(sids() - earlier - {old}) == 1, T / 1000, "a new session", 0.2)
     stamp = desk.locator(".sysinfo-stamp")
     before = stamp.text_content()
     expect(stamp).not_to_have_text(before, timeout=T)
     expect(desk.locator(".error-box:visible")).to_have_count(0)
     assert desk.errors == []
+    # closing the tab ends the page's session too
+    desk.close(run_before_unload=True)
+    wait_for(lambda: not (sids() - earlier), T / 1000, "the closed page's session to end", 0.2)

@@ -220,7 +220,7 @@
       else opts.signal.addEventListener('abort', function () { ctl.abort(); }, {once: true});
     }
     var init = {method: method, credentials: 'same-origin', cache: 'no-store', signal: ctl.signal,
-                headers: {Accept: 'application/json'}};
+                headers: {Accept: 'application/json'}, keepalive: !!opts.keepalive};
     if (body !== undefined && body !== null) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
@@ -905,8 +905,9 @@
     if (page.sidPromise) {
       page.sidPromise.then(function (sid) {
         // best effort: the endpoint may be gone already
-        request('POST', page.base + 'unregister_session/' + encodeURIComponent(sid), null, {noLogin: true})
-          .catch(function () {});
+        // keepalive: this also runs as the tab closes, and must outlive it
+        request('POST', page.base + 'unregister_session/' + encodeURIComponent(sid), null,
+                {noLogin: true, keepalive: true}).catch(function () {});
       }, function () {});
     }
   }
@@ -1561,6 +1562,10 @@
       if (!state.downSince) state.downSince = new Date();
       scheduleReconnect();
     });
+    // leaving the page (closing the tab, or going to another site) ends the view's sessions;
+    // coming back to it from the browser's cache opens the view again
+    window.addEventListener('pagehide', closeView);
+    window.addEventListener('pageshow', function (ev) { if (ev.persisted) route(); });
     window.addEventListener('hashchange', function () {
       if (location.hash === '#login-failed') return;
       route(true);
