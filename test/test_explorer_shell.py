@@ -216,6 +216,9 @@ def test_back_and_forward_between_views(shell, desk):
     desk.goto(shell.url + "/#/hpc1/psij")
     expect(desk.locator("[data-testid=psij-executor]")).to_have_value("local", timeout=T)
     shot(desk, "psij")
+    desk.goto(shell.url + "/#/bridge/queue_info")
+    expect(desk.locator("[data-testid=qi-backend]")).to_be_visible(timeout=T)
+    shot(desk, "queue_info")
     assert desk.errors == []
 
 
@@ -246,7 +249,8 @@ def test_phone_layout_and_drawer(shell, phone):
             ("hpc1/sysinfo", "#sysinfo-hostname", "sysinfo"),
             ("hpc1/staging", "[data-testid=staging-listing] tr[data-name=inputs]", "staging"),
             ("hpc1/echo", "[data-generic=form]", "generic"),
-            ("hpc1/psij", "[data-testid=psij-executor]", "psij")):
+            ("hpc1/psij", "[data-testid=psij-executor]", "psij"),
+            ("bridge/queue_info", "[data-testid=qi-backend]", "queue_info")):
         phone.click("#menu")
         link = '[data-plugin="%s"]' % target if "/" in target else '[data-endpoint-link="%s"]' % target
         phone.locator(link).click()
