@@ -321,7 +321,7 @@ def test_a_checksum_right_after_a_transfer_does_not_read_the_file_again(tmp_path
     identity (device, inode, size, mtime, ctime); a file changed since is hashed again."""
     from radical_orbit.plugin import Request
     from radical_orbit.plugin_host import PluginHost
-    from radical_orbit.plugins.staging import transfer
+    from radical_orbit.plugins.staging import checksums
     from radical_orbit.plugins.staging.plugin import StagingPlugin
 
     host = PluginHost("ep", "standalone", {}, lambda *a: None)
@@ -340,8 +340,8 @@ def test_a_checksum_right_after_a_transfer_does_not_read_the_file_again(tmp_path
     assert json.loads(call("PUT", "upload/" + sid, data, path=path))["sha256"] == digest
 
     hashed = []
-    real_hash_file = transfer.hash_file
-    monkeypatch.setattr(transfer, "hash_file", lambda fd: hashed.append(fd) or real_hash_file(fd))
+    real_run = checksums.HashJobs._run
+    monkeypatch.setattr(checksums.HashJobs, "_run", lambda self, key, job: hashed.append(key) or real_run(self, key, job))
     checksum = lambda: json.loads(call("POST", "checksum/" + sid, json.dumps({"path": path}).encode()))
     assert checksum()["sha256"] == digest and hashed == []          # kept from the upload
 
@@ -356,6 +356,67 @@ def test_a_checksum_right_after_a_transfer_does_not_read_the_file_again(tmp_path
     assert call("GET", "download/" + sid, path=path) == b"\0" * 10 + data[10:]
     assert checksum()["sha256"] == changed and len(hashed) == 1
     host.stop()
+
+
+def test_a_checksum_longer_than_a_call_may_wait_is_pending_then_done(tmp_path, monkeypatch):
+    """In process: a file whose hashing outlasts ``checksum_wait`` is answered 202 with
+    the bytes hashed so far (a 300 GB file would outlast the bridge's request timeout);
+    the hashing goes on, two callers share it, and asking again gives the digest."""
+    from radical_orbit.plugin import Request
+    from radical_orbit.plugin_host import PluginHost
+    from radical_orbit.plugins.staging import checksums
+    from radical_orbit.plugins.staging.plugin import StagingPlugin
+
+    data = os.urandom(3 * MiB + 5)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    gate, real_pread, threads = threading.Event(), os.pread, []
+
+    def slow_pread(fd, n, pos):
+        if pos >= MiB:
+            assert gate.wait(20)
+        return real_pread(fd, n, pos)
+    monkeypatch.setattr(os, "pread", slow_pread)
+    real_run = checksums.HashJobs._run
+    monkeypatch.setattr(checksums.HashJobs, "_run", lambda self, key, job: threads.append(key) or real_run(self, key, job))
+    host = PluginHost("ep", "standalone", {}, lambda *a: None)
+    host.add("staging", StagingPlugin, {"roots": [str(tmp_path)], "checksum_wait": 0.2})
+    try:
+        sid = json.loads(host.dispatch(Request("POST", "staging/register_session")).body)["sid"]
+
+        def checksum():
+            body = json.dumps({"path": str(path)}).encode()
+            resp = host.dispatch(Request("POST", "staging/checksum/" + sid, {}, {}, io.BytesIO(body), "t", len(body)))
+            return resp.status, json.loads(b"".join(resp.chunks(MiB)))
+        for _ in range(2):
+            status, answer = checksum()
+            assert status == 202 and answer["pending"] is True
+            assert answer["hashed"] == MiB and answer["size"] == len(data) and "sha256" not in answer
+        gate.set()
+        wait_for(lambda: checksum()[0] == 200, 10, "the digest")
+        assert checksum() == (200, {"path": str(path), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        assert len(threads) == 1
+    finally:
+        gate.set()
+        host.stop()
+
+
+def test_the_sdk_asks_again_while_a_checksum_is_pending(monkeypatch):
+    """The SDK's checksum polls a pending answer until the digest, and gives up when the
+    hashing stops moving."""
+    from radical_orbit.errors import Timeout
+    from radical_orbit.plugins import staging_client
+
+    answers = [{"pending": True, "hashed": 1}, {"pending": True, "hashed": 2}, {"path": "/f", "size": 3, "sha256": "ab"}]
+    client = StagingClient.__new__(StagingClient)
+    client.endpoint = type("E", (), {"name": "ep"})()
+    monkeypatch.setattr(StagingClient, "_call", lambda self, *a, **k: answers.pop(0))
+    monkeypatch.setattr(staging_client, "CHECKSUM_POLL", 0.0)
+    assert client.checksum("/f") == {"path": "/f", "size": 3, "sha256": "ab"} and not answers
+    monkeypatch.setattr(StagingClient, "_call", lambda self, *a, **k: {"pending": True, "hashed": 7})
+    monkeypatch.setattr(staging_client, "CHUNK_TIMEOUT", 0.05)
+    with pytest.raises(Timeout, match="made no progress"):
+        client.checksum("/f")
 
 
 def test_a_copy_cut_by_its_source_going_away_leaves_no_file(orbit, tmp_path):

@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..client import PluginClient
-from ..errors import FileExists, OrbitError, RangeNotSatisfiable
+from ..errors import FileExists, OrbitError, RangeNotSatisfiable, Timeout
 from .staging.transfer import partial_name
 
 #: bytes per read from a local file and per network read
@@ -27,6 +27,9 @@ CHUNK_TIMEOUT = 120.0
 COPY_TIMEOUT = 6 * 3600.0
 #: the bridge's pseudo-endpoint, where copies between endpoints run
 BRIDGE = "bridge"
+#: s between two asks for a checksum the endpoint is still computing (each ask waits
+#: there for up to its ``checksum_wait`` before it answers "pending")
+CHECKSUM_POLL = 0.2
 
 Progress = Callable[[int, int], Any]
 
@@ -57,8 +60,24 @@ class StagingClient(PluginClient):
         return self._call("POST", "rename", json={"src": src, "dst": dst, "overwrite": overwrite})["path"]
 
     def checksum(self, path: str) -> Dict[str, Any]:
-        """``{"path", "size", "sha256"}`` of a file on the endpoint (it reads the file)."""
-        return self._call("POST", "checksum", json={"path": path}, timeout=(CONNECT_TIMEOUT, COPY_TIMEOUT))
+        """``{"path", "size", "sha256"}`` of a file on the endpoint. A file it has not just
+        written or sent whole is read there; one that takes longer than a call may wait is
+        answered "pending" with the bytes hashed so far, and this asks again until the
+        digest is there, for as long as the hashing moves (``Timeout`` after CHUNK_TIMEOUT
+        s without progress)."""
+        last, moved = -1, time.monotonic()
+        while True:
+            answer = self._call("POST", "checksum", json={"path": path},
+                                timeout=(CONNECT_TIMEOUT, COPY_TIMEOUT))
+            if not (isinstance(answer, dict) and answer.get("pending")):
+                return answer
+            hashed, now = int(answer.get("hashed") or 0), time.monotonic()
+            if hashed > last:
+                last, moved = hashed, now
+            elif now - moved > CHUNK_TIMEOUT:
+                raise Timeout("the checksum of %s on %s made no progress for %.0f s (%d bytes hashed)"
+                              % (path, self.endpoint.name, CHUNK_TIMEOUT, hashed))
+            time.sleep(CHECKSUM_POLL)
 
     # -- small files as JSON -----------------------------------------------------------
     def put_bytes(self, data: bytes, tgt: str, overwrite: bool = False) -> Dict[str, Any]:

@@ -10,6 +10,7 @@ destination's upload is atomic (nothing under the target name until it completed
 Either end may be ``bridge`` (the bridge's own staging).
 """
 import json
+import time
 from typing import Any, Dict, Optional, Tuple
 
 from ...errors import BadRequest, OrbitError
@@ -17,6 +18,10 @@ from ...plugin import body_bool
 
 #: metadata headers of a download passed on to the upload (mode and mtime kept)
 META_HEADERS = (("x-orbit-mode", "mode"), ("x-orbit-mtime", "mtime"))
+#: s the source's checksum may stay "pending" without progress before the copy fails
+CHECKSUM_STALL = 120.0
+#: s between two asks for a pending checksum (each waits on the source first)
+CHECKSUM_POLL = 0.2
 
 
 def parse_copy(body: Any) -> Tuple[str, str, str, str, bool]:
@@ -66,15 +71,30 @@ def _pump(calls: Any, plugin: str, src: Tuple[str, str, str], dst: Tuple[str, st
             answer = _object(up.json(), where_dst)
     # the source hashed what it sent and keeps that digest (digests.py): asking for it
     # costs no second read, and the bridge, the busiest hop, hashes nothing
-    with calls.open_call(src_ep, "POST", "%s/checksum/%s" % (plugin, src_sid),
-                         body=json.dumps({"path": src_path}).encode()) as resp:
-        resp.raise_for_status(where_src)
-        digest = _object(resp.json(), where_src).get("sha256")
+    digest = _source_digest(calls, "%s/checksum/%s" % (plugin, src_sid), src_ep, src_path, where_src)
     if answer.get("sha256") != digest or (size is not None and answer.get("size") != size):
         raise OrbitError("copy %s -> %s: %s holds %s bytes with sha256 %s, %s sent %s bytes with "
                          "sha256 %s" % (where_src, where_dst, where_dst, answer.get("size"),
                                         answer.get("sha256"), where_src, size, digest), 502)
     return {"path": answer.get("path", dst_path), "size": answer.get("size"), "sha256": digest}
+
+
+def _source_digest(calls: Any, route: str, endpoint: str, path: str, where: str) -> Optional[str]:
+    """The source's ``checksum``, asked again while it answers "pending" (a file it had to
+    read anew: changed since it was sent) and its hashing moves."""
+    last, moved = -1, time.monotonic()
+    while True:
+        with calls.open_call(endpoint, "POST", route, body=json.dumps({"path": path}).encode()) as resp:
+            resp.raise_for_status(where)
+            answer = _object(resp.json(), where)
+        if not answer.get("pending"):
+            return answer.get("sha256")
+        hashed, now = answer.get("hashed"), time.monotonic()
+        if isinstance(hashed, int) and hashed > last:
+            last, moved = hashed, now
+        elif now - moved > CHECKSUM_STALL:
+            raise OrbitError("%s: its checksum made no progress for %.0f s" % (where, CHECKSUM_STALL), 504)
+        time.sleep(CHECKSUM_POLL)
 
 
 def _object(answer: Any, where: str) -> Dict[str, Any]:

@@ -22,6 +22,7 @@ from ...errors import (BadRequest, Conflict, FileExists, NotADirectory, OrbitErr
 from ...plugin import (Plugin, PluginContext, PluginSession, Request, Response, body_bool, body_str,
                        route)
 from . import copy, transfer
+from .checksums import CHECKSUM_WAIT, HashJobs
 from .digests import DigestCache
 from .paths import Roots, Target, fs_error, lstat_at, open_below
 
@@ -59,6 +60,7 @@ class StagingPlugin(Plugin):
         self._busy_lock = threading.Lock()
         #: digests of files just written or sent whole: ``checksum`` right after is free
         self.digests = DigestCache()
+        self.hashes = HashJobs(self.digests, float(config.get("checksum_wait", CHECKSUM_WAIT)))
 
     def start(self) -> None:
         """Removes abandoned partial uploads in the roots themselves (deeper directories
@@ -79,8 +81,6 @@ class StagingPlugin(Plugin):
         try:
             with os.scandir(fd) as found:
                 for entry in found:
-                    if transfer.is_partial(entry.name):
-                        continue
                     if len(entries) >= MAX_LIST:
                         truncated = True
                         break
@@ -88,7 +88,12 @@ class StagingPlugin(Plugin):
                         st = entry.stat(follow_symlinks=False)
                     except OSError:
                         continue
-                    entries.append(describe(entry.name, st))
+                    info = describe(entry.name, st)
+                    if transfer.is_partial(entry.name) and info["type"] == "file":
+                        # maybe an upload's (running or resumable), maybe the user's own
+                        # file of that name: shown either way, never hidden
+                        info["partial"] = True
+                    entries.append(info)
         finally:
             os.close(fd)
         entries.sort(key=lambda e: e["name"])
@@ -274,16 +279,18 @@ class StagingPlugin(Plugin):
         return Response(body, status, "application/octet-stream", headers, length=end - start)
 
     @route("POST", "checksum/{sid}")
-    def checksum(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+    def checksum(self, req: Request, session: PluginSession) -> Any:
+        """The digest, or 202 ``pending`` with the bytes hashed so far when the file takes
+        longer than ``checksum_wait`` s to read (``checksums.py``): ask again."""
         target = self.roots.check(body_str(req.json_object(), "path", "a path"))
         fd, st = transfer.open_read(target)
         try:
-            digest, size = self.digests.get(st), st.st_size
-            if digest is None:
-                digest, size = transfer.hash_file(fd)
-                self.digests.put(st, digest)
+            digest, size = self.hashes.digest(fd, st, target.path)
         finally:
             os.close(fd)
+        if digest is None:
+            return Response.json({"path": target.path, "size": st.st_size, "pending": True,
+                                  "hashed": size}, 202)
         return {"path": target.path, "size": size, "sha256": digest}
 
     @route("POST", "copy/{sid}")

@@ -16,12 +16,13 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
+from ... import protocol
 from ...errors import (BadRequest, Conflict, FileExists, InsufficientStorage, IsADirectory, OrbitError,
                        RangeNotSatisfiable)
 from .paths import Target, fs_error, lstat_at
 
 #: bytes per read and write: the protocol's chunk, so a piece is never split or joined
-CHUNK = 256 * 1024
+CHUNK = protocol.DEFAULT_SETTINGS["chunk"]
 PARTIAL_SUFFIX = ".orbit-partial"
 #: a partial older than this (s) is abandoned: removed when its directory is next written
 STALE_PARTIAL_S = 24 * 3600.0
@@ -327,19 +328,6 @@ def open_read(target: Target) -> Tuple[int, os.stat_result]:
         os.close(fd)
         raise
     return fd, st
-
-
-def hash_file(fd: int) -> Tuple[str, int]:
-    """sha256 and size of what ``fd`` holds, read in chunks from the start."""
-    sha = hashlib.sha256()
-    size = 0
-    os.lseek(fd, 0, os.SEEK_SET)
-    while True:
-        piece = os.read(fd, 4 * CHUNK)
-        if not piece:
-            return sha.hexdigest(), size
-        sha.update(piece)
-        size += len(piece)
 
 
 def parse_range(header: Optional[str], size: int) -> Optional[Tuple[int, int]]:
