@@ -235,3 +235,57 @@ def test_process_count_runs_that_many_local_processes(pi, notes):
     job = pi.submit_job({"executable": "/bin/echo", "arguments": ["x"], "attributes": {"process_count": 3}})
     final = notes.final(job["job_id"])
     assert final["state"] == "COMPLETED" and final["stdout_tail"] == "x\nx\nx\n"
+
+
+def test_a_cancel_the_scheduler_reports_as_completed_or_failed_is_canceled(tmp_path):
+    from radical_orbit.plugins.psij.store import JobStore
+    from radical_orbit.plugins.psij.watcher import Watcher
+
+    store = JobStore(str(tmp_path / "jobs.sqlite"))
+    sent = []
+    watcher = Watcher(store, lambda topic, data: sent.append(data))
+    for job_id, reported in (("a", "COMPLETED"), ("b", "FAILED")):
+        store.insert(job_id, None, "slurm", {"executable": "/bin/true"}, "/nonexistent.out", "/nonexistent.err", "s")
+        watcher.advance(job_id, "QUEUED", None, None, 1.0)
+        store.request_cancel(job_id)
+        watcher.advance(job_id, reported, 0, None, 2.0)
+        watcher.advance(job_id, "CANCELED", None, None, 3.0)       # a second terminal report: nothing
+    assert [(n["job_id"], n["state"]) for n in sent] == [("a", "QUEUED"), ("a", "CANCELED"),
+                                                          ("b", "QUEUED"), ("b", "CANCELED")]
+    assert "the scheduler reported COMPLETED" in sent[1]["message"]
+    store.close()
+
+
+def test_the_child_wakeup_pokes_psij_when_a_watched_process_exits(monkeypatch):
+    from radical_orbit.plugins.psij import wakeup
+
+    poked = threading.Event()
+    monkeypatch.setattr(wakeup, "_reaper_poke", lambda: poked.set)
+    watcher = wakeup.ChildWakeup()
+    if not watcher.enabled:
+        pytest.skip("no pidfd_open here (Python < 3.9 or Linux < 5.3): psij's own polling is used")
+    child = subprocess.Popen(["/bin/sleep", "0.3"])
+    try:
+        watcher.watch(child.pid)
+        assert not poked.wait(0.1)
+        assert poked.wait(10)
+    finally:
+        child.wait(10)
+        watcher.stop()
+
+
+def test_a_scheduler_command_that_hangs_is_cut_by_the_command_timeout(orbit, bc, tmp_path):
+    """A fake sbatch that never answers: the submit fails after command_timeout with a 504
+    naming it, and nothing is recorded."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text("#!/bin/sh\nexec sleep 60\n")
+    (fake / "sbatch").chmod(0o755)
+    orbit.start_endpoint("slowsched", "-p", "psij", "--plugin-config", 'psij={"command_timeout": 1}',
+                         PATH="%s:%s" % (fake, os.environ["PATH"]))
+    with bc.get_endpoint_client("slowsched").get_plugin("psij") as slow:
+        r = orbit.get("slowsched/psij/submit/%s" % slow.sid, "POST",
+                      json={"job_spec": {"executable": "/bin/true"}, "executor": "slurm"})
+        assert r.status_code == 504 and "sbatch did not answer within 1 s" in r.json()["detail"]
+        assert slow.list_jobs() == []
+    orbit.endpoints.pop("slowsched").stop()

@@ -22,6 +22,9 @@ log = logging.getLogger("radical_orbit.plugins.psij")
 POLL_INTERVAL = 2.0
 #: seconds any scheduler command (sbatch, squeue, scancel, ...) may take
 COMMAND_TIMEOUT = 60.0
+#: seconds a batch executor tolerates its status command failing before psij marks every
+#: job it watches FAILED (psij's default, 2 polls, turns a controller restart into lost jobs)
+POLL_ERROR_GRACE = 600.0
 #: the executor configuration class of each batch executor psij ships
 BATCH_CONFIG = {
     "slurm": "psij.executors.batch.slurm:SlurmExecutorConfig",
@@ -38,6 +41,11 @@ def executor_names() -> List[str]:
     return sorted(psij.JobExecutor.get_executor_names())
 
 
+class CommandTimedOut(subprocess.CalledProcessError):
+    """A scheduler command did not answer in time (a CalledProcessError, so psij's poll
+    thread counts it as a failed poll, not as an internal error)."""
+
+
 def timed_run_command(timeout: float) -> Callable[[List[str]], str]:
     """psij's ``BatchSchedulerExecutor._run_command`` with a timeout: the same contract
     (stdout, or CalledProcessError with the command's own message as ``output``)."""
@@ -47,8 +55,7 @@ def timed_run_command(timeout: float) -> Callable[[List[str]], str]:
             res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise subprocess.CalledProcessError(
-                124, cmd, output="%s did not answer within %.0f s" % (cmd[0], timeout)) from None
+            raise CommandTimedOut(124, cmd, output="%s did not answer within %.0f s" % (cmd[0], timeout)) from None
         except OSError as exc:
             raise subprocess.CalledProcessError(127, cmd, output="%s: %s" % (cmd[0], exc)) from None
         if res.returncode != 0:
@@ -101,7 +108,8 @@ class Executors:
             if name in BATCH_CONFIG:
                 config_class = import_dotted(BATCH_CONFIG[name])
                 config = config_class(work_directory=work, queue_polling_interval=self.poll_interval,
-                                      initial_queue_polling_delay=min(self.poll_interval, 0.5))
+                                      initial_queue_polling_delay=min(self.poll_interval, 0.5),
+                                      queue_polling_error_threshold=max(2, int(POLL_ERROR_GRACE / self.poll_interval)))
             else:
                 config = psij.JobExecutorConfig(work_directory=work)
             executor = psij.JobExecutor.get_instance(name, config=config)

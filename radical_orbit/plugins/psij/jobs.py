@@ -13,9 +13,9 @@ import time
 import uuid
 from typing import Any, Dict, List, Optional
 
-from ...errors import BadRequest, Conflict, NotFound, OrbitError
+from ...errors import BadRequest, Conflict, NotFound, OrbitError, Timeout
 from . import output, spec as specs
-from .executors import COMMAND_TIMEOUT, POLL_INTERVAL, Executors
+from .executors import COMMAND_TIMEOUT, POLL_INTERVAL, CommandTimedOut, Executors
 from .store import TERMINAL, JobStore, KeyTaken
 from .wakeup import ChildWakeup
 from .watcher import Watcher, describe
@@ -109,6 +109,8 @@ class JobManager:
             self._live.pop(job_id, None)
             self.store.delete(job_id)
             detail = _psij_message(exc)
+            if isinstance(exc.__context__, CommandTimedOut) or isinstance(exc, CommandTimedOut):
+                raise Timeout("the %s executor: %s" % (executor, detail))
             if type(exc).__name__ in _REFUSALS or isinstance(exc, (TypeError, ValueError)):
                 raise BadRequest("the %s executor refused the job: %s" % (executor, detail))
             log.exception("submit of job %s to %s failed", job_id, executor)
@@ -143,6 +145,9 @@ class JobManager:
         try:
             runner.cancel(psij_job)
         except Exception as exc:
+            if isinstance(exc.__context__, CommandTimedOut):
+                raise Timeout("the %s executor could not cancel job %s: %s"
+                              % (runner.name, job_id, _psij_message(exc)))
             raise OrbitError("the %s executor could not cancel job %s: %s"
                              % (runner.name, job_id, _psij_message(exc)), 502)
 
