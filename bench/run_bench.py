@@ -12,6 +12,7 @@ Processes (all started here, all stopped in a finally):
 - the measured endpoint: ``python -m radical_orbit.endpoint --name bench -p echo``;
 - short-lived endpoints ``-p sysinfo`` for start-to-listed and idle RSS;
 - an endpoint ``-p staging`` for the file transfers (bench/staging_bench.py);
+- an endpoint ``-p psij`` for jobs, next to bare psij in this process (bench/psij_bench.py);
 - client processes: bench/load_client.py (throughput), bench/many_endpoints.py
   (1000 registrations plus a latency probe).
 The single-connection latency, echo and SSE clients run in this process.
@@ -101,6 +102,8 @@ class Bench:
         self.phase(self.sse)
         if not self.args.skip_staging:
             self.phase(self.staging)
+        if not self.args.skip_psij:
+            self.phase(self.psij)
         if not self.args.skip_many:
             self.phase(self.many_endpoints)
         return self.fig
@@ -363,6 +366,11 @@ class Bench:
         self.fig.update(staging_bench.measure(self.P, self.ref_url, self.bridge.pid, size,
                                               1 if self.quick else 2, say=log, ref_pid=self.ref.pid))
 
+    # -- psij: job submit to COMPLETED notification, next to bare psij (bench/psij_bench.py) --------
+    def psij(self) -> None:
+        import psij_bench    # here, on the main thread: psij's local executor hooks SIGCHLD then
+        self.fig.update(psij_bench.measure(self.P, 20 if self.quick else 50, 4 if self.quick else 8, say=log))
+
     # -- many endpoints registering at once -------------------------------------------------------
     def many_endpoints(self) -> None:
         n = self.args.n or (200 if self.quick else 1000)
@@ -422,6 +430,13 @@ def _staging(f, way):
             o / r >= staging_bench.TARGET_RATIO and o >= staging_bench.TARGET_MB_S)
 
 
+def _psij_slurm(f):
+    if "psij_slurm_orbit_p50_s" not in f:
+        return ("skipped (no SLURM)", "", "", None)
+    o, r = f["psij_slurm_orbit_p50_s"], f["psij_slurm_bare_p50_s"]
+    return ("%.2f s" % o, "%.2f s" % r, _x(o, r), o < 2.0)
+
+
 def _many_listed(m, f):
     listed = m["all_listed_s"]
     return ("%.2f s" % listed if listed is not None else "NEVER (%d)" % m["max_listed"], "", "",
@@ -467,6 +482,13 @@ ROWS = [
         "%.1f MiB" % f["staging_peak_bridge"], "(%.1f before)" % f["staging_before_bridge"], "", None)),
     ("  peak RSS during staging: endpoint", "bounded", lambda f: (
         "%.1f MiB" % f["staging_peak_endpoint"], "(%.1f before)" % f["staging_before_endpoint"], "", None)),
+    ("psij local job: submit -> COMPLETED note p50", "< 10 ms", lambda f: (
+        "%.2f ms" % f["psij_local_orbit_p50_ms"], "%.2f ms" % f["psij_local_bare_p50_ms"],
+        _x(f["psij_local_orbit_p50_ms"], f["psij_local_bare_p50_ms"]), f["psij_local_orbit_p50_ms"] < 10.0)),
+    ("psij 100 local jobs at once", "", lambda f: (
+        "%.0f jobs/s" % f["psij_burst_orbit_jobs_s"], "%.0f jobs/s" % f["psij_burst_bare_jobs_s"],
+        _x(f["psij_burst_orbit_jobs_s"], f["psij_burst_bare_jobs_s"]), None)),
+    ("psij SLURM job: submit -> COMPLETED note p50", "< 2 s", _psij_slurm),
     ("idle RSS bridge (-p none)", "<= 30 MiB", lambda f: (
         "%.1f MiB" % f["idle_rss_bridge"], "%.1f MiB" % f["idle_rss_ref"],
         _x(f["idle_rss_bridge"], f["idle_rss_ref"]), f["idle_rss_bridge"] <= 30)),
@@ -484,12 +506,15 @@ ROWS = [
 ]
 
 
-def table(f: Dict[str, object], n_many: int, skip_many: bool, skip_staging: bool = False) -> List[List[str]]:
+def table(f: Dict[str, object], n_many: int, skip_many: bool, skip_staging: bool = False,
+          skip_psij: bool = False) -> List[List[str]]:
     rows = []
     for name, target, get in ROWS:
         if skip_many and name.startswith(("{n}", "  proxied GET p50 / p99 during", "  bridge RSS with")):
             continue
         if skip_staging and ("staging" in name or name.startswith("  local file copy")):
+            continue
+        if skip_psij and name.startswith("psij"):
             continue
         try:
             orbit, ref, ratio, met = get(f)
@@ -518,6 +543,7 @@ def main() -> int:
                                                       "(default 1000; 200 with --quick)")
     p.add_argument("--skip-many", action="store_true", help="skip the many-endpoints storm")
     p.add_argument("--skip-staging", action="store_true", help="skip the staging transfers")
+    p.add_argument("--skip-psij", action="store_true", help="skip the psij jobs (needs psij-python)")
     p.add_argument("--staging-mib", type=int, default=None,
                    help="size of the staging file (default 512 MiB; 256 with --quick)")
     p.add_argument("--lean-reference", action="store_true",
@@ -543,7 +569,8 @@ def main() -> int:
         bench.P.stop_all()
         if args.keep:
             log("logs kept in %s" % bench.P.home)
-    print_table(table(fig, args.n or (200 if args.quick else 1000), args.skip_many, args.skip_staging))
+    print_table(table(fig, args.n or (200 if args.quick else 1000), args.skip_many, args.skip_staging,
+                      args.skip_psij))
     for failure in fig.get("failed", []):
         log("FAILED: %s" % failure)
     log("\nload average at end: %s; total %.0f s" % (
