@@ -9,7 +9,6 @@
   if (!X) return;
   var el = X.el, u = X.util;
   var REFRESH_MS = 30000;
-  var SUMMARY_MS = 15000;
   var TIMEOUT_MS = 120000;   // a few scheduler commands, each with its own timeout on the endpoint
   var ALL = '*';
   var SETTLE_MS = 1000, SETTLE_TRIES = 20;   // after a cancel: how often, how long to look again
@@ -222,31 +221,6 @@
         var run = first ? refresh(false) : Promise.all([loadQueues(false), loadJobs(false)]);
         first = false;
         return run;
-      });
-    },
-
-    /* On the endpoint's card: queues up, nodes available, your jobs running / pending. */
-    summary: function (box, ctx) {
-      var line = el('div', {'data-testid': 'qi-summary'}, el('span', {class: 'muted'}, 'reading queues…'));
-      u.replace(box, line);
-      ctx.every(SUMMARY_MS, function () {
-        return ctx.withSession(function (sid) {
-          return Promise.all([ctx.api('GET', 'get_info/' + u.seg(sid), null, {timeout: TIMEOUT_MS}),
-                              ctx.api('GET', 'list_all_jobs/' + u.seg(sid), null, {timeout: TIMEOUT_MS})]);
-        }).then(function (both) {
-          if (!ctx.active) return;
-          var queues = obj(both[0].queues), jobs = arr(both[1].jobs), names = Object.keys(queues);
-          var avail = 0, total = 0;
-          names.forEach(function (n) {
-            var nodes = obj(obj(queues[n]).nodes);
-            if (num(nodes.available)) avail = Math.max(avail, nodes.available);
-            if (num(nodes.total)) total = Math.max(total, nodes.total);
-          });
-          var running = jobs.filter(function (j) { return obj(j).state === 'RUNNING'; }).length;
-          u.replace(line, both[0].backend === 'none' ? 'no batch scheduler'
-            : names.length + ' queues · ' + avail + ' / ' + total + ' nodes available · your jobs: ' +
-              running + ' running, ' + (jobs.length - running) + ' waiting');
-        }, function (err) { if (ctx.active) u.replace(line, el('span', {class: 'muted'}, u.describeError(err))); });
       });
     }
   });
