@@ -14,8 +14,9 @@ fsynced at the end (the endpoint's upload fsyncs, so the references do too):
   bench/reference_server.py (a stdlib ThreadingHTTPServer in its own process: ``PUT``
   writes the body to a file, ``GET`` sends the file);
 - ORBIT: ``StagingClient.put`` / ``get`` through the bridge (plain HTTP on loopback, token
-  auth) to an endpoint ``-p staging``, sha256 computed on both sides and compared (a
-  download also asks the endpoint for the file's checksum, which reads it again).
+  auth) to an endpoint ``-p staging``, sha256 computed on both sides and compared (the
+  download is of the file just uploaded, whose digest the endpoint keeps: it is checked
+  against that, not hashed again as it is sent).
 Run alone, the bridge hosts staging (``-p staging``) and a second endpoint takes a copy
 from the first through it (``StagingClient.copy``: download pumped into upload by the
 bridge). Rounds alternate ORBIT and the reference; the best round of each is reported (the
