@@ -1,16 +1,19 @@
 """psij on the SLURM test cluster, through a real bridge (TLS, auth) and endpoint; skips with
 one line where no cluster answers (slurm_cluster.require_slurm)."""
+import glob
 import io
+import os
 import signal
 import subprocess
+import sys
 import threading
 import uuid
 
 import pytest
 
 import slurm_cluster
-from orbit_procs import wait_for
-from psij_helpers import JobNotes, client, start_endpoint, start_orbit
+from orbit_procs import REPO, wait_for
+from psij_helpers import JobNotes, client, start_endpoint, start_orbit, state_dir
 
 from radical_orbit import BadRequest
 
@@ -90,7 +93,7 @@ def test_a_job_over_the_partition_time_limit_is_refused_with_sbatch_message(pi):
     assert "invalid partition specified: nosuch" in err.value.detail
 
 
-def test_slurm_constraint_reaches_the_script_and_the_refusal_is_reported(pi, tmp_path):
+def test_slurm_constraint_reaches_the_script_and_the_refusal_is_reported(orbit, pi, tmp_path):
     from psij.executors.batch.slurm import SlurmExecutorConfig
     import psij
     from radical_orbit.plugins.psij import spec as specs
@@ -108,6 +111,17 @@ def test_slurm_constraint_reaches_the_script_and_the_refusal_is_reported(pi, tmp
     with pytest.raises(BadRequest) as err:      # the node has no features: sbatch says so, we pass it on
         pi.submit_job({"executable": "/bin/true", "attributes": {"slurm.constraint": "bigmem"}}, executor="slurm")
     assert "Invalid feature specification" in err.value.detail
+    assert glob.glob(os.path.join(state_dir(orbit, "ep"), "work", "slurm", "*.job")) == []   # no script left
+
+
+def test_the_example_runs_a_slurm_job(orbit):
+    env = orbit.env()
+    env["PYTHONPATH"] = REPO
+    r = subprocess.run([sys.executable, os.path.join(REPO, "examples", "example_psij.py"), "--endpoint", "ep",
+                        "--executor", "slurm", "--queue", "debug", "--account", "testacct", "--duration", "00:02:00"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "(slurm native id" in r.stdout and "COMPLETED, exit code 0" in r.stdout and "greeting ORBIT" in r.stdout
 
 
 def test_the_same_key_twice_gives_one_slurm_job(pi, notes):

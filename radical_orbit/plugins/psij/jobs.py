@@ -108,6 +108,7 @@ class JobManager:
         except Exception as exc:
             self._live.pop(job_id, None)
             self.store.delete(job_id)
+            _drop_script(runner, psij_job)
             detail = _psij_message(exc)
             if isinstance(exc.__context__, CommandTimedOut) or isinstance(exc, CommandTimedOut):
                 raise Timeout("the %s executor: %s" % (executor, detail))
@@ -216,6 +217,17 @@ def _psij_message(exc: BaseException) -> str:
     if inner is not None and str(inner) not in text:
         text = "%s: %s: %s" % (text, type(inner).__name__, inner)
     return str(text).strip()
+
+
+def _drop_script(runner: Any, psij_job: Any) -> None:
+    """A batch executor leaves the script of a job the scheduler refused in its work dir
+    (it removes it only when a job ends): remove it, or every refusal leaves a file."""
+    work = getattr(runner, "work_directory", None)
+    if work is not None:
+        try:
+            os.unlink(os.path.join(str(work), psij_job.id + ".job"))
+        except OSError:
+            pass
 
 
 def _process_started(executor: str, native: str) -> Optional[float]:

@@ -63,6 +63,7 @@ class JobStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created)")
         os.chmod(path, 0o600)
 
     def close(self) -> None:
