@@ -1,4 +1,4 @@
-/* psij: submit, watch and cancel jobs on one endpoint (docs/explorer.md, "The Jobs page").
+/* psij: submit, watch and cancel jobs on one endpoint (docs/plugins.md, "The built-in psij plugin").
  *
  * The job table is read once from `GET list_jobs/<sid>` (and every 30 s, which also keeps
  * the session alive) and kept current by the `job_status` notifications, so a row changes

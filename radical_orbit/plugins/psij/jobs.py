@@ -46,6 +46,12 @@ class JobManager:
         self.wakeup = ChildWakeup()
         self._live: Dict[str, Any] = {}             # job id -> psij Job (for cancel)
         self._submitting = threading.Condition()    # a keyed submit finished
+        self.watcher.add_listener(self._forget_ended)
+
+    def _forget_ended(self, record: Dict[str, Any]) -> None:
+        """An ended job needs no psij object any more (cancel leaves it as it is)."""
+        if record["state"] in TERMINAL:
+            self._live.pop(record["job_id"], None)
 
     def close(self) -> None:
         self.wakeup.stop()
