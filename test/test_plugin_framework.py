@@ -387,6 +387,9 @@ def test_real_builtins_are_known_and_default_sets_hold_sysinfo_and_staging():
         assert "sysinfo" in resolved and "staging" in resolved and "echo" not in resolved
     for descriptor in BUILTIN:
         cls = registry.load_class(descriptor)
+        if descriptor.missing():    # an extra not installed here (the Python 3.8 tier has none): skipped
+            assert cls is None
+            continue
         assert cls is not None and cls.plugin_name == descriptor.name
 
 
