@@ -26,4 +26,7 @@ BUILTIN = (
     P("psij", "radical_orbit.plugins.psij:PsijPlugin", ("bridge", "login"), ui_module="psij.js",
       extra="radical.orbit[psij]", requires=("psij",),
       client_class="radical_orbit.plugins.psij_client.PSIJClient"),
+    P("rhapsody", "radical_orbit.plugins.rhapsody:RhapsodyPlugin", EVERY_ROLE, ui_module="rhapsody.js",
+      extra="radical.orbit[rhapsody]", requires=("rhapsody",),
+      client_class="radical_orbit.plugins.rhapsody_client.RhapsodyClient"),
 )
