@@ -17,6 +17,8 @@ from .settings import Settings
 EXECUTORS = ("thread", "process")
 #: rhapsody's own client of an ORBIT bridge: not a backend an endpoint should loop back through
 HIDDEN = frozenset(("orbit",))
+#: Seconds beyond ``init_timeout`` a backend may take before it is given up as hung.
+START_MARGIN = 5.0
 OPTION_FIELDS = frozenset(("backend", "dask_scheduler", "workers", "executor", "backend_kwargs"))
 
 
@@ -94,7 +96,8 @@ async def make_backend(options: Options, sid: str, timeout: float) -> Any:
         except TypeError as exc:
             raise BadRequest("backend %s does not take these backend_kwargs: %s" % (options.backend, exc))
     if inspect.isawaitable(backend):
-        backend = await asyncio.wait_for(_awaited(backend), timeout)
+        # The Dask client's own timeout names the address; this one only stops a hang.
+        backend = await asyncio.wait_for(_awaited(backend), timeout + START_MARGIN)
     return backend
 
 

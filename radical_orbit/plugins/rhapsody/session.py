@@ -58,7 +58,10 @@ class TaskSession(PluginSession):
             inner = rh._state_manager.update_task
             backend.register_callback(lambda task, state: self._on_state(inner, task, state))
         except BaseException as exc:
-            detail = "%s: %s" % (type(exc).__name__, exc) if str(exc) else type(exc).__name__
+            if isinstance(exc, asyncio.TimeoutError):
+                detail = "no answer within %.0f s" % self.plugin.settings.init_timeout
+            else:
+                detail = "%s: %s" % (type(exc).__name__, exc) if str(exc) else type(exc).__name__
             self._set_state(FAILED, "backend %s failed to start: %s" % (self.options.backend, detail))
             if not isinstance(exc, Exception):
                 raise
@@ -91,7 +94,7 @@ class TaskSession(PluginSession):
             raise Conflict("session %s is still starting its %s backend: wait for its session_status "
                            "notification (or poll statistics/%s)" % (self.sid, self.options.backend, self.sid))
         if self.state == FAILED:
-            raise OrbitError("session %s: %s" % (self.sid, self.error), 502)
+            raise Conflict("session %s cannot run tasks: %s" % (self.sid, self.error))
         raise Conflict("session %s is closed" % self.sid)
 
     # -- tasks -----------------------------------------------------------------------

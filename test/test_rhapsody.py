@@ -1,0 +1,410 @@
+"""The rhapsody plugin end to end: a real bridge, a real endpoint ``-p rhapsody`` on the
+concurrent backend, the SDK over real sockets. One bridge and endpoint for the module."""
+import fractions
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import cloudpickle
+import msgpack
+import pytest
+
+from orbit_procs import REPO, wait_for
+from rhapsody_support import require_rhapsody, start_orbit
+
+from radical_orbit import BadRequest, BridgeClient, Conflict, Forbidden, NotFound, OrbitError
+from radical_orbit.errors import PayloadTooLarge
+from radical_orbit.plugins import rhapsody_client
+from radical_orbit.plugins.rhapsody_client import (RhapsodyClient, TaskFailed, executable_task,
+                                                   function_task)
+
+# The endpoint cannot import this test module: its functions travel by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+ENDPOINT = "tasks"
+
+
+@pytest.fixture(scope="module")
+def orbit(tmp_path_factory):
+    require_rhapsody()
+    o = start_orbit(str(tmp_path_factory.mktemp("rhapsody") / "home"), ENDPOINT)
+    yield o
+    o.stop()
+
+
+@pytest.fixture(scope="module")
+def bc(orbit):
+    with BridgeClient(url=orbit.url, token=orbit.token) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def rc(bc):
+    with bc.get_endpoint_client(ENDPOINT).get_plugin("rhapsody") as client:
+        yield client
+
+
+def double(x):
+    return 2 * x
+
+
+def lookup(key):
+    return {"a": 1}[key]
+
+
+def test_get_plugin_gives_a_ready_session_on_the_concurrent_backend(rc):
+    assert isinstance(rc, RhapsodyClient)
+    assert rc.state == "ready" and rc.session_info["backend"] == "concurrent"
+    assert rc.python_version.startswith("%d.%d." % sys.version_info[:2])
+    stats = rc.statistics()
+    assert stats["state"] == "ready" and stats["options"]["backend"] == "concurrent"
+
+
+def test_ten_thousand_function_tasks_in_batches_complete_with_their_values(rc):
+    uids = rc.submit_function_batch(double, [(i,) for i in range(10000)], batch_size=2500)
+    assert len(set(uids)) == 10000
+    results = rc.wait_tasks(uids, timeout=120)
+    assert [r.uid for r in results] == uids
+    assert all(r.state == "DONE" for r in results)
+    assert [r.result() for r in results] == [2 * i for i in range(10000)]
+
+
+def test_map_returns_results_in_order(rc):
+    assert rc.map(double, range(300), timeout=60) == [2 * i for i in range(300)]
+
+
+def test_return_values_keep_their_type(rc):
+    values = [fractions.Fraction(1, 3), b"\x00bytes", {1, 2}, (1, "a"), None, {"k": [1.5]}]
+    uids = rc.submit_tasks([function_task(lambda v: v, (v,)) for v in values])
+    got = [r.result() for r in rc.wait_tasks(uids, timeout=60)]
+    assert got == values
+    assert [type(v) for v in got] == [type(v) for v in values]
+
+
+def test_function_tasks_take_keyword_arguments(rc):
+    def power(base, exponent=2):
+        return base ** exponent
+    uid, = rc.submit_tasks([function_task(power, (3,), {"exponent": 4}, name="power")])
+    result, = rc.wait_tasks([uid], timeout=60)
+    assert result.result() == 81 and result["name"] == "power"
+
+
+def test_a_task_raising_keyerror_reaches_the_client_as_keyerror(rc):
+    with pytest.raises(KeyError) as caught:
+        rc.map(lookup, ["a", "missing-key"], timeout=60)
+    assert caught.value.args == ("missing-key",)
+    uid, = rc.submit_tasks([function_task(lookup, ("absent",))])
+    result, = rc.wait_tasks([uid], timeout=60)
+    assert result.state == "FAILED"
+    error = result["exception"]
+    assert error["type"] == "KeyError" and error["message"] == "absent"
+    assert "lookup" in error["traceback"] and "KeyError" in error["traceback"]
+    assert "absent" in getattr(pytest.raises(KeyError, result.result).value, "orbit_traceback")
+
+
+def test_an_exception_that_does_not_pickle_comes_back_as_task_failed_with_its_text(rc):
+    def fail():
+        class Unpicklable(Exception):
+            def __init__(self):
+                super().__init__("cannot travel")
+                self.lock = threading.Lock()
+        raise Unpicklable()
+    uid, = rc.submit_tasks([function_task(fail)])
+    result, = rc.wait_tasks([uid], timeout=60)
+    with pytest.raises(TaskFailed) as caught:
+        result.result()
+    assert caught.value.type_name.endswith("Unpicklable") and caught.value.message == "cannot travel"
+    assert "fail" in caught.value.traceback
+
+
+def test_an_executable_tasks_stdout_stderr_and_exit_code_arrive(rc):
+    ok, bad = rc.submit_tasks([executable_task("/bin/echo", ["hello", "world"]),
+                               executable_task("/bin/sh", ["-c", "echo out; echo err >&2; exit 3"])])
+    first, second = rc.wait_tasks([ok, bad], timeout=60)
+    assert (first.state, first["exit_code"], first["stdout"]) == ("DONE", 0, "hello world\n")
+    assert first.result() == "hello world\n"
+    assert (second.state, second["exit_code"]) == ("FAILED", 3)
+    assert (second["stdout"], second["stderr"]) == ("out\n", "err\n")
+    with pytest.raises(TaskFailed, match="exited with 3: err"):
+        second.result()
+    detail = rc.get_task(bad)
+    assert detail["stdout"] == "out\n" and detail["kind"] == "executable"
+
+
+def test_executable_tasks_take_cwd_env_and_shell(rc, tmp_path):
+    uid, = rc.submit_tasks([executable_task("echo $GREETING from $(pwd)", cwd=str(tmp_path), shell=True,
+                                            env={"GREETING": "hi", "PATH": os.environ["PATH"]})])
+    result, = rc.wait_tasks([uid], timeout=60)
+    assert result["stdout"] == "hi from %s\n" % tmp_path
+
+
+def test_a_mismatched_python_minor_version_is_refused(orbit, rc, monkeypatch):
+    # What another Python's client sends: refused by the endpoint with a clear 400.
+    body = {"python": "3.7", "template": {"function": cloudpickle.dumps(double)},
+            "args_list": cloudpickle.dumps([(1,)])}
+    resp = orbit.get("%s/rhapsody/submit/%s" % (ENDPOINT, rc.sid), "POST", data=msgpack.packb(body),
+                     headers={"Content-Type": "application/msgpack"})
+    assert resp.status_code == 400
+    detail = resp.json()["detail"]
+    assert "Python version mismatch" in detail and "3.7" in detail and "%d.%d" % sys.version_info[:2] in detail
+    # The SDK refuses before it sends anything, naming both versions.
+    before = rc.statistics()["total"]
+    monkeypatch.setattr(rhapsody_client, "PYTHON", "3.7")
+    with pytest.raises(BadRequest, match="Python version mismatch: this client runs Python 3.7"):
+        rc.map(double, [1])
+    with pytest.raises(BadRequest, match="Python version mismatch"):
+        rc.submit_tasks([function_task(double, (1,))])
+    assert rc.statistics()["total"] == before
+    # Executable tasks do not depend on the client's Python.
+    uid, = rc.submit_tasks([executable_task("/bin/true")])
+    assert rc.wait_tasks([uid], timeout=60)[0].state == "DONE"
+
+
+def test_pickled_tasks_without_a_python_version_are_refused(orbit, rc):
+    body = {"tasks": [{"function": cloudpickle.dumps(double)}]}
+    resp = orbit.get("%s/rhapsody/submit/%s" % (ENDPOINT, rc.sid), "POST", data=msgpack.packb(body),
+                     headers={"Content-Type": "application/msgpack"})
+    assert resp.status_code == 400 and "'python'" in resp.json()["detail"]
+
+
+def test_json_bodies_work_for_executables_and_base64_pickles(orbit, rc):
+    import base64
+    base = "%s/rhapsody/" % ENDPOINT
+    resp = orbit.get(base + "submit/" + rc.sid, "POST", json={
+        "tasks": [{"executable": "/bin/echo", "arguments": ["json"], "uid": "json-exe"}]})
+    assert resp.status_code == 200 and resp.json() == {"uids": ["json-exe"]}
+    fn = base64.b64encode(cloudpickle.dumps(double)).decode()
+    args = base64.b64encode(cloudpickle.dumps((21,))).decode()
+    resp = orbit.get(base + "submit/" + rc.sid, "POST", json={
+        "python": "%d.%d" % sys.version_info[:2], "tasks": [{"function": fn, "args": args, "uid": "json-fn"}]})
+    assert resp.status_code == 200
+    resp = orbit.get(base + "wait/" + rc.sid, "POST", json={"uids": ["json-exe", "json-fn"], "timeout": 10})
+    done = {t["uid"]: t for t in resp.json()["done"]}
+    assert done["json-exe"]["stdout"] == "json\n"
+    assert done["json-fn"]["return_text"] == "42"
+    assert cloudpickle.loads(base64.b64decode(done["json-fn"]["return_value"])) == 42
+
+
+def test_the_template_form_merges_items_over_the_template(orbit, rc):
+    resp = orbit.get("%s/rhapsody/submit/%s" % (ENDPOINT, rc.sid), "POST", json={
+        "template": {"executable": "/bin/echo", "name": "echoes"},
+        "items": [{"arguments": ["one"]}, {"arguments": ["two"], "name": "second"}]})
+    assert resp.status_code == 200
+    results = rc.wait_tasks(resp.json()["uids"], timeout=60)
+    assert [(r["stdout"], r["name"]) for r in results] == [("one\n", "echoes"), ("two\n", "second")]
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"tasks": [{"executable": "/bin/true", "colour": "red"}]}, 400, "unknown fields ['colour']"),
+    ({"tasks": [{"executable": "/bin/true", "function": b"x"}], "python": "%d.%d" % sys.version_info[:2]},
+     400, "exactly one of"),
+    ({"tasks": [{}]}, 400, "exactly one of"),
+    ({"tasks": [{"executable": "/bin/true", "arguments": "-l"}]}, 400, "arguments must be a list"),
+    ({"tasks": [{"executable": "/bin/true", "env": {"A": 1}}]}, 400, "env must map strings"),
+    ({"tasks": [{"executable": "/bin/true", "uid": "bad uid"}]}, 400, "uid must match"),
+    ({"tasks": [], "template": {}}, 400, "not both"),
+    ({"tasks": []}, 400, "no tasks"),
+    ({"template": {"executable": "/bin/true"}}, 400, "'items'"),
+    ({"tasks": [{"function": b"not a pickle"}], "python": "%d.%d" % sys.version_info[:2]}, 400,
+     "cannot be unpickled"),
+    ({"tasks": [{"executable": "/bin/true"}], "extra": 1}, 400, "unknown submit fields"),
+])
+def test_bad_submissions_get_a_clear_error(orbit, rc, body, status, words):
+    resp = orbit.get("%s/rhapsody/submit/%s" % (ENDPOINT, rc.sid), "POST", data=msgpack.packb(body),
+                     headers={"Content-Type": "application/msgpack"})
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"] is True and words in resp.json()["detail"]
+
+
+def test_garbage_bodies_are_400_not_crashes(orbit, rc):
+    url = "%s/rhapsody/submit/%s" % (ENDPOINT, rc.sid)
+    assert orbit.get(url, "POST", data=b"\xc1\xc1", headers={"Content-Type": "application/msgpack"}).status_code == 400
+    assert orbit.get(url, "POST", data=b"{nope", headers={"Content-Type": "application/json"}).status_code == 400
+    assert orbit.get(url, "POST", json={"tasks": [{"function": "***"}]}).status_code == 400
+    assert rc.statistics()["state"] == "ready"
+
+
+def test_task_uids_are_unique_per_session_and_unknown_ones_are_404(rc):
+    rc.submit_tasks([executable_task("/bin/true", uid="mine.1")])
+    with pytest.raises(Conflict, match="mine.1"):
+        rc.submit_tasks([executable_task("/bin/true", uid="mine.1")])
+    with pytest.raises(NotFound):
+        rc.get_task("no-such-task")
+    with pytest.raises(NotFound):
+        rc.wait_tasks(["no-such-task"], timeout=5)
+
+
+def test_list_tasks_get_task_and_statistics(rc):
+    uids = rc.submit_tasks([executable_task("/bin/true", name="listed-%d" % i) for i in range(3)])
+    rc.wait_tasks(uids, timeout=60)
+    total = rc.statistics()["total"]
+    listed = rc.list_tasks(offset=total - 3, limit=10)
+    assert listed["offset"] == total - 3 and listed["total"] == total
+    mine = [t for t in listed["tasks"] if t["uid"] in uids]
+    assert [t["name"] for t in mine] == ["listed-0", "listed-1", "listed-2"]
+    assert all(t["state"] == "DONE" and "stdout" not in t for t in mine)
+    failed = rc.list_tasks(state="FAILED")
+    assert failed["tasks"] and all(t["state"] == "FAILED" for t in failed["tasks"])
+    assert rc.get_task(uids[0])["name"] == "listed-0"
+    stats = rc.statistics()
+    assert stats["total"] == listed["total"] and stats["counts"]["DONE"] >= 3
+    assert stats["finished"] + stats["active"] == stats["total"]
+
+
+def test_cancel_one_task_and_cancel_all(bc):
+    def nap(seconds):
+        time.sleep(seconds)
+        return seconds
+    ec = bc.get_endpoint_client(ENDPOINT)
+    with RhapsodyClient(ec, "rhapsody", workers=1) as rc:
+        assert rc.statistics()["options"]["workers"] == 1
+        uids = rc.submit_tasks([function_task(nap, (2,)), function_task(nap, (0,)), function_task(nap, (0,)),
+                                function_task(nap, (0,))])
+        answer = rc.cancel_task(uids[1])
+        assert answer == {"uid": uids[1], "cancelled": True, "state": "CANCELED"}
+        assert rc.cancel_all_tasks() == 3
+        results = rc.wait_tasks(uids, timeout=30)
+        assert [r.state for r in results] == ["CANCELED"] * 4
+        with pytest.raises(TaskFailed, match="cancelled"):
+            results[0].result()
+        assert rc.cancel_task(uids[0])["cancelled"] is False
+        assert rc.statistics()["counts"] == {"CANCELED": 4}
+
+
+def test_task_status_notifications_are_batched(bc, rc):
+    seen = []
+    handle = bc.register_callback(lambda ep, plugin, topic, data: seen.append(data),
+                                  endpoint_id=ENDPOINT, plugin_name="rhapsody", topic="task_status")
+    try:
+        wait_for(lambda: bc._events is not None and bc._events.connected.is_set(), 10, "the event stream")
+        uids = rc.submit_function_batch(double, [(i,) for i in range(2000)])
+        rc.wait_tasks(uids, timeout=60)
+
+        def final_states():
+            states = {}
+            for note in [n for n in list(seen) if n["sid"] == rc.sid]:
+                states.update(note["tasks"])
+            return all(states.get(u) == "DONE" for u in uids) and states
+        wait_for(final_states, 20, "DONE of every task in task_status notifications")
+        notes = [n for n in seen if n["sid"] == rc.sid]
+        assert len(notes) < 100, "%d notifications for 2000 tasks: not batched" % len(notes)
+    finally:
+        bc.unregister_callback(handle)
+
+
+def test_wait_tasks_falls_back_to_polling_without_notifications(rc, monkeypatch):
+    monkeypatch.setattr(rc, "_on_note", lambda *a: None)   # as if the event stream were down
+    uid, = rc.submit_tasks([function_task(double, (5,))])
+    rc._finished.discard(uid)
+    result, = rc.wait_tasks([uid], timeout=30)
+    assert result.result() == 10
+
+
+def test_wait_tasks_times_out_with_a_count(bc):
+    def nap():
+        time.sleep(3)
+    with bc.get_endpoint_client(ENDPOINT).get_plugin("rhapsody") as rc:
+        uid, = rc.submit_tasks([function_task(nap)])
+        started = time.monotonic()
+        with pytest.raises(OrbitError, match="1 of 1 tasks not finished"):
+            rc.wait_tasks([uid], timeout=0.5)
+        assert time.monotonic() - started < 5
+
+
+def test_an_endpoint_can_forbid_pickled_tasks(bc):
+    ec = bc.get_endpoint_client(ENDPOINT)
+    ec.load_plugin("rhapsody", name="nopickle", config={"allow_pickle": False, "max_tasks_per_call": 5})
+    try:
+        with ec.get_plugin("nopickle") as rc:
+            assert rc.session_info["allow_pickle"] is False
+            with pytest.raises(Forbidden, match="allow_pickle"):
+                rc.map(double, [1])
+            uids = rc.submit_tasks([executable_task("/bin/true")])
+            assert rc.wait_tasks(uids, timeout=60)[0].state == "DONE"
+            with pytest.raises(PayloadTooLarge, match="at most 5"):
+                rc.submit_tasks([executable_task("/bin/true")] * 6, batch_size=6)
+    finally:
+        ec.unload_plugin("nopickle")
+
+
+def test_a_bad_plugin_setting_refuses_the_load(bc):
+    ec = bc.get_endpoint_client(ENDPOINT)
+    with pytest.raises(OrbitError, match="unknown settings"):
+        ec.load_plugin("rhapsody", name="badconfig", config={"colour": "red"})
+
+
+def test_register_answers_at_once_then_409_until_ready_and_409_with_the_reason_once_failed(bc, orbit):
+    """A Dask scheduler that does not answer: the session starts in the background, its
+    routes answer 409 meanwhile, and a session_status notification reports the failure."""
+    ec = bc.get_endpoint_client(ENDPOINT)
+    ec.load_plugin("rhapsody", name="slowstart", config={"init_timeout": 3})
+    statuses = []
+    handle = bc.register_callback(lambda ep, plugin, topic, data: statuses.append(data),
+                                  endpoint_id=ENDPOINT, plugin_name="slowstart", topic="session_status")
+    try:
+        wait_for(lambda: bc._events.connected.is_set(), 10, "the event stream")
+        started = time.monotonic()
+        rc = RhapsodyClient(ec, "slowstart", register=False)
+        info = rc.post("register_session", json={"backend": "dask", "dask_scheduler": "tcp://127.0.0.1:9"})
+        assert time.monotonic() - started < 2
+        assert info["state"] == "initializing" and info["backend"] == "dask"
+        rc.sid = info["sid"]
+        with pytest.raises(Conflict, match="still starting"):
+            rc.submit_tasks([executable_task("/bin/true")])
+        assert rc.statistics()["state"] == "initializing"
+        wait_for(lambda: [s for s in statuses if s["sid"] == rc.sid], 30, "the session_status notification")
+        status = [s for s in statuses if s["sid"] == rc.sid][0]
+        assert status["state"] == "failed" and "backend dask failed to start" in status["error"]
+        assert "127.0.0.1:9" in status["error"]
+        with pytest.raises(Conflict, match="cannot run tasks: backend dask failed to start"):
+            rc.submit_tasks([executable_task("/bin/true")])
+        assert rc.statistics()["error"] == status["error"]
+        rc.close()
+    finally:
+        bc.unregister_callback(handle)
+        ec.unload_plugin("slowstart")
+
+
+def test_unknown_backends_and_options_are_400(bc):
+    ec = bc.get_endpoint_client(ENDPOINT)
+    with pytest.raises(BadRequest, match="not available here"):
+        RhapsodyClient(ec, "rhapsody", backend="no-such-backend")
+    with pytest.raises(BadRequest, match="needs a scheduler address"):
+        RhapsodyClient(ec, "rhapsody", backend="dask")
+    with pytest.raises(BadRequest, match="unknown session options"):
+        RhapsodyClient(ec, "rhapsody", colour="red")
+    backends = ec.request("GET", "rhapsody/backends")
+    assert backends["default"] == "concurrent" and {"concurrent", "dask", "noop"} <= set(backends["available"])
+
+
+def test_the_noop_backend_is_offered_too(bc):
+    with RhapsodyClient(bc.get_endpoint_client(ENDPOINT), "rhapsody", backend="noop") as rc:
+        uids = rc.submit_tasks([function_task(double, (1,))] * 5)
+        assert [r.state for r in rc.wait_tasks(uids, timeout=30)] == ["DONE"] * 5
+
+
+def test_unregistering_closes_the_session(bc):
+    ec = bc.get_endpoint_client(ENDPOINT)
+    rc = ec.get_plugin("rhapsody")
+    sid = rc.sid
+    rc.close()
+    with pytest.raises(OrbitError) as caught:
+        ec.request("GET", "rhapsody/statistics/%s" % sid)
+    assert caught.value.status_code == 410
+
+
+def test_the_example_runs_against_the_embedded_default(orbit):
+    out = subprocess.run([sys.executable, os.path.join(REPO, "examples", "example_rhapsody.py")],
+                         env=orbit.env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1000 squares in" in out.stdout and "sum 332833500" in out.stdout
+    assert "exit code 3, stdout 'hello from" in out.stdout
+    assert "raised KeyError('b')" in out.stdout
+
+
+def test_zz_the_endpoint_logged_no_unexpected_errors(orbit):
+    log = orbit.endpoints[ENDPOINT].output()
+    assert "never retrieved" not in log and "rhapsody event loop:" not in log
+    assert "internal error" not in log and "ERROR   radical_orbit" not in log
