@@ -1,7 +1,9 @@
 """What the rhapsody tests share: a module's ORBIT (one bridge, one endpoint -p rhapsody)
 and the skip line where rhapsody cannot run (Python 3.8, or rhapsody-py missing)."""
 import importlib.util
+import os
 import sys
+import time
 
 import pytest
 
@@ -24,3 +26,12 @@ def start_orbit(home: str, endpoint: str = "tasks", endpoint_args=(), **env: str
         o.stop()
         raise
     return o
+
+
+def wait_for_file(path: str, limit: float = 60.0) -> str:
+    """A task that holds its worker until the test creates ``path`` (at most ``limit`` s):
+    cancelling tasks is then a matter of order, not of timing."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return path

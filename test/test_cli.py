@@ -13,6 +13,7 @@ import requests
 from orbit_procs import INSTALLED, REPO, Proc, make_cert, wait_for
 
 from radical_orbit import BridgeClient, Unavailable
+from radical_orbit.plugins import RHAPSODY_ROLES
 
 
 def run_cmd(module, args, env, timeout=30):
@@ -340,7 +341,8 @@ def test_default_plugin_set_follows_the_role(orbit):
     orbit.start_endpoint("node1", "--role", "compute")
     info = orbit.get("endpoint/list", "POST").json()["data"]["endpoints"]["node1"]
     assert info["endpoint"]["type"] == "compute"
-    assert sorted(info["plugins"]) == ["queue_info", "staging", "sysinfo"]
+    assert sorted(info["plugins"]) == sorted(["queue_info", "staging", "sysinfo"]
+                                         + (["rhapsody"] if RHAPSODY_ROLES else []))
 
 
 def free_port():

@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 from orbit_procs import REPO, wait_for
-from rhapsody_support import require_rhapsody, start_orbit
+from rhapsody_support import require_rhapsody, start_orbit, wait_for_file
 
 from radical_orbit import BadRequest, BridgeClient, Conflict, Forbidden, NotFound, OrbitError
 from radical_orbit.errors import PayloadTooLarge
@@ -22,6 +22,7 @@ from radical_orbit.plugins.rhapsody_client import (RhapsodyClient, TaskFailed, e
 
 # The endpoint cannot import this test module: its functions travel by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
+cloudpickle.register_pickle_by_value(sys.modules["rhapsody_support"])
 
 ENDPOINT = "tasks"
 
@@ -253,15 +254,12 @@ def test_list_tasks_get_task_and_statistics(rc):
     assert stats["finished"] + stats["active"] == stats["total"]
 
 
-def test_cancel_one_task_and_cancel_all(bc):
-    def nap(seconds):
-        time.sleep(seconds)
-        return seconds
+def test_cancel_one_task_and_cancel_all(bc, tmp_path):
+    gate = str(tmp_path / "gate")
     ec = bc.get_endpoint_client(ENDPOINT)
     with RhapsodyClient(ec, "rhapsody", workers=1) as rc:
         assert rc.statistics()["options"]["workers"] == 1
-        uids = rc.submit_tasks([function_task(nap, (2,)), function_task(nap, (0,)), function_task(nap, (0,)),
-                                function_task(nap, (0,))])
+        uids = rc.submit_tasks([function_task(wait_for_file, (gate,)) for _ in range(4)])
         answer = rc.cancel_task(uids[1])
         assert answer == {"uid": uids[1], "cancelled": True, "state": "CANCELED"}
         assert rc.cancel_all_tasks() == 3
@@ -271,6 +269,7 @@ def test_cancel_one_task_and_cancel_all(bc):
             results[0].result()
         assert rc.cancel_task(uids[0])["cancelled"] is False
         assert rc.statistics()["counts"] == {"CANCELED": 4}
+        open(gate, "w").close()             # the one that was running ends
 
 
 def test_task_status_notifications_are_batched(bc, rc):
@@ -302,15 +301,16 @@ def test_wait_tasks_falls_back_to_polling_without_notifications(rc, monkeypatch)
     assert result.result() == 10
 
 
-def test_wait_tasks_times_out_with_a_count(bc):
-    def nap():
-        time.sleep(3)
+def test_wait_tasks_times_out_with_a_count(bc, tmp_path):
+    gate = str(tmp_path / "gate")
     with bc.get_endpoint_client(ENDPOINT).get_plugin("rhapsody") as rc:
-        uid, = rc.submit_tasks([function_task(nap)])
+        uid, = rc.submit_tasks([function_task(wait_for_file, (gate,))])
         started = time.monotonic()
         with pytest.raises(OrbitError, match="1 of 1 tasks not finished"):
             rc.wait_tasks([uid], timeout=0.5)
         assert time.monotonic() - started < 5
+        open(gate, "w").close()
+        assert rc.wait_tasks([uid], timeout=30)[0].result() == gate
 
 
 def test_an_endpoint_can_forbid_pickled_tasks(bc):

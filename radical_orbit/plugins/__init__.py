@@ -4,7 +4,22 @@
 A new built-in is one line here; its roles, Explorer module, extra and client
 class live in its descriptor and nowhere else.
 """
+import importlib.util
+
 from ..descriptor import EVERY_ROLE, PluginDescriptor as P
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` could be imported (found, not imported: nothing of it runs)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+#: rhapsody (Python 3.9+) joins every default set where it is installed; elsewhere ``-p
+#: rhapsody`` still names it, and is skipped with one line saying what to install.
+RHAPSODY_ROLES = EVERY_ROLE if _installed("rhapsody") else ()
 
 #: where a batch scheduler may be: a login node, inside a job, and the bridge (which hosts
 #: queue_info with its ``none`` backend where no scheduler is installed)
@@ -26,7 +41,7 @@ BUILTIN = (
     P("psij", "radical_orbit.plugins.psij:PsijPlugin", ("bridge", "login"), ui_module="psij.js",
       extra="radical.orbit[psij]", requires=("psij",),
       client_class="radical_orbit.plugins.psij_client.PSIJClient"),
-    P("rhapsody", "radical_orbit.plugins.rhapsody:RhapsodyPlugin", EVERY_ROLE, ui_module="rhapsody.js",
+    P("rhapsody", "radical_orbit.plugins.rhapsody:RhapsodyPlugin", RHAPSODY_ROLES, ui_module="rhapsody.js",
       extra="radical.orbit[rhapsody]", requires=("rhapsody",),
       client_class="radical_orbit.plugins.rhapsody_client.RhapsodyClient"),
 )
