@@ -13,6 +13,8 @@ Processes (all started here, all stopped in a finally):
 - short-lived endpoints ``-p sysinfo`` for start-to-listed and idle RSS;
 - an endpoint ``-p staging`` for the file transfers (bench/staging_bench.py);
 - an endpoint ``-p psij`` for jobs, next to bare psij in this process (bench/psij_bench.py);
+- an endpoint ``-p rhapsody`` for task throughput, next to a bare rhapsody session in a
+  child process (bench/rhapsody_bench.py);
 - client processes: bench/load_client.py (throughput), bench/many_endpoints.py
   (1000 registrations plus a latency probe).
 The single-connection latency, echo and SSE clients run in this process.
@@ -38,6 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from common import (BENCH, REPO, CpuMeter, MiB, PeakRss, Procs, duplex_post, median,  # noqa: E402
                     percentile, rss_mib, thread_count)
+import rhapsody_bench  # noqa: E402
 import staging_bench  # noqa: E402
 
 ENDPOINT = "bench"
@@ -104,6 +107,8 @@ class Bench:
             self.phase(self.staging)
         if not self.args.skip_psij:
             self.phase(self.psij)
+        if not self.args.skip_rhapsody:
+            self.phase(self.rhapsody)
         if not self.args.skip_many:
             self.phase(self.many_endpoints)
         return self.fig
@@ -370,6 +375,10 @@ class Bench:
     def psij(self) -> None:
         import psij_bench    # here, on the main thread: psij's local executor hooks SIGCHLD then
         self.fig.update(psij_bench.measure(self.P, 20 if self.quick else 50, 4 if self.quick else 8, say=log))
+    # -- rhapsody: no-op function tasks through the bridge and on a bare session -----------------
+    def rhapsody(self) -> None:
+        self.fig.update(rhapsody_bench.measure(self.P, self.bridge.pid, rhapsody_bench.TASKS,
+                                               2 if self.quick else 3, say=log))
 
     # -- many endpoints registering at once -------------------------------------------------------
     def many_endpoints(self) -> None:
@@ -489,6 +498,11 @@ ROWS = [
         "%.0f jobs/s" % f["psij_burst_orbit_jobs_s"], "%.0f jobs/s" % f["psij_burst_bare_jobs_s"],
         _x(f["psij_burst_orbit_jobs_s"], f["psij_burst_bare_jobs_s"]), None)),
     ("psij SLURM job: submit -> COMPLETED note p50", "< 2 s", _psij_slurm),
+    ("rhapsody: 10,000 no-op tasks through the bridge", ">= 0.5x, 2000/s", lambda f: (
+        "%.0f tasks/s" % f["rhapsody_orbit_tasks_s"], "%.0f tasks/s" % f["rhapsody_bare_tasks_s"],
+        _x(f["rhapsody_orbit_tasks_s"], f["rhapsody_bare_tasks_s"]), rhapsody_bench.met(f))),
+    ("  CPU per task: bridge / endpoint", "", lambda f: (
+        "%.0f / %.0f us" % (f["rhapsody_cpu_bridge_us"], f["rhapsody_cpu_endpoint_us"]), "", "", None)),
     ("idle RSS bridge (-p none)", "<= 30 MiB", lambda f: (
         "%.1f MiB" % f["idle_rss_bridge"], "%.1f MiB" % f["idle_rss_ref"],
         _x(f["idle_rss_bridge"], f["idle_rss_ref"]), f["idle_rss_bridge"] <= 30)),
@@ -507,7 +521,7 @@ ROWS = [
 
 
 def table(f: Dict[str, object], n_many: int, skip_many: bool, skip_staging: bool = False,
-          skip_psij: bool = False) -> List[List[str]]:
+          skip_psij: bool = False, skip_rhapsody: bool = False) -> List[List[str]]:
     rows = []
     for name, target, get in ROWS:
         if skip_many and name.startswith(("{n}", "  proxied GET p50 / p99 during", "  bridge RSS with")):
@@ -515,6 +529,8 @@ def table(f: Dict[str, object], n_many: int, skip_many: bool, skip_staging: bool
         if skip_staging and ("staging" in name or name.startswith("  local file copy")):
             continue
         if skip_psij and name.startswith("psij"):
+            continue
+        if skip_rhapsody and ("rhapsody" in name or name.startswith("  CPU per task")):
             continue
         try:
             orbit, ref, ratio, met = get(f)
@@ -544,6 +560,7 @@ def main() -> int:
     p.add_argument("--skip-many", action="store_true", help="skip the many-endpoints storm")
     p.add_argument("--skip-staging", action="store_true", help="skip the staging transfers")
     p.add_argument("--skip-psij", action="store_true", help="skip the psij jobs (needs psij-python)")
+    p.add_argument("--skip-rhapsody", action="store_true", help="skip the rhapsody task throughput")
     p.add_argument("--staging-mib", type=int, default=None,
                    help="size of the staging file (default 512 MiB; 256 with --quick)")
     p.add_argument("--lean-reference", action="store_true",
@@ -570,7 +587,7 @@ def main() -> int:
         if args.keep:
             log("logs kept in %s" % bench.P.home)
     print_table(table(fig, args.n or (200 if args.quick else 1000), args.skip_many, args.skip_staging,
-                      args.skip_psij))
+                      args.skip_psij, args.skip_rhapsody))
     for failure in fig.get("failed", []):
         log("FAILED: %s" % failure)
     log("\nload average at end: %s; total %.0f s" % (
