@@ -21,7 +21,7 @@ from typing import Dict, List
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(BENCH), "test"))
-from launch_util import WRAPPER, batch_env, endpoint_names, sbatch, scancel  # noqa: E402
+from launch_util import WRAPPER, batch_env, endpoint_names, reap_children, sbatch, scancel  # noqa: E402
 from orbit_procs import Orbit, wait_for  # noqa: E402
 from slurm_cluster import slurm_available  # noqa: E402
 from sshd import SSHServer  # noqa: E402
@@ -114,6 +114,7 @@ class Bench:
         finally:
             self.orbit.get("%s/psij/cancel/%s/%s" % (PARENT, self.sid, r.json()["job_id"]), "POST")
             gone(self.orbit, name)
+            reap_children([self.orbit.endpoints[PARENT].pid])
 
 
 def main() -> int:

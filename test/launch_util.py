@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from typing import Dict, List, Optional
 
 from orbit_procs import INSTALLED, REPO, wait_for
@@ -104,3 +105,31 @@ def endpoint_names(orbit) -> Optional[List[str]]:
         return sorted(orbit.get("endpoint/list", "POST").json()["data"]["endpoints"])
     except Exception:
         return None
+
+
+def reap_children(roots: List[int], timeout: float = 15.0) -> List[int]:
+    """Wait for the endpoint processes among the descendants of ``roots`` (a parent's or
+    the bridge's local-executor children, which outlive a parent stopped right after its
+    cancel) to exit; kill what is left. Returns the pids that had to be killed."""
+    import psutil
+
+    def left():
+        found = []
+        for root in roots:
+            try:
+                found += [p for p in psutil.Process(root).children(recursive=True)
+                          if "radical_orbit.endpoint" in p.cmdline()]
+            except psutil.Error:
+                continue
+        return found
+    deadline = time.monotonic() + timeout
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    killed = []
+    for proc in left():
+        try:
+            proc.kill()
+            killed.append(proc.pid)
+        except psutil.Error:
+            pass
+    return killed

@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 import slurm_cluster
-from launch_util import CmdlineScan, endpoint_names, files_holding, job_state
+from launch_util import CmdlineScan, endpoint_names, files_holding, job_state, reap_children
 from orbit_procs import Orbit, wait_for
 from sshd import SSHServer, require_sshd
 
@@ -40,6 +40,7 @@ def world(tmp_path_factory):
         yield {"orbit": o, "sid": sid, "sshd": sshd, "scan": scan, "known_hosts": kh}
     finally:
         cancel_all(o)
+        reap_children([p.pid for p in [o.bridge] + list(o.endpoints.values()) if p is not None])
         o.stop()
         if sshd is not None:
             sshd.stop()
