@@ -593,7 +593,7 @@ def test_streamed_transfers_are_bounded_so_short_calls_keep_workers(tmp_path):
         first, second = download(), download()
         assert first.status == second.status == 200
         for refused in (download(), upload("g")):
-            assert refused.status == 503 and refused.headers["Retry-After"] == "5"
+            assert refused.status == 503 and refused.headers["Retry-After"] == "5" and refused.headers["X-Orbit-Busy"]
             assert b"2 transfers are running" in refused.body
         listing = json.dumps({"path": str(root)}).encode()
         assert host.dispatch(Request("POST", "staging/list/%s" % sid, stream=io.BytesIO(listing),

@@ -445,3 +445,32 @@ def test_a_copy_cut_by_its_source_going_away_leaves_no_file(orbit, tmp_path):
     assert st.checksum(src)["size"] == 512 * MiB       # the bridge and the destination carry on
     st.close()
     bc.close()
+
+
+def test_put_and_get_wait_while_the_endpoint_runs_all_the_transfers_it_allows(monkeypatch):
+    """A 503 marked X-Orbit-Busy (the endpoint's max_transfers are running) is waited out
+    (its Retry-After) and the transfer made again; any other 503 is raised at once."""
+    from radical_orbit.plugins import staging_client
+
+    busy = Unavailable("2 transfers are running", headers={"X-Orbit-Busy": "transfers"}, retry_after=5)
+    slept = []
+    monkeypatch.setattr(staging_client.time, "sleep", slept.append)
+    outcomes = [busy, busy, {"path": "/t", "size": 1, "sha256": "ab"}]
+
+    def attempt(self, *args):
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+    monkeypatch.setattr(StagingClient, "_put", attempt)
+    monkeypatch.setattr(StagingClient, "_get", attempt)
+    client = StagingClient.__new__(StagingClient)
+    assert client.put("/s", "/t")["sha256"] == "ab" and slept == [5, 5]
+    outcomes[:] = [Unavailable("endpoint ep disconnected", retry_after=1)]
+    with pytest.raises(Unavailable, match="disconnected"):
+        client.get("/s", "/t")
+    assert slept == [5, 5]
+    monkeypatch.setattr(staging_client, "BUSY_WAIT", 3.0)
+    outcomes[:] = [busy]
+    with pytest.raises(Unavailable, match="transfers are running"):
+        client.get("/s", "/t")

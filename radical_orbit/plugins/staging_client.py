@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..client import PluginClient
-from ..errors import FileExists, OrbitError, RangeNotSatisfiable, Timeout
+from ..errors import FileExists, OrbitError, RangeNotSatisfiable, Timeout, Unavailable
 from .staging.transfer import partial_name
 
 #: bytes per read from a local file and per network read
@@ -30,6 +30,9 @@ BRIDGE = "bridge"
 #: s between two asks for a checksum the endpoint is still computing (each ask waits
 #: there for up to its ``checksum_wait`` before it answers "pending")
 CHECKSUM_POLL = 0.2
+#: s a ``put`` or ``get`` waits in all while the endpoint answers that it runs as many
+#: transfers as it allows (its ``max_transfers``: 503, ``X-Orbit-Busy``, Retry-After)
+BUSY_WAIT = 600.0
 
 Progress = Callable[[int, int], Any]
 
@@ -102,7 +105,12 @@ class StagingClient(PluginClient):
         appears under ``tgt`` until all bytes arrived and the sha256 matched.
         ``resume=True`` continues from what the endpoint holds of an earlier, interrupted
         upload of ``tgt`` (its held part is checked by the final digest).
-        Returns ``{"path", "size", "sha256"}``."""
+        Returns ``{"path", "size", "sha256"}``. While the endpoint runs as many transfers
+        as it allows, this waits and tries again, for BUSY_WAIT s at most."""
+        return _when_free(lambda: self._put(src, tgt, overwrite, resume, progress, keep_mode))
+
+    def _put(self, src: str, tgt: str, overwrite: bool, resume: bool, progress: Optional[Progress],
+             keep_mode: bool) -> Dict[str, Any]:
         if tgt.endswith("/"):
             tgt += os.path.basename(src)
         with open(src, "rb") as f:
@@ -133,7 +141,12 @@ class StagingClient(PluginClient):
         the file keeps its name). The bytes go to ``.<name>.orbit-partial`` next to ``tgt``,
         renamed to ``tgt`` once complete and its sha256 matched the endpoint's; an
         interrupted download leaves that partial, and ``resume=True`` continues it
-        (HTTP ``Range``). Returns ``{"path", "size", "sha256"}`` (``path`` the local one)."""
+        (HTTP ``Range``). Returns ``{"path", "size", "sha256"}`` (``path`` the local one).
+        A busy endpoint is waited for as by ``put``."""
+        return _when_free(lambda: self._get(src, tgt, overwrite, resume, progress))
+
+    def _get(self, src: str, tgt: str, overwrite: bool, resume: bool,
+             progress: Optional[Progress]) -> Dict[str, Any]:
         if os.path.isdir(tgt):
             tgt = os.path.join(tgt, os.path.basename(src.rstrip("/")))
         if os.path.exists(tgt) and not overwrite:
@@ -287,6 +300,23 @@ class _Report:
             done, total = self.last
             sys.stderr.write("\r" + _bar_line(self.label, done, total, time.monotonic() - self.started) + "\n")
             sys.stderr.flush()
+
+
+def _when_free(call: Callable[[], Any]) -> Any:
+    """``call()``, made again after the Retry-After of the 503 an endpoint answers when it
+    runs as many transfers as it allows (``X-Orbit-Busy``), until it goes through or
+    BUSY_WAIT s have passed; any other failure is raised at once."""
+    deadline = time.monotonic() + BUSY_WAIT
+    while True:
+        try:
+            return call()
+        except Unavailable as exc:
+            headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+            after = headers.get("retry-after", "")
+            if "x-orbit-busy" not in headers or not after.isdigit() \
+                    or time.monotonic() + int(after) > deadline:
+                raise
+            time.sleep(int(after))
 
 
 def _reporter(callback: Optional[Progress], label: str) -> _Report:

@@ -38,6 +38,8 @@ SWEEP_EVERY = 3600.0
 MAX_TRANSFERS = 4
 #: s a client refused for want of a transfer slot is told to wait
 TRANSFER_RETRY_AFTER = 5
+#: the header that tells such a refusal from others (the SDK waits and tries again)
+BUSY_HEADER = "X-Orbit-Busy"
 _MAX_MODE = 0o7777
 
 
@@ -307,7 +309,7 @@ class StagingPlugin(Plugin):
         if not self._transfers.acquire(blocking=False):
             raise Unavailable("%s: %d transfers are running on this endpoint (each holds a worker); "
                               "try again shortly" % (path, self.max_transfers),
-                              retry_after=TRANSFER_RETRY_AFTER)
+                              headers={BUSY_HEADER: "transfers"}, retry_after=TRANSFER_RETRY_AFTER)
 
     def _write(self, upload: transfer.Upload, pieces: Iterable[Any]) -> Dict[str, Any]:
         """Run one write; a second write to the same path meanwhile is 409."""
