@@ -28,8 +28,9 @@ def _reaper_poke() -> Optional[Callable[[], None]]:
 
 class ChildWakeup:
     def __init__(self) -> None:
-        self._poke = _reaper_poke()
-        self.enabled = self._poke is not None and hasattr(os, "pidfd_open") and hasattr(select, "poll")
+        self._poke: Optional[Callable[[], None]] = None     # found at the first watch: asking
+        # for psij's reaper starts its thread, which an instance that runs no local job never needs
+        self.enabled = hasattr(os, "pidfd_open") and hasattr(select, "poll")
         self._fds: Dict[int, int] = {}           # pidfd -> pid
         self._lock = threading.Lock()
         self._stopping = False
@@ -44,6 +45,11 @@ class ChildWakeup:
         """Poke the reaper when ``pid`` exits (a pid already gone pokes it at once)."""
         if not self.enabled:
             return
+        if self._poke is None:
+            self._poke = _reaper_poke()
+            if self._poke is None:
+                self.enabled = False
+                return
         try:
             fd = os.pidfd_open(pid)  # type: ignore[attr-defined]
         except OSError:
