@@ -97,6 +97,9 @@ def test_status_reads_output_incrementally(pi, notes):
     ({"executable": "/bin/true", "arguments": "x"}, "local", "arguments"),
     ({"executable": "/bin/true", "directory": "relative"}, "local", "directory"),
     ({"arguments": []}, "local", "executable"),
+    ({"executable": "/bin/true", "attributes": {"slurm.constraint": "a&b"}}, "slurm", "attributes.slurm.constraint"),
+    ({"executable": "/bin/true", "name": "my job"}, "slurm", "job_spec.name"),
+    ({"executable": "/bin/true", "attributes": {"account": "a b"}}, "slurm", "attributes.account"),
 ])
 def test_a_field_the_executor_would_not_honour_is_refused_naming_it(orbit, pi, job_spec, executor, field):
     with pytest.raises(BadRequest) as err:

@@ -59,12 +59,13 @@ def unique(prefix):
 
 def test_a_slurm_job_runs_each_transition_arrives_once_and_sacct_agrees(pi, notes):
     name = unique("orbit-run")
-    job = pi.submit_job({"executable": "/bin/sh", "arguments": ["-c", "echo on $SLURM_JOB_PARTITION; sleep 1"],
+    job = pi.submit_job({"executable": "/bin/sh", "arguments": ["-c", 'echo "$GREETING" on $SLURM_JOB_PARTITION; sleep 1'],
+                         "environment": {"GREETING": "it's a 'quoted' $HOME world"},
                          "name": name, "attributes": {"queue_name": "debug", "account": "testacct", "duration": 120,
                                         "node_count": 1, "process_count": 1}}, executor="slurm")
     assert job["native_id"].isdigit()
     final = notes.final(job["job_id"], timeout=60)
-    assert (final["state"], final["exit_code"], final["stdout_tail"]) == ("COMPLETED", 0, "on debug\n")
+    assert (final["state"], final["exit_code"], final["stdout_tail"]) == ("COMPLETED", 0, "it's a 'quoted' $HOME world on debug\n")
     marker = pi.submit_job({"executable": "/bin/true"})
     notes.final(marker["job_id"])
     assert notes.states(job["job_id"]) == ["QUEUED", "ACTIVE", "COMPLETED"]

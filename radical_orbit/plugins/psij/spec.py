@@ -32,6 +32,9 @@ STRING_FIELDS = ("directory", "name", "stdin_path", "stdout_path", "stderr_path"
 TOP_FIELDS = ("executable", "arguments", "environment", "inherit_environment", "attributes",
               "resources") + STRING_FIELDS
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: what psij 0.9 writes into a batch directive unchanged: it shell-quotes every value
+#: (``--constraint="'a&b'"``), which changes any value with another character
+DIRECTIVE_SAFE = re.compile(r"^[\w@%+=:,./-]+$", re.ASCII)
 #: limits on what one spec may carry (a spec is stored and echoed in every listing)
 MAX_ARGUMENTS = 4096
 MAX_STRING = 8192
@@ -59,8 +62,8 @@ def check(job_spec: Any, executor: str) -> Dict[str, Any]:
             out[name] = _string(job_spec[name], name)
     if "directory" in out and not out["directory"].startswith("/"):
         raise BadRequest("job_spec.directory must be an absolute path, not %r" % out["directory"][:80])
-    if "name" in out and ('"' in out["name"] or "\n" in out["name"]):
-        raise BadRequest("job_spec.name must be one line without double quotes")
+    if "name" in out and executor in NAME_DIRECTIVE:
+        _directive_value(out["name"], "name", executor)
     out["environment"] = _environment(job_spec.get("environment"))
     inherit = job_spec.get("inherit_environment", True)
     if not isinstance(inherit, bool):
@@ -124,7 +127,8 @@ def _attributes(attrs: Any, executor: str) -> Dict[str, Any]:
         elif key == "duration":
             out["duration"] = _honoured(executor, key, parse_duration(value))
         else:
-            out[key] = _honoured(executor, key, _string(value, "attributes." + key))
+            out[key] = _directive_value(_honoured(executor, key, _string(value, "attributes." + key)),
+                                        "attributes." + key, executor)
     if merged_custom:
         out["custom_attributes"] = merged_custom
     return out
@@ -151,9 +155,15 @@ def _custom(key: str, value: Any, executor: str) -> str:
                          % (key[:80], executor, wanted))
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise BadRequest("job_spec.attributes.%s must be a string or a number" % key[:80])
-    text = str(value)
-    if not text or len(text) > MAX_STRING or "\n" in text or '"' in text:
-        raise BadRequest("job_spec.attributes.%s must be one line without double quotes" % key[:80])
+    return _directive_value(str(value), "attributes." + key[:80], executor)
+
+
+def _directive_value(text: str, field: str, executor: str) -> str:
+    """A value psij writes into the batch script's directives as it is, or a 400."""
+    if not DIRECTIVE_SAFE.match(text) or len(text) > MAX_STRING:
+        raise BadRequest("job_spec.%s %r: the %s executor (psij) would change a value with characters "
+                         "other than letters, digits and @%%+=:,./- when writing it into the batch script"
+                         % (field, text[:80], executor))
     return text
 
 
