@@ -69,6 +69,8 @@ def test_a_slurm_job_runs_each_transition_arrives_once_and_sacct_agrees(pi, note
     marker = pi.submit_job({"executable": "/bin/true"})
     notes.final(marker["job_id"])
     assert notes.states(job["job_id"]) == ["QUEUED", "ACTIVE", "COMPLETED"]
+    times = [t for _, t in pi.get_job_status(job["job_id"])["history"]]
+    assert times == sorted(times)
     assert wait_for(lambda: (sacct(job["native_id"], name) or ("",))[0] == "COMPLETED" and
                     sacct(job["native_id"], name), 30, "sacct's record") == ("COMPLETED", "0:0")
     assert sacct(job["native_id"], name, "Partition,Account,Timelimit") == ("debug", "testacct", "00:02:00")

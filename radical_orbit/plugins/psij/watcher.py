@@ -83,7 +83,9 @@ class Watcher:
                 if state != "CANCELED":
                     exit_code = None
                     message = "re-attached after the endpoint restarted: the exit code is not known"
-            record = self.store.advance(job_id, state, exit_code, message, when)
+            # psij stamps some states with when it saw them, others with when it made them up
+            # (an ACTIVE it never polled, before COMPLETED): the history must not go backwards
+            record = self.store.advance(job_id, state, exit_code, message, max(when, current["updated"]))
             if record is None:
                 return None
             data = describe(record)
