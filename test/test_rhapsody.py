@@ -404,6 +404,41 @@ def test_the_example_runs_against_the_embedded_default(orbit):
     assert "raised KeyError('b')" in out.stdout
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_cancelling_an_executable_kills_its_processes(rc, tmp_path):
+    pidfile = tmp_path / "pid"
+    uid, = rc.submit_tasks([executable_task("/bin/sh", ["-c", "sleep 60 & echo $! > %s; wait" % pidfile])])
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30, "the task's child to start")
+    child = int(pidfile.read_text())
+    assert rc.cancel_task(uid)["cancelled"] is True
+    wait_for(lambda: not _alive(child), 10, "the task's whole process group to be killed")
+    assert rc.wait_tasks([uid], timeout=30)[0].state == "CANCELED"
+
+
+def test_an_endpoint_with_tasks_running_stops_at_once_and_leaves_no_process(orbit, tmp_path):
+    gate, pidfile = str(tmp_path / "gate"), tmp_path / "pid"
+    proc = orbit.start_endpoint("stopper", "-p", "rhapsody")
+    with BridgeClient(url=orbit.url, token=orbit.token) as bc:
+        rc = bc.get_endpoint_client("stopper").get_plugin("rhapsody")
+        rc.submit_tasks([function_task(wait_for_file, (gate, 120)),
+                         executable_task("/bin/sh", ["-c", "sleep 120 & echo $! > %s; wait" % pidfile])])
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30, "the executable's child")
+    child = int(pidfile.read_text())
+    started = time.monotonic()
+    assert proc.stop(timeout=20) == 0
+    assert time.monotonic() - started < 10, "the endpoint waited for its tasks"
+    wait_for(lambda: not _alive(child), 10, "the executable's process to be gone")
+    open(gate, "w").close()
+
+
 def test_zz_the_endpoint_logged_no_unexpected_errors(orbit):
     log = orbit.endpoints[ENDPOINT].output()
     assert "never retrieved" not in log and "rhapsody event loop:" not in log

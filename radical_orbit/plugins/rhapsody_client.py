@@ -117,7 +117,7 @@ class RhapsodyClient(PluginClient):
     # -- session -----------------------------------------------------------------------
     def open_session(self, ready_timeout: float = READY_TIMEOUT, **options: Any) -> Dict[str, Any]:
         """Register a session (options: ``backend``, ``dask_scheduler``, ``workers``,
-        ``executor``, ``backend_kwargs``) and wait until its backend is ready."""
+        ``backend_kwargs``) and wait until its backend is ready."""
         if self._handle is None:
             self._handle = self.endpoint.bridge.register_callback(
                 self._on_note, endpoint_id=self.endpoint.name, plugin_name=self.name)

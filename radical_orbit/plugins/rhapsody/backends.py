@@ -9,17 +9,18 @@ rhapsody is imported here, on first use, never when the plugin loads.
 import asyncio
 import inspect
 import os
+import signal
 from typing import Any, Dict, List, Optional
 
 from ...errors import BadRequest
+from .pool import DaemonThreadPool
 from .settings import Settings
 
-EXECUTORS = ("thread", "process")
 #: rhapsody's own client of an ORBIT bridge: not a backend an endpoint should loop back through
 HIDDEN = frozenset(("orbit",))
 #: Seconds beyond ``init_timeout`` a backend may take before it is given up as hung.
 START_MARGIN = 5.0
-OPTION_FIELDS = frozenset(("backend", "dask_scheduler", "workers", "executor", "backend_kwargs"))
+OPTION_FIELDS = frozenset(("backend", "dask_scheduler", "workers", "backend_kwargs"))
 
 
 class Options:
@@ -46,9 +47,6 @@ class Options:
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
                                          or not 1 <= self.workers <= 4096):
             raise BadRequest("'workers' must be an integer from 1 to 4096")
-        self.executor = body.get("executor", "thread")
-        if self.executor not in EXECUTORS:
-            raise BadRequest("'executor' must be one of %s" % ", ".join(EXECUTORS))
         self.backend_kwargs = body.get("backend_kwargs") or {}
         if not isinstance(self.backend_kwargs, dict):
             raise BadRequest("'backend_kwargs' must be a map")
@@ -58,7 +56,6 @@ class Options:
         if self.backend == "dask":
             out["dask_scheduler"] = self.dask_scheduler
         if self.backend == "concurrent":
-            out["executor"] = self.executor
             out["workers"] = self.workers or default_workers()
         return out
 
@@ -78,14 +75,8 @@ async def make_backend(options: Options, sid: str, timeout: float) -> Any:
     """An initialised backend for ``options`` (awaited: a Dask client connects here)."""
     from rhapsody.backends import BackendRegistry
     if options.backend == "concurrent":
-        from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-        from rhapsody.backends import ConcurrentExecutionBackend
         workers = options.workers or default_workers()
-        if options.executor == "process":
-            executor: Any = ProcessPoolExecutor(max_workers=workers)
-        else:
-            executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rhapsody-%s" % sid)
-        backend: Any = ConcurrentExecutionBackend(executor)
+        backend: Any = concurrent_backend_class()(DaemonThreadPool(workers, "rhapsody-%s" % sid))
     elif options.backend == "dask":
         cls = BackendRegistry.get_backend_class("dask")
         backend = cls(resources={"address": options.dask_scheduler, "timeout": timeout})
@@ -108,6 +99,63 @@ async def _awaited(backend: Any) -> Any:
 def executor_of(backend: Any) -> Optional[Any]:
     """The pool of a concurrent backend, which the session shuts down without waiting."""
     return getattr(backend, "executor", None)
+
+
+_CONCURRENT: Optional[type] = None
+
+
+def concurrent_backend_class() -> type:
+    """rhapsody's concurrent backend, with executables it can stop: each process starts in a
+    session of its own (stdin from /dev/null) and is remembered, so that cancelling its task,
+    or closing the session, kills its whole process group. rhapsody's own would leave the
+    process running, and an endpoint that stops would leave it behind."""
+    global _CONCURRENT
+    if _CONCURRENT is None:
+        from rhapsody.backends import ConcurrentExecutionBackend
+
+        class StoppableConcurrentBackend(ConcurrentExecutionBackend):
+            def __init__(self, executor: Any) -> None:
+                super().__init__(executor)
+                self.processes: Dict[str, Any] = {}
+
+            async def _execute_command(self, task: Dict[str, Any]) -> Any:
+                extra = task.get("task_backend_specific_kwargs") or {}
+                argv = [task["executable"]] + list(task.get("arguments") or [])
+                pipes = {"stdin": asyncio.subprocess.DEVNULL, "stdout": asyncio.subprocess.PIPE,
+                         "stderr": asyncio.subprocess.PIPE, "cwd": extra.get("cwd"), "env": extra.get("env"),
+                         "start_new_session": True}
+                if extra.get("shell"):
+                    process = await asyncio.create_subprocess_shell(" ".join(argv), **pipes)
+                else:
+                    process = await asyncio.create_subprocess_exec(*argv, **pipes)
+                self.processes[task["uid"]] = process
+                try:
+                    out, err = await process.communicate()
+                except BaseException:
+                    kill_group(process)
+                    raise
+                finally:
+                    self.processes.pop(task["uid"], None)
+                task.update({"stdout": out.decode("utf-8", "replace"), "stderr": err.decode("utf-8", "replace"),
+                             "exit_code": process.returncode})
+                return task, "DONE" if process.returncode == 0 else "FAILED"
+
+            def kill_all(self) -> None:
+                for process in list(self.processes.values()):
+                    kill_group(process)
+
+        _CONCURRENT = StoppableConcurrentBackend
+    return _CONCURRENT
+
+
+def kill_group(process: Any) -> None:
+    """SIGKILL to the process group a task's process leads (it started its own session)."""
+    if process.returncode is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def names() -> List[str]:

@@ -303,7 +303,8 @@ class TaskSession(PluginSession):
         executor = backends.executor_of(backend)
         if executor is not None:
             # The concurrent backend's own shutdown joins its pool: a task that runs for an
-            # hour would hold the loop that long. Cancel, and let running threads finish alone.
+            # hour would hold the loop that long. Cancel, kill the processes of executable
+            # tasks, and let running Python threads finish alone (they are daemons).
             tasks = getattr(backend, "tasks", {})
             for task in list(tasks.values()):
                 future = task.get("future") if isinstance(task, dict) else None
@@ -311,6 +312,10 @@ class TaskSession(PluginSession):
                     future.cancel()
             tasks.clear()
             executor.shutdown(wait=False, cancel_futures=True)
+            kill_all = getattr(backend, "kill_all", None)
+            if kill_all is not None:
+                await asyncio.sleep(0)          # the cancelled tasks kill their processes
+                kill_all()
         else:
             await asyncio.wait_for(rh.close(), CLOSE_WAIT)
         try:
