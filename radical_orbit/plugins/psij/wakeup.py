@@ -5,7 +5,8 @@ thread executes bytecode. An endpoint's main thread sits in a socket read, a bri
 its accept loop: the handler waits for the next frame, and psij falls back to its 0.1 s
 poll, so every local job looked ~100 ms longer than it ran. Here one thread waits on a
 pidfd per running job (Linux 5.3+, Python 3.9+) and pokes the reaper when one becomes
-readable. Where pidfds are missing it does nothing and psij's own polling remains.
+readable (an epoll set: a job's pidfd is added while the thread waits, without waking it).
+Where pidfds are missing it does nothing and psij's own polling remains.
 """
 import logging
 import os
@@ -30,16 +31,16 @@ class ChildWakeup:
     def __init__(self) -> None:
         self._poke: Optional[Callable[[], None]] = None     # found at the first watch: asking
         # for psij's reaper starts its thread, which an instance that runs no local job never needs
-        self.enabled = hasattr(os, "pidfd_open") and hasattr(select, "poll")
+        self.enabled = hasattr(os, "pidfd_open") and hasattr(select, "epoll")
         self._fds: Dict[int, int] = {}           # pidfd -> pid
         self._lock = threading.Lock()
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
         self._poller: Any = None
         if self.enabled:
-            self._wake_r, self._wake_w = os.pipe()
-            self._poller = select.poll()
-            self._poller.register(self._wake_r, select.POLLIN)
+            self._wake_r, self._wake_w = os.pipe()         # only for stop
+            self._poller = select.epoll()
+            self._poller.register(self._wake_r, select.EPOLLIN)
 
     def watch(self, pid: int) -> None:
         """Poke the reaper when ``pid`` exits (a pid already gone pokes it at once)."""
@@ -60,11 +61,10 @@ class ChildWakeup:
                 os.close(fd)
                 return
             self._fds[fd] = pid
-            self._poller.register(fd, select.POLLIN)
+            self._poller.register(fd, select.EPOLLIN)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="psij-child-wakeup", daemon=True)
                 self._thread.start()
-        os.write(self._wake_w, b"x")
 
     def _run(self) -> None:
         while True:
@@ -72,11 +72,12 @@ class ChildWakeup:
                 events = self._poller.poll()
             except InterruptedError:
                 continue
+            except (OSError, ValueError):       # closed by stop
+                return
             ended = False
             for fd, _ in events:
                 if fd == self._wake_r:
-                    os.read(self._wake_r, 4096)
-                    continue
+                    return
                 with self._lock:
                     if self._fds.pop(fd, None) is not None:
                         self._poller.unregister(fd)
@@ -102,5 +103,6 @@ class ChildWakeup:
             self._thread.join(2.0)
         for fd in fds:
             os.close(fd)
+        self._poller.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
