@@ -188,6 +188,16 @@ def test_json_bodies_work_for_executables_and_base64_pickles(orbit, rc):
     assert cloudpickle.loads(base64.b64decode(done["json-fn"]["return_value"])) == 42
 
 
+def test_json_template_items_carry_base64_arguments(orbit, rc):
+    import base64
+    fn = base64.b64encode(cloudpickle.dumps(double)).decode()
+    items = [{"args": base64.b64encode(cloudpickle.dumps((i,))).decode()} for i in (4, 5)]
+    resp = orbit.get("%s/rhapsody/submit/%s" % (ENDPOINT, rc.sid), "POST", json={
+        "python": "%d.%d" % sys.version_info[:2], "template": {"function": fn}, "items": items})
+    assert resp.status_code == 200, resp.text
+    assert [r.result() for r in rc.wait_tasks(resp.json()["uids"], timeout=60)] == [8, 10]
+
+
 def test_the_template_form_merges_items_over_the_template(orbit, rc):
     resp = orbit.get("%s/rhapsody/submit/%s" % (ENDPOINT, rc.sid), "POST", json={
         "template": {"executable": "/bin/echo", "name": "echoes"},

@@ -43,8 +43,10 @@ def read_body(req: Request) -> Dict[str, Any]:
         return body
     body = req.json_object()
     _unbase64(body.get("template"), "template")
-    for i, task in enumerate(body.get("tasks") or () if isinstance(body.get("tasks"), list) else ()):
-        _unbase64(task, "task %d" % i)
+    for key in ("tasks", "items"):
+        tasks = body.get(key)
+        for i, task in enumerate(tasks if isinstance(tasks, list) else ()):
+            _unbase64(task, "%s %d" % (key[:-1], i))
     if isinstance(body.get("args_list"), str):
         body["args_list"] = _b64(body["args_list"], "args_list")
     return body
