@@ -44,7 +44,7 @@ TOO_WIDE = """() => {
 
 @pytest.fixture(scope="module")
 def shell(tmp_path_factory):
-    """One bridge with hpc1 (sysinfo, echo, staging, psij) and hpc1.compute (sysinfo)."""
+    """One bridge with hpc1 (sysinfo, echo, staging, psij, rhapsody) and hpc1.compute (sysinfo)."""
     base = tmp_path_factory.mktemp("shell")
     user = base / "user"
     user.mkdir()
@@ -54,7 +54,7 @@ def shell(tmp_path_factory):
         f.truncate(3 * 2**20)
     o = Orbit(str(base / "home"), tls=True)
     o.start_bridge()
-    o.start_endpoint("hpc1", "-p", "sysinfo,echo,staging,psij", "--plugin-config",
+    o.start_endpoint("hpc1", "-p", "sysinfo,echo,staging,psij,rhapsody", "--plugin-config",
                      "staging=" + json.dumps({"roots": [str(user)]}), HOME=str(user))
     o.start_endpoint("hpc1.compute", "-p", "sysinfo")
     yield o
@@ -191,6 +191,29 @@ def test_overview_counts_my_jobs_by_state(shell, desk):
     assert desk.errors == []
 
 
+def test_overview_counts_my_tasks(shell, desk):
+    """rhapsody's part of a card: the tasks of every session on the endpoint, read
+    without a session of its own (which would start a backend)."""
+    def sids():
+        return {s["sid"] for s in shell.get("hpc1/rhapsody/list_sessions").json()["sessions"]}
+    earlier = sids()
+    log_in(desk, shell)
+    tasks = own(desk, "hpc1", ".summary [data-testid=rhapsody-summary]")
+    expect(tasks).to_be_visible(timeout=T)
+    sid = shell.get("hpc1/rhapsody/register_session", "POST", json={}).json()["sid"]
+    try:
+        wait_for(lambda: shell.get("hpc1/rhapsody/statistics/" + sid).json()["state"] == "ready", T / 1000,
+                 "the rhapsody backend", 0.2)
+        answer = shell.get("hpc1/rhapsody/submit/" + sid, "POST",
+                           json={"tasks": [{"executable": "/bin/true"} for _ in range(3)]})
+        assert answer.status_code == 200, answer.text
+        expect(tasks.locator(".badge")).to_have_text(re.compile(r"^3 in \d+ sessions?$"), timeout=T)
+    finally:
+        shell.get("hpc1/rhapsody/unregister_session/" + sid, "POST")
+    assert sids() == earlier      # the overview registered none
+    assert desk.errors == []
+
+
 def test_back_and_forward_between_views(shell, desk):
     log_in(desk, shell)
     own(desk, "hpc1", ".ep-title a").click()
@@ -216,6 +239,9 @@ def test_back_and_forward_between_views(shell, desk):
     desk.goto(shell.url + "/#/hpc1/psij")
     expect(desk.locator("[data-testid=psij-executor]")).to_have_value("local", timeout=T)
     shot(desk, "psij")
+    desk.goto(shell.url + "/#/hpc1/rhapsody")
+    expect(desk.locator("[data-testid=rhapsody-sessions]")).to_be_visible(timeout=T)
+    shot(desk, "rhapsody")
     desk.goto(shell.url + "/#/bridge/queue_info")
     expect(desk.locator("[data-testid=qi-backend]")).to_be_visible(timeout=T)
     shot(desk, "queue_info")
@@ -250,7 +276,8 @@ def test_phone_layout_and_drawer(shell, phone):
             ("hpc1/staging", "[data-testid=staging-listing] tr[data-name=inputs]", "staging"),
             ("hpc1/echo", "[data-generic=form]", "generic"),
             ("hpc1/psij", "[data-testid=psij-executor]", "psij"),
-            ("bridge/queue_info", "[data-testid=qi-backend]", "queue_info")):
+            ("bridge/queue_info", "[data-testid=qi-backend]", "queue_info"),
+            ("hpc1/rhapsody", "[data-testid=rhapsody-sessions]", "rhapsody")):
         phone.click("#menu")
         link = '[data-plugin="%s"]' % target if "/" in target else '[data-endpoint-link="%s"]' % target
         phone.locator(link).click()
@@ -347,7 +374,7 @@ def test_bridge_page_asks_before_terminating(shell, desk):
     expect(facts).to_contain_text(re.compile(r"uptime\s*\d+ (s|min|h)"), timeout=T)
     expect(desk.locator("#page-head .crumbs")).to_contain_text(":%d" % shell._port)
     row = desk.locator("tr", has=desk.locator('[data-bridge-ep="hpc1"]'))
-    expect(row.locator("td").nth(3)).to_have_text("4")
+    expect(row.locator("td").nth(3)).to_have_text("5")
     expect(desk.locator('tr', has=desk.locator('[data-bridge-ep="hpc1.compute"]')).locator("td").nth(3)).to_have_text("1")
     expect(row.locator("[data-action=disconnect]")).to_have_attribute("aria-label", "Disconnect endpoint hpc1")
     # Terminate is here, far from Log out, and asks first, naming the bridge: no means no

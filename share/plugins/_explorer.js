@@ -1086,10 +1086,11 @@
           });
           if (isNum(sess.tasks)) total += sess.tasks;
         });
-        replace(row, byCount ? countsRow('tasks', counts, 'rhapsody-tasks')
-          : el('div', {class: 'counts', 'data-testid': 'rhapsody-tasks'}, el('span', {class: 'what'}, 'tasks'),
-               el('span', {class: 'badge info'}, total + ' in ' + sessions.length +
-                  (sessions.length === 1 ? ' session' : ' sessions'))));
+        replace(row, byCount ? countsRow('tasks', counts, 'rhapsody-summary')
+          : el('div', {class: 'counts', 'data-testid': 'rhapsody-summary'}, el('span', {class: 'what'}, 'tasks'),
+               sessions.length ? el('span', {class: 'badge info'}, total + ' in ' + sessions.length +
+                                    (sessions.length === 1 ? ' session' : ' sessions'))
+                               : el('span', {class: 'muted'}, 'none')));
         lastOk = new Date();
         stampText(stamp, lastOk);
       }, function (err) {
@@ -1456,7 +1457,10 @@
       session: function (opts) {
         if (opts && opts.renew) { page.sidPromise = null; page.sid = null; }
         if (!page.sidPromise) {
-          var p = ctx.api('POST', 'register_session').then(function (answer) {
+          if (!page.active) return Promise.reject(new ApiError(0, 'the page was closed', 'register_session'));
+          // Not aborted when the page closes: a session the endpoint made must reach
+          // closePage(), which unregisters it, or it would be left behind.
+          var p = request('POST', page.base + 'register_session').then(function (answer) {
             if (!answer || typeof answer.sid !== 'string') throw new ApiError(0, 'register_session gave no sid', 'register_session');
             if (page.sidPromise === p) page.sid = answer.sid;
             return answer.sid;
