@@ -114,6 +114,9 @@ def test_unknown_executor_and_unknown_body_fields_are_400(orbit, pi):
     r = orbit.get("ep/psij/submit/%s" % pi.sid, "POST", json={"job_spec": {"executable": "/bin/true"}, "x": 1})
     assert r.status_code == 400 and "not x" in r.json()["detail"]
     assert pi.executors()["default"] == "local" and "slurm" in pi.executors()["executors"]
+    r = orbit.get("ep/psij/submit/%s" % pi.sid, "POST", json={"job_spec": {"executable": "/bin/true"},
+                                                             "executor": "flux"})
+    assert r.status_code == 400 and "executor flux cannot run here" in r.json()["detail"]   # no flux bindings
 
 
 def test_the_same_key_twice_gives_one_job_also_when_concurrent(pi, notes):
