@@ -102,6 +102,8 @@ def log_in(page, orbit, hash_=""):
 
 
 def shot(page, name):
+    """Every page shot must also fit its width: nothing scrolls it sideways."""
+    assert_fits(page)
     os.makedirs(SHOTS, exist_ok=True)
     kind = "phone" if page.viewport_size["width"] < 700 else "desktop"
     page.screenshot(path=os.path.join(SHOTS, "%s-%s.png" % (name, kind)))
