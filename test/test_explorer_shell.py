@@ -276,7 +276,7 @@ def test_phone_layout_and_drawer(shell, phone):
             ("hpc1", "#page-head h2", "endpoint"),
             ("hpc1/sysinfo", "#sysinfo-hostname", "sysinfo"),
             ("hpc1/staging", "[data-testid=staging-listing] tr[data-name=inputs]", "staging"),
-            ("hpc1/echo", "[data-generic=form]", "generic"),
+            ("hpc1/echo", "[data-generic=form] >> nth=0", "generic"),
             ("hpc1/psij", "[data-testid=psij-executor]", "psij"),
             ("bridge/queue_info", "[data-testid=qi-backend]", "queue_info"),
             ("hpc1/rhapsody", "[data-testid=rhapsody-sessions]", "rhapsody")):
@@ -298,9 +298,9 @@ def test_phone_layout_and_drawer(shell, phone):
 
 def test_generic_page_and_notifications_panel(shell, desk):
     log_in(desk, shell, "#/hpc1/echo")
-    form = desk.locator("[data-generic=form]")
+    form = desk.locator("[data-generic=form]:has(h3:text-is('Send a notification'))")
     expect(form).to_be_visible(timeout=T)
-    expect(desk.locator("[data-generic=monitor]")).to_contain_text("sessions", timeout=T)
+    expect(desk.locator("[data-generic=monitor]:has(h3:text-is('Health'))")).to_contain_text("sessions", timeout=T)
     # the empty notifications panel takes no room until opened
     assert desk.locator("#notes").is_hidden()
     form.get_by_label("Topic").fill("greeting")
@@ -310,6 +310,16 @@ def test_generic_page_and_notifications_panel(shell, desk):
     table = desk.locator("[data-generic=notifications] tbody")
     expect(table.locator("tr")).to_have_count(1, timeout=T)
     expect(table.locator("td").nth(2)).to_have_text(XSS)
+    # a GET form: its fields go to the query, the answer shown as JSON
+    ping = desk.locator("[data-generic=form]:has(h3:text-is('Ping'))")
+    ping.get_by_label("Colour").select_option("green")
+    ping.get_by_label("Loud").check()
+    ping.get_by_role("button", name="Ping").click()
+    expect(ping.locator("[data-testid=generic-result] pre")).to_contain_text('"color": "green"', timeout=T)
+    expect(ping.locator("[data-testid=generic-result] pre")).to_contain_text('"loud": "true"')
+    # a monitor as a table, with its empty state
+    expect(desk.locator("[data-generic=monitor]:has(h3:text-is('Sessions'))")).to_contain_text("no sessions",
+                                                                                    timeout=T)
     # a required field left empty is said, not sent
     form.get_by_label("Topic").fill("")
     form.get_by_role("button", name="Notify").click()
