@@ -243,7 +243,8 @@ class PluginContext:
                  config: Optional[Dict[str, Any]] = None,
                  facts: Optional[Dict[str, Any]] = None,
                  descriptor: Optional[PluginDescriptor] = None,
-                 bridge: Any = None):
+                 bridge: Any = None,
+                 open_durable: Optional[Callable[..., "DurableNotes"]] = None):
         self.endpoint = endpoint
         self.role = role
         self._notify = notify
@@ -255,6 +256,34 @@ class PluginContext:
         #: on the bridge: its ``open_call`` to endpoints (radical_orbit.bridge.calls.BridgeCalls);
         #: None on an endpoint
         self.bridge = bridge
+        #: the host's ``open_durable(plugin, stream, acked, on_acked)`` (see DurableNotes);
+        #: None where the host has none (a plugin built by hand in a test)
+        self.open_durable = open_durable
+
+
+class DurableNotes:
+    """A plugin's own numbered notification stream, for notifications that must reach
+    the bridge exactly once even if the process dies right after deciding to send one.
+
+    The plugin numbers its notifications (1, 2, ... with no gaps) and records each on
+    disk, with its number, in the same transaction as the change it reports; then calls
+    ``send``. The host keeps it until the bridge has it in its event log and then calls
+    ``on_acked(seq)``: everything up to ``seq`` may be forgotten. After a restart the
+    plugin opens the stream again (same id, the last acknowledged number) and sends every
+    recorded one again: the bridge drops a number it already logged. This base class is
+    what a host without that machinery gives: published at once, acknowledged at once."""
+
+    def __init__(self, notify: Callable[[str, Any], None], on_acked: Callable[[int], None]):
+        self._notify = notify
+        self._on_acked = on_acked
+
+    def send(self, seq: int, topic: str, data: Any) -> None:
+        """Publish notification ``seq`` (safe from any thread; call in ``seq`` order)."""
+        self._notify(topic, data)
+        self._on_acked(seq)
+
+    def close(self) -> None:
+        """No more sends (the plugin stops): the host forgets the stream."""
 
 
 class Plugin:
@@ -307,6 +336,14 @@ class Plugin:
     def notify(self, topic: str, data: Any) -> None:
         """Publish a notification to SSE listeners; safe from any thread."""
         self.context._notify(self.name, topic, data)
+
+    def durable_notes(self, stream: str, acked: int, on_acked: Callable[[int], None]) -> DurableNotes:
+        """Open the durable notification stream ``stream`` (an id of at most 64 characters,
+        unique to what the plugin keeps on disk, e.g. a random one stored there), whose
+        numbers up to ``acked`` the bridge already acknowledged; see DurableNotes."""
+        if self.context.open_durable is None:
+            return DurableNotes(self.notify, on_acked)
+        return self.context.open_durable(self.name, stream, acked, on_acked)
 
     # -- sessions ----------------------------------------------------------
     def get_session(self, sid: str) -> PluginSession:

@@ -28,11 +28,12 @@ class PluginHost:
                  notify: Callable[[str, str, Any], None],
                  on_change: Optional[Callable[[], None]] = None,
                  check_table: Optional[Callable[[Dict[str, Dict[str, Any]]], None]] = None,
-                 bridge: Any = None):
+                 bridge: Any = None, open_durable: Optional[Callable[..., Any]] = None):
         """``check_table`` raises ValueError for a plugin table the host cannot announce
         (the endpoint: one the bridge would refuse); a plugin that would make one is
         not loaded. ``bridge`` (on the bridge only) is handed to every plugin as
-        ``context.bridge``: how a bridge-hosted plugin calls endpoints."""
+        ``context.bridge``: how a bridge-hosted plugin calls endpoints. ``open_durable`` is
+        handed on as ``context.open_durable`` (radical_orbit.plugin.DurableNotes)."""
         self.endpoint = endpoint
         self.role = role
         self.facts = facts
@@ -40,6 +41,7 @@ class PluginHost:
         self._on_change = on_change
         self._check_table = check_table
         self._bridge = bridge
+        self._open_durable = open_durable
         self._plugins: Dict[str, Plugin] = {}
         self._starting: set = set()
         self._lock = threading.Lock()
@@ -88,7 +90,7 @@ class PluginHost:
         ``descriptor`` is the registry's; without one it is read from the class."""
         check_name(name, "plugin instance")
         context = PluginContext(self.endpoint, self.role, self._notify, config, self.facts, descriptor,
-                                self._bridge)
+                                self._bridge, self._open_durable)
         with self._lock:
             taken = [n for n in list(self._plugins) + list(self._starting) if fold(n) == fold(name)]
             if taken:

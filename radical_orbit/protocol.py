@@ -21,7 +21,7 @@ from . import names
 VERSION = 1
 
 # endpoint -> bridge
-HELLO = "hello"        # name, resume, pid, endpoint, plugins, notes {stream, acked}
+HELLO = "hello"        # name, resume, pid, endpoint, plugins, notes {stream, acked, durable?}
 RESPONSE = "res"       # id, status, headers, body, end, length
 NOTE = "note"          # plugin, topic, data, ts, stream, seq
 PLUGINS = "plugins"    # plugins: the endpoint's plugin table after a change
@@ -45,6 +45,7 @@ TO_ENDPOINT = frozenset((REQUEST, ACK, DATA, CREDIT, CANCEL, SHUTDOWN, ERROR))
 HANDSHAKE_REPLIES = frozenset((WELCOME, REFUSE, ERROR))
 #: The longest notification stream id an endpoint may choose (it makes a random one).
 MAX_STREAM_ID = 64
+MAX_DURABLE_STREAMS = 64        # plugins' durable notification streams one endpoint may have
 
 #: Defaults the bridge announces in WELCOME; the endpoint follows them.
 DEFAULT_SETTINGS = {
@@ -310,6 +311,11 @@ def _notes(value: Dict[Any, Any], keys: Tuple[str, ...]) -> bool:
         raise _Invalid("needs 'stream', a str of 1 to %d characters, got %s" % (MAX_STREAM_ID, _show(stream)))
     if type(acked) is not int or not _uint(acked):
         raise _Invalid("needs 'acked', an int from 0 to 2**63-1, got %s" % _show(acked))
+    durable = value.get("durable", {})
+    if type(durable) is not dict or len(durable) > MAX_DURABLE_STREAMS or not all(
+            type(s) is str and _stream_id(s) and type(n) is int and _uint(n) for s, n in durable.items()):
+        raise _Invalid("'durable' must map at most %d stream ids to ints from 0 to 2**63-1"
+                       % MAX_DURABLE_STREAMS)
     return True
 
 

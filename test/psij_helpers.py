@@ -47,9 +47,9 @@ def start_orbit(home: str, endpoint: str = "ep") -> Orbit:
     return orbit
 
 
-def start_endpoint(orbit: Orbit, name: str, wait: bool = True):
+def start_endpoint(orbit: Orbit, name: str, wait: bool = True, **env: str):
     return orbit.start_endpoint(name, "-p", "psij", "--plugin-config",
-                                'psij={"poll_interval": %s}' % POLL, wait=wait)
+                                'psij={"poll_interval": %s}' % POLL, wait=wait, **env)
 
 
 def client(orbit: Orbit) -> BridgeClient:

@@ -2,6 +2,7 @@
 everywhere. The SLURM tier is in test_psij_slurm.py."""
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -226,6 +227,31 @@ def test_jobs_survive_a_kill_9_of_the_endpoint_and_end_once(orbit, pi, notes):
     assert os.path.exists(os.path.join(state_dir(orbit, "ep"), "jobs.sqlite"))
 
 
+@pytest.mark.parametrize("point", ["COMPLETED", "COMPLETED:sent"])
+def test_a_terminal_notification_recorded_just_before_a_kill_9_arrives_once(orbit, pi, notes, point):
+    """The endpoint SIGKILLs itself right after a job's COMPLETED is committed (before it is
+    sent; or right after sending, before the ack is recorded): after the restart the
+    recorded notification is sent again and arrives over SSE exactly once."""
+    ep = orbit.endpoints["ep"]
+    ep.popen.send_signal(signal.SIGKILL)
+    ep.wait(10)
+    ep = start_endpoint(orbit, "ep", RADICAL_ORBIT_TEST_KILL_AFTER_RECORD=point)
+    job = pi.submit_job({"executable": "/bin/sleep", "arguments": ["0.3"]})
+    wait_for(lambda: not ep.alive(), 20, "the endpoint to kill itself at %s" % point)
+    start_endpoint(orbit, "ep")
+    final = notes.final(job["job_id"], timeout=30)
+    assert final["state"] == "COMPLETED" and final["exit_code"] == 0
+    marker = pi.submit_job({"executable": "/bin/true"})
+    notes.final(marker["job_id"])
+    assert notes.states(job["job_id"]) == ["QUEUED", "ACTIVE", "COMPLETED"]
+    db = sqlite3.connect(os.path.join(state_dir(orbit, "ep"), "jobs.sqlite"))
+    try:
+        wait_for(lambda: db.execute("SELECT COUNT(*) FROM notes").fetchone()[0] == 0, 10,
+                 "the store to forget the acknowledged notifications")
+    finally:
+        db.close()
+
+
 def test_a_bad_session_or_job_is_an_envelope(orbit, pi):
     r = orbit.get("ep/psij/status/nosession/x")
     assert r.status_code == 404 and r.json()["error"] is True
@@ -244,12 +270,13 @@ def test_process_count_runs_that_many_local_processes(pi, notes):
 
 
 def test_a_cancel_the_scheduler_reports_as_completed_or_failed_is_canceled(tmp_path):
+    from radical_orbit.plugin import DurableNotes
     from radical_orbit.plugins.psij.store import JobStore
     from radical_orbit.plugins.psij.watcher import Watcher
 
     store = JobStore(str(tmp_path / "jobs.sqlite"))
     sent = []
-    watcher = Watcher(store, lambda topic, data: sent.append(data))
+    watcher = Watcher(store, DurableNotes(lambda topic, data: sent.append(data), store.notes_acked))
     for job_id, reported in (("a", "COMPLETED"), ("b", "FAILED")):
         store.insert(job_id, None, "slurm", {"executable": "/bin/true"}, "/nonexistent.out", "/nonexistent.err", "s")
         watcher.advance(job_id, "QUEUED", None, None, 1.0)
@@ -295,3 +322,27 @@ def test_a_scheduler_command_that_hangs_is_cut_by_the_command_timeout(orbit, bc,
         assert r.status_code == 504 and "sbatch did not answer within 1 s" in r.json()["detail"]
         assert slow.list_jobs() == []
     orbit.endpoints.pop("slowsched").stop()
+
+
+def test_the_store_keeps_its_notification_stream_and_numbers_across_a_reopen(tmp_path):
+    from radical_orbit import protocol
+    from radical_orbit.plugins.psij.store import JobStore
+
+    path = str(tmp_path / "jobs.sqlite")
+    store = JobStore(path)
+    store.insert("a", None, "local", {"executable": "/bin/true"}, "/x.out", "/x.err", "s")
+    note = lambda record: ("job_status", {"state": record["state"]})    # noqa: E731
+    assert store.advance("a", "QUEUED", None, None, 1.0, note)[1:3] == (1, "job_status")
+    assert store.advance("a", "ACTIVE", None, None, 2.0, note)[1] == 2
+    store.notes_acked(1)
+    stream = store.stream
+    store.close()
+    store = JobStore(path)
+    assert (store.stream, store.acked) == (stream, 1)
+    assert store.pending_notes() == [(2, "job_status", {"state": "ACTIVE"})]
+    assert store.advance("a", "COMPLETED", 0, None, 3.0, note)[1] == 3
+    store.close()
+    hello = dict(name="ep", resume=None, pid=1, endpoint={}, plugins={},
+                 notes={"stream": "x", "acked": 0, "durable": {stream: -1}})
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode(protocol.encode(protocol.HELLO, **hello), (protocol.HELLO,))

@@ -5,13 +5,14 @@ import secrets
 import socket
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import config, protocol
 from .. import websocket as ws
 from ..host import host_facts
 from ..names import check_endpoint_name
 from ..errors import OrbitError
+from ..plugin import DurableNotes
 from ..plugin_host import PluginHost
 from ..registry import PluginSpecError
 from . import admission, framing, http
@@ -141,9 +142,17 @@ class Bridge:
             return
         self.local = PluginHost("bridge", "bridge", host_facts("bridge"),
                                 notify=lambda plugin, topic, data: self.hub.notify("bridge", plugin, topic, data),
-                                on_change=self.topology.changed, bridge=BridgeCalls(self))
+                                on_change=self.topology.changed, bridge=BridgeCalls(self),
+                                open_durable=self._open_durable)
         self.local.load_spec(self.plugin_spec or "default", self.plugin_config)
         self.topology.set_local(self.local)
+
+    def _open_durable(self, plugin: str, stream: str, acked: int,
+                      on_acked: Callable[[int], None]) -> DurableNotes:
+        """A bridge plugin's durable notification stream: straight into the event log,
+        acknowledged when there (a number the log already has is dropped)."""
+        self.hub.stream_acked(stream, acked)
+        return LoggedNotes(self.hub, plugin, stream, on_acked)
 
     def serve_forever(self) -> None:
         self.listen()
@@ -275,6 +284,8 @@ class Bridge:
         checked by the schema; absent from endpoints that do not number notifications)."""
         if notes is None:
             return 0
+        for stream, acked in (notes.get("durable") or {}).items():
+            self.hub.stream_acked(stream, acked)       # plugins' durable streams: no false gap
         return self.hub.stream_acked(notes["stream"], notes.get("acked", 0))
 
     def _on_note(self, endpoint: str, msg: Dict[str, Any]) -> Optional[Tuple[str, int]]:
@@ -288,6 +299,18 @@ class Bridge:
             raise protocol.ProtocolError("malformed note message: 'stream' and 'seq' go together",
                                          False, None, protocol.NOTE)
         return stream, self.hub.notify_once(endpoint, plugin, topic, data, stream, seq)
+
+
+class LoggedNotes(DurableNotes):
+    """A bridge plugin's durable stream: each notification is logged (once per number)
+    and acknowledged as it is sent."""
+
+    def __init__(self, hub: EventHub, plugin: str, stream: str, on_acked: Callable[[int], None]):
+        super().__init__(lambda topic, data: None, on_acked)
+        self._hub, self._plugin, self._stream = hub, plugin, stream
+
+    def send(self, seq: int, topic: str, data: Any) -> None:
+        self._on_acked(self._hub.notify_once("bridge", self._plugin, topic, data, self._stream, seq))
 
 
 def _in_background(func, *args) -> threading.Thread:

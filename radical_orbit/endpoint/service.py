@@ -1,6 +1,8 @@
 """The endpoint service: keeps one registered link to the bridge, runs requests on
 worker threads, streams bodies with flow control, and keeps every notification
-until the bridge acknowledges it (resending after a reconnect).
+until the bridge acknowledges it (resending after a reconnect). A plugin's durable
+notification streams (radical_orbit.plugin.DurableNotes, kept in endpoint/durable.py)
+travel the same way under their own stream ids, and survive a restart on the plugin's disk.
 
 Threads: the service thread reads the link; ``worker-N`` run plugin handlers;
 ``endpoint-pinger`` pings; plugins may notify from any thread.
@@ -22,6 +24,7 @@ from ..host import host_facts
 from ..plugin import Request, Response
 from ..plugin_host import PluginHost, error_response
 from ..streams import ReceiveStream, SendWindow, pump, with_last
+from .durable import DurableOutbox
 from .link import Fatal, Link, Retry, dial
 from .workers import WorkerPool
 
@@ -101,7 +104,7 @@ class EndpointService:
         self.settings.update({k: v for k, v in settings.items() if v is not None})
         self.facts = host_facts(role)
         self.host = PluginHost(name, role, self.facts, self.notify, self._plugins_changed,
-                               check_table=self._check_table)
+                               check_table=self._check_table, open_durable=self.open_durable)
         self.plugin_spec = plugins
         #: each plugin's config from ``--plugin-config``, by plugin name
         self.plugin_config = dict(plugin_config or {})
@@ -119,6 +122,8 @@ class EndpointService:
         self._note_seq = 0                          # the last number given out
         self._note_acked = 0                        # the last number the bridge acknowledged
         self._note_lock = threading.Lock()
+        #: plugins' durable notification streams, by stream id (under the note lock)
+        self._durable: Dict[str, DurableOutbox] = {}
         self._stopping = threading.Event()
         self.exit_code = 0
         self._outage = [0.0, 0.0]       # when the current outage began, when it was last warned of
@@ -199,7 +204,8 @@ class EndpointService:
                 "python_version": self.facts["python_version"], "version": __version__}
         return {"name": self.name, "resume": self._resume, "pid": os.getpid(),
                 "endpoint": info, "plugins": self.host.describe() if plugins is None else plugins,
-                "notes": {"stream": self._note_stream, "acked": self._note_acked}}
+                "notes": {"stream": self._note_stream, "acked": self._note_acked,
+                          "durable": {s: box.acked for s, box in self._durable.items()}}}
 
     def _check_table(self, plugins: Dict[str, Any]) -> None:
         """A plugin table the bridge would refuse in a hello (too many plugins, too large
@@ -246,10 +252,17 @@ class EndpointService:
             for _seq, message in self._notes:
                 if not link.send_encoded(message):
                     return
+            for box in self._durable.values():
+                for _seq, message in box.notes:
+                    if not link.send_encoded(message):
+                        return
             if not link.acks:
                 self._notes.clear()
                 self._notes_bytes = 0
             self._link = link
+            delivered = [] if link.acks else [(b, b.notes[-1][0]) for b in self._durable.values() if b.notes]
+        for box, seq in delivered:          # a bridge that does not acknowledge: sent is delivered
+            self._durable_acked(box, seq)
 
     def _detach(self, link: Link) -> None:
         with self._note_lock:
@@ -300,6 +313,11 @@ class EndpointService:
             if msg["stream"] == self._note_stream:
                 with self._note_lock:
                     self._forget_notes(msg["seq"])
+            else:
+                with self._note_lock:
+                    box = self._durable.get(msg["stream"])
+                if box is not None:
+                    self._durable_acked(box, msg["seq"])
             return
         with self._streams_lock:
             stream = self._streams.get(msg["id"])
@@ -427,6 +445,52 @@ class EndpointService:
             self._note_acked = acked
         while self._notes and self._notes[0][0] <= acked:
             self._notes_bytes -= len(self._notes.popleft()[1])
+
+    def open_durable(self, plugin: str, stream: str, acked: int,
+                     on_acked: Callable[[int], None]) -> DurableOutbox:
+        """A plugin's durable notification stream (radical_orbit.plugin.DurableNotes)."""
+        if not isinstance(stream, str) or not 0 < len(stream) <= protocol.MAX_STREAM_ID:
+            raise ValueError("a durable stream id is a str of 1 to %d characters" % protocol.MAX_STREAM_ID)
+        box = DurableOutbox(plugin, stream, acked, on_acked, self._send_durable, self._close_durable)
+        with self._note_lock:
+            if stream in self._durable or len(self._durable) >= protocol.MAX_DURABLE_STREAMS:
+                raise ValueError("durable stream %s is open already, or %d are" % (stream, len(self._durable)))
+            self._durable[stream] = box
+        return box
+
+    def _close_durable(self, box: DurableOutbox) -> None:
+        with self._note_lock:
+            if self._durable.get(box.stream) is box:
+                del self._durable[box.stream]
+
+    def _send_durable(self, box: DurableOutbox, seq: int, topic: str, data: Any) -> None:
+        """Keep it until acknowledged and send it now if connected. One too large for a
+        message is not kept (the bridge will report the gap); the plugin still has it."""
+        message = protocol.encode(protocol.NOTE, plugin=box.plugin, topic=topic, data=data,
+                                  ts=time.time(), stream=box.stream, seq=seq)
+        if len(message) > protocol.MAX_MESSAGE:
+            log.warning("durable notification %s/%s #%d dropped: %d bytes exceed the %d-byte message "
+                        "limit", box.plugin, topic, seq, len(message), protocol.MAX_MESSAGE)
+            return
+        with self._note_lock:
+            if self._durable.get(box.stream) is not box or seq <= box.acked:
+                return
+            box.notes.append((seq, message))
+            link = self._link
+            sent = link is not None and link.send_encoded(message)
+            delivered = sent and not link.acks
+        if delivered:
+            self._durable_acked(box, seq)
+
+    def _durable_acked(self, box: DurableOutbox, seq: int) -> None:
+        with self._note_lock:
+            news = box.forget(seq)
+        if news:
+            try:
+                box.acknowledged(seq)
+            except Exception:
+                log.exception("plugin %s failed to record the acknowledgement of %s #%d",
+                              box.plugin, box.stream, seq)
 
     def _plugins_changed(self) -> None:
         link = self._link

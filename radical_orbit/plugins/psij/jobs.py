@@ -31,14 +31,19 @@ _REFUSALS = ("SubmitException", "InvalidJobException")
 
 
 class JobManager:
-    def __init__(self, state_dir: str, notify: Any, poll_interval: float = POLL_INTERVAL,
+    def __init__(self, state_dir: str, open_notes: Any, poll_interval: float = POLL_INTERVAL,
                  command_timeout: float = COMMAND_TIMEOUT, allowed: Optional[List[str]] = None,
                  default_executor: str = "local", tail_bytes: int = output.TAIL_BYTES):
         self.state_dir = state_dir
         self.output_dir = os.path.join(state_dir, "output")
         os.makedirs(self.output_dir, mode=0o700, exist_ok=True)
         self.store = JobStore(os.path.join(state_dir, "jobs.sqlite"))
-        self.watcher = Watcher(self.store, notify, tail_bytes)
+        # open_notes is Plugin.durable_notes; what an earlier run recorded but the bridge
+        # never acknowledged goes first (the bridge drops any it has)
+        self.notes = open_notes(self.store.stream, self.store.acked, self.store.notes_acked)
+        for seq, topic, data in self.store.pending_notes():
+            self.notes.send(seq, topic, data)
+        self.watcher = Watcher(self.store, self.notes, tail_bytes)
         self.executors = Executors(os.path.join(state_dir, "work"), self.watcher.on_status,
                                    poll_interval, command_timeout, allowed)
         self.command_timeout = command_timeout
@@ -56,6 +61,7 @@ class JobManager:
     def close(self) -> None:
         self.wakeup.stop()
         self.executors.stop()
+        self.notes.close()
         self.store.close()
 
     # -- submit ----------------------------------------------------------------------

@@ -46,7 +46,7 @@ class PsijPlugin(Plugin):
         if allowed is not None and (not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed)):
             raise ValueError("psij setting 'executors' must be a list of executor names")
         self.jobs = JobManager(
-            state_dir, self.notify,
+            state_dir, self.durable_notes,
             poll_interval=_positive(settings, "poll_interval", POLL_INTERVAL),
             command_timeout=_positive(settings, "command_timeout", COMMAND_TIMEOUT),
             allowed=allowed, default_executor=str(settings.get("default_executor", "local")),

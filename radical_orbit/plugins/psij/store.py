@@ -4,16 +4,21 @@ A job is written (state NEW) before it goes to the executor and its native id as
 as the executor gives one, so a ``kill -9`` at any later moment leaves enough to list
 the job and attach to it again. The state column is the last state that was *notified*:
 a transition is published only when it moves this column forward, which is what makes
-each ``job_status`` notification happen once, across restarts too. WAL with
+each ``job_status`` notification happen once, across restarts too: the notification itself
+is written (table ``notes``, numbered) in the same transaction as the state it reports, and
+deleted only once the bridge acknowledged it, so one the process died before sending is
+sent after the restart, under the same stream id and number (radical_orbit.plugin.
+DurableNotes; the bridge drops a number it already logged). WAL with
 ``synchronous=NORMAL``: a commit survives the process dying (not the machine losing
 power), at a fraction of a full fsync per transition.
 """
 import json
 import os
+import secrets
 import sqlite3
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 #: psij's states in order; the three terminal ones share the last rank
 RANK = {"NEW": 0, "QUEUED": 1, "ACTIVE": 2, "COMPLETED": 3, "FAILED": 3, "CANCELED": 3}
@@ -41,6 +46,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     process_started REAL
 )
 """
+_NOTES_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS notes (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, data TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
 _COLUMNS = ("job_id", "submit_key", "executor", "native_id", "state", "exit_code", "message", "spec",
             "stdout_path", "stderr_path", "sid", "created", "updated", "cancel_requested", "history",
             "process_started")
@@ -64,6 +73,15 @@ class JobStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
             self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created)")
+            for statement in _NOTES_SCHEMA:
+                self._db.execute(statement)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('stream', ?)", ("psij-" + secrets.token_hex(8),))
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('acked', '0')")
+            meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            #: this store's notification stream: its id and the last number the bridge has
+            self.stream, self.acked = meta["stream"], int(meta["acked"])
+            last = self._db.execute("SELECT MAX(seq) FROM notes").fetchone()[0]
+            self._seq = max(self.acked, last or 0)      # the last number given out
         os.chmod(path, 0o600)
 
     def close(self) -> None:
@@ -101,20 +119,55 @@ class JobStore:
                              (time.time(), job_id))
 
     def advance(self, job_id: str, state: str, exit_code: Optional[int], message: Optional[str],
-                when: float) -> Optional[Dict[str, Any]]:
-        """Move the job to ``state`` if that is forward of its recorded state; the updated
-        record, or None when it is not (already there, or past it)."""
+                when: float, note: Callable[[Dict[str, Any]], Tuple[str, Any]]
+                ) -> Optional[Tuple[Dict[str, Any], int, str, Any]]:
+        """Move the job to ``state`` if that is forward of its recorded state, and record
+        ``note(record)`` (topic, data) as the next pending notification in the same
+        transaction: (record, seq, topic, data), or None when the job is not moved
+        (already there, or past it)."""
         with self._lock:
             row = self._row(job_id)
             if row is None or RANK[state] <= RANK[row["state"]]:
                 return None
             history = json.loads(row["history"]) + [[state, when]]
-            self._db.execute("UPDATE jobs SET state = ?, exit_code = ?, message = ?, history = ?, updated = ?"
-                             " WHERE job_id = ?",
-                             (state, exit_code, message, json.dumps(history), when, job_id))
             row.update(state=state, exit_code=exit_code, message=message, history=json.dumps(history),
                        updated=when)
-            return _public(row)
+            record = _public(row)
+            topic, data = note(record)
+            seq = self._seq + 1
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute("UPDATE jobs SET state = ?, exit_code = ?, message = ?, history = ?,"
+                                 " updated = ? WHERE job_id = ?",
+                                 (state, exit_code, message, json.dumps(history), when, job_id))
+                self._db.execute("INSERT INTO notes VALUES (?,?,?)", (seq, topic, json.dumps(data)))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._seq = seq
+            return record, seq, topic, data
+
+    def pending_notes(self) -> List[Tuple[int, str, Any]]:
+        """The notifications the bridge has not acknowledged, in order: (seq, topic, data)."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, topic, data FROM notes ORDER BY seq").fetchall()
+        return [(seq, topic, json.loads(data)) for seq, topic, data in rows]
+
+    def notes_acked(self, acked: int) -> None:
+        """The bridge has every notification up to ``acked`` in its event log."""
+        with self._lock:
+            if acked <= self.acked:
+                return
+            self.acked = acked
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute("DELETE FROM notes WHERE seq <= ?", (acked,))
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'acked'", (str(acked),))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def get(self, job_id: str) -> Optional[Dict[str, Any]]:
         with self._lock:

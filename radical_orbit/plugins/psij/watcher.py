@@ -3,10 +3,18 @@
 psij calls back on its own threads (the submitting worker, the local reaper, a batch
 executor's poll thread). Each status is turned into ORBIT's view (a cancel the scheduler
 reports as COMPLETED or FAILED is CANCELED), recorded in the store only if it moves the
-job forward, and then published; one lock keeps a job's notifications in order across
-those threads. Listeners (the launch routes) see the same transitions.
+job forward, together with its notification, and then published on the store's durable
+stream (radical_orbit.plugin.DurableNotes: resent after a restart until the bridge has it);
+one lock keeps the notifications in order across those threads. Listeners (the launch
+routes) see the same transitions.
+
+``RADICAL_ORBIT_TEST_KILL_AFTER_RECORD=<state>`` (tests only): the process kills itself
+with SIGKILL right after a transition to ``<state>`` is committed, before it is sent
+(``<state>:sent``: right after it is handed to the endpoint, before any acknowledgement).
 """
 import logging
+import os
+import signal
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -17,6 +25,8 @@ from .store import TERMINAL, JobStore
 log = logging.getLogger("radical_orbit.plugins.psij")
 
 TOPIC = "job_status"
+#: test-only fault point (see above)
+KILL_AFTER_RECORD = "RADICAL_ORBIT_TEST_KILL_AFTER_RECORD"
 
 
 def describe(record: Dict[str, Any]) -> Dict[str, Any]:
@@ -29,9 +39,10 @@ def describe(record: Dict[str, Any]) -> Dict[str, Any]:
 
 
 class Watcher:
-    def __init__(self, store: JobStore, notify: Callable[[str, Any], None], tail_bytes: int = output.TAIL_BYTES):
+    def __init__(self, store: JobStore, notes: Any, tail_bytes: int = output.TAIL_BYTES):
+        """``notes``: the store's open durable stream (radical_orbit.plugin.DurableNotes)."""
         self.store = store
-        self.notify = notify
+        self.notes = notes
         self.tail_bytes = tail_bytes
         self._lock = threading.Lock()
         #: psij job id -> ORBIT job id, for every job a callback may come for
@@ -85,17 +96,28 @@ class Watcher:
                     message = "re-attached after the endpoint restarted: the exit code is not known"
             # psij stamps some states with when it saw them, others with when it made them up
             # (an ACTIVE it never polled, before COMPLETED): the history must not go backwards
-            record = self.store.advance(job_id, state, exit_code, message, max(when, current["updated"]))
-            if record is None:
+            moved = self.store.advance(job_id, state, exit_code, message, max(when, current["updated"]),
+                                       self._note)
+            if moved is None:
                 return None
-            data = describe(record)
-            if state in TERMINAL:
-                data["stdout_tail"] = output.tail(record["stdout_path"], self.tail_bytes)
-                data["stderr_tail"] = output.tail(record["stderr_path"], self.tail_bytes)
-            self.notify(TOPIC, data)
+            record, seq, topic, data = moved
+            fault = os.environ.get(KILL_AFTER_RECORD)
+            if fault == state:
+                os.kill(os.getpid(), signal.SIGKILL)
+            self.notes.send(seq, topic, data)
+            if fault == state + ":sent":
+                os.kill(os.getpid(), signal.SIGKILL)
         for listener in list(self._listeners):
             try:
                 listener(record)
             except Exception:
                 log.exception("job listener %r failed", listener)
         return record
+
+    def _note(self, record: Dict[str, Any]) -> Any:
+        """A transition's notification: the job, and on terminal states its output's tail."""
+        data = describe(record)
+        if record["state"] in TERMINAL:
+            data["stdout_tail"] = output.tail(record["stdout_path"], self.tail_bytes)
+            data["stderr_tail"] = output.tail(record["stderr_path"], self.tail_bytes)
+        return TOPIC, data
