@@ -18,7 +18,7 @@ from . import output, spec as specs
 from .executors import COMMAND_TIMEOUT, POLL_INTERVAL, CommandTimedOut, Executors
 from .store import TERMINAL, JobStore, KeyTaken
 from .wakeup import ChildWakeup
-from .watcher import Watcher, describe
+from .watcher import Watcher, describe, process_started
 
 log = logging.getLogger("radical_orbit.plugins.psij")
 
@@ -129,9 +129,12 @@ class JobManager:
             log.exception("submit of job %s to %s failed", job_id, executor)
             raise OrbitError("submitting to the %s executor failed: %s" % (executor, detail), 502)
         native = str(psij_job.native_id)
-        self.store.set_native(job_id, native, _process_started(executor, native))
         record = self.store.get(job_id)
         assert record is not None
+        if record["native_id"] is None or (executor == "local" and record["process_started"] is None):
+            # psij's QUEUED callback recorded both with the transition; this is for one it did not
+            self.store.set_native(job_id, native, process_started(executor, native))
+            record = self.store.get(job_id) or record
         if executor == "local" and record["state"] not in TERMINAL:
             self.wakeup.watch(int(native))
         if record["cancel_requested"] and record["state"] not in TERMINAL:
@@ -240,18 +243,6 @@ def _drop_script(runner: Any, psij_job: Any) -> None:
             os.unlink(os.path.join(str(work), psij_job.id + ".job"))
         except OSError:
             pass
-
-
-def _process_started(executor: str, native: str) -> Optional[float]:
-    """A local job's process start time: after a restart, a live pid with another start
-    time is someone else's process."""
-    if executor != "local":
-        return None
-    import psutil
-    try:
-        return psutil.Process(int(native)).create_time()
-    except (psutil.Error, ValueError):
-        return None
 
 
 def _same_process(native: str, started: Optional[float]) -> bool:

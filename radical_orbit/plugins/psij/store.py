@@ -119,27 +119,32 @@ class JobStore:
                              (time.time(), job_id))
 
     def advance(self, job_id: str, state: str, exit_code: Optional[int], message: Optional[str],
-                when: float, note: Callable[[Dict[str, Any]], Tuple[str, Any]]
+                when: float, note: Callable[[Dict[str, Any]], Tuple[str, Any]],
+                native: Optional[str] = None, process_started: Optional[float] = None
                 ) -> Optional[Tuple[Dict[str, Any], int, str, Any]]:
         """Move the job to ``state`` if that is forward of its recorded state, and record
         ``note(record)`` (topic, data) as the next pending notification in the same
-        transaction: (record, seq, topic, data), or None when the job is not moved
-        (already there, or past it)."""
+        transaction (with the native id and process start time, when given and not yet
+        known: one commit where there were three): (record, seq, topic, data), or None when
+        the job is not moved (already there, or past it)."""
         with self._lock:
             row = self._row(job_id)
             if row is None or RANK[state] <= RANK[row["state"]]:
                 return None
             history = json.loads(row["history"]) + [[state, when]]
             row.update(state=state, exit_code=exit_code, message=message, history=json.dumps(history),
-                       updated=when)
+                       updated=when, native_id=row["native_id"] if row["native_id"] is not None else native,
+                       process_started=row["process_started"] if row["process_started"] is not None
+                       else process_started)
             record = _public(row)
             topic, data = note(record)
             seq = self._seq + 1
             self._db.execute("BEGIN")
             try:
                 self._db.execute("UPDATE jobs SET state = ?, exit_code = ?, message = ?, history = ?,"
-                                 " updated = ? WHERE job_id = ?",
-                                 (state, exit_code, message, json.dumps(history), when, job_id))
+                                 " updated = ?, native_id = ?, process_started = ? WHERE job_id = ?",
+                                 (state, exit_code, message, row["history"], when, row["native_id"],
+                                  row["process_started"], job_id))
                 self._db.execute("INSERT INTO notes VALUES (?,?,?)", (seq, topic, json.dumps(data)))
                 self._db.execute("COMMIT")
             except BaseException:

@@ -66,10 +66,10 @@ class Watcher:
             if job_id is None:
                 return
             native = psij_job.native_id
-            if native is not None and status.state.name == "QUEUED":
-                self.store.set_native(job_id, str(native))
-            self.advance(job_id, status.state.name, status.exit_code, status.message,
-                         status.time or time.time())
+            native = str(native) if native is not None and status.state.name == "QUEUED" else None
+            if self.advance(job_id, status.state.name, status.exit_code, status.message,
+                            status.time or time.time(), native) is None and native is not None:
+                self.store.set_native(job_id, native)
             if status.state.final:
                 with self._lock:
                     self._ids.pop(psij_job.id, None)
@@ -77,8 +77,9 @@ class Watcher:
             log.exception("job status callback failed for psij job %s", getattr(psij_job, "id", "?"))
 
     def advance(self, job_id: str, state: str, exit_code: Optional[int], message: Optional[str],
-                when: float) -> Optional[Dict[str, Any]]:
-        """Record and publish a transition unless the job is already there or past it."""
+                when: float, native: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        """Record and publish a transition unless the job is already there or past it
+        (``native``: the native id psij reports with it, recorded in the same commit)."""
         with self._lock:
             current = self.store.get(job_id)
             if current is None:
@@ -96,8 +97,11 @@ class Watcher:
                     message = "re-attached after the endpoint restarted: the exit code is not known"
             # psij stamps some states with when it saw them, others with when it made them up
             # (an ACTIVE it never polled, before COMPLETED): the history must not go backwards
+            started = None
+            if native is not None and current["native_id"] is None:
+                started = process_started(current["executor"], native)
             moved = self.store.advance(job_id, state, exit_code, message, max(when, current["updated"]),
-                                       self._note)
+                                       self._note, native, started)
             if moved is None:
                 return None
             record, seq, topic, data = moved
@@ -121,3 +125,15 @@ class Watcher:
             data["stdout_tail"] = output.tail(record["stdout_path"], self.tail_bytes)
             data["stderr_tail"] = output.tail(record["stderr_path"], self.tail_bytes)
         return TOPIC, data
+
+
+def process_started(executor: str, native: str) -> Optional[float]:
+    """A local job's process start time: after a restart, a live pid with another start
+    time is someone else's process."""
+    if executor != "local":
+        return None
+    import psutil
+    try:
+        return psutil.Process(int(native)).create_time()
+    except (psutil.Error, ValueError):
+        return None
