@@ -14,6 +14,9 @@ this starts its own (all stopped in a finally).
   endpoint's sqlite store before it returns.
 - **bare psij**: ``JobExecutor.submit`` of the same job spec (same executable, output to
   files) in this process; the clock stops in psij's own status callback for COMPLETED.
+- **bare psij, quick launcher** (``local`` only): the same, with the launcher ORBIT's
+  endpoint gives the local executor (``radical_orbit/plugins/psij/quicklaunch.py``: psij's
+  single launcher without its log subshell), so that ORBIT's own share is visible too.
 - A trivial job (``/bin/true``) with the ``local`` executor, samples alternating ORBIT
   and bare psij; then the same with ``slurm`` on the test cluster (both sides poll the
   queue every ``--poll`` s); then 100 ``local`` jobs submitted at once by 16 threads,
@@ -38,6 +41,7 @@ from common import REPO, Procs, median, percentile  # noqa: E402
 
 sys.path.insert(0, REPO)
 from radical_orbit.client import BridgeClient  # noqa: E402
+from radical_orbit.plugins.psij import quicklaunch  # noqa: E402
 
 import psij  # noqa: E402  (on the main thread: psij's local executor hooks SIGCHLD then)
 import psij.executors.local  # noqa: E402,F401
@@ -96,8 +100,10 @@ class BarePsij:
                 config = SlurmExecutorConfig(work_directory=Path(self.work), queue_polling_interval=POLL,
                                              initial_queue_polling_delay=POLL)
             else:
-                config = psij.JobExecutorConfig(work_directory=Path(self.work))
-            ex = psij.JobExecutor.get_instance(name, config=config)
+                config = psij.JobExecutorConfig(work_directory=Path(self.work, name))
+            ex = psij.JobExecutor.get_instance(name.split("-")[0], config=config)
+            if name == "local-quick":
+                quicklaunch.install(ex)
             ex.set_job_status_callback(self._on_status)
             self._executors[name] = ex
         return self._executors[name]
@@ -155,12 +161,16 @@ def measure(P: Procs, samples: int = 50, slurm_samples: int = 8,
             return submit
 
         def series(executor: str, n: int, timeout: float) -> Dict[str, List[float]]:
-            got: Dict[str, List[float]] = {"orbit": [], "bare": []}
-            one_job(orbit(executor), timeout)                       # warm both paths
+            got: Dict[str, List[float]] = {"orbit": [], "bare": [], "quick": []}
+            one_job(orbit(executor), timeout)                       # warm every path
             one_job(lambda: bare.submit(executor), timeout)
+            if executor == "local":
+                one_job(lambda: bare.submit("local-quick"), timeout)
             for _ in range(n):
                 got["orbit"].append(one_job(orbit(executor), timeout))
                 got["bare"].append(one_job(lambda: bare.submit(executor), timeout))
+                if executor == "local":
+                    got["quick"].append(one_job(lambda: bare.submit("local-quick"), timeout))
             return got
 
         local = series("local", samples, 30)
@@ -173,6 +183,9 @@ def measure(P: Procs, samples: int = 50, slurm_samples: int = 8,
                 samples, f["psij_local_orbit_p50_ms"], f["psij_local_orbit_p90_ms"], f["psij_local_bare_p50_ms"],
                 f["psij_local_bare_p90_ms"], f["psij_local_orbit_p50_ms"] / f["psij_local_bare_p50_ms"],
                 TARGET_LOCAL_P50_MS))
+        f["psij_local_bare_quick_p50_ms"] = median(local["quick"]) * 1e3
+        say("  the same bare psij with ORBIT's quick launcher: p50 %.2f ms; ORBIT / it: %.2fx" % (
+            f["psij_local_bare_quick_p50_ms"], f["psij_local_orbit_p50_ms"] / f["psij_local_bare_quick_p50_ms"]))
 
         orbit_burst = burst(orbit("local"), 120)
         bare_burst = burst(lambda: bare.submit("local"), 120)

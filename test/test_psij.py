@@ -68,6 +68,22 @@ def test_environment_directory_and_arguments_are_honoured(pi, notes, tmp_path):
     assert final["stdout_tail"] == "hi a b\n%s\n" % tmp_path and final["name"] == "named"
 
 
+def test_local_jobs_run_through_the_quick_launcher_with_pre_post_and_stdin(orbit, pi, notes, tmp_path):
+    """The local executor's launcher without psij's log subshell (quicklaunch.py) keeps what
+    psij's does: pre- and post-launch scripts, stdin, the exit code, stdout and stderr."""
+    (tmp_path / "pre.sh").write_text("export GREETING=hi\n")
+    (tmp_path / "post.sh").write_text("echo post > %s/post.txt\n" % tmp_path)
+    (tmp_path / "in.txt").write_text("from stdin\n")
+    job = pi.submit_job({"executable": "/bin/sh", "arguments": ["-c", "cat; echo $GREETING; echo err >&2; exit 4"],
+                         "pre_launch": str(tmp_path / "pre.sh"), "post_launch": str(tmp_path / "post.sh"),
+                         "stdin_path": str(tmp_path / "in.txt")})
+    final = notes.final(job["job_id"])
+    assert (final["state"], final["exit_code"]) == ("FAILED", 4)
+    assert (final["stdout_tail"], final["stderr_tail"]) == ("from stdin\nhi\n", "err\n")
+    assert (tmp_path / "post.txt").read_text() == "post\n"
+    assert os.path.exists(os.path.join(state_dir(orbit, "ep"), "work", "orbit_single_launch.sh"))
+
+
 def test_status_reads_output_incrementally(pi, notes):
     job = pi.submit_job({"executable": "/bin/sh", "arguments": ["-c", "printf 'one\\ntwo\\n'; printf e >&2"]})
     notes.final(job["job_id"])

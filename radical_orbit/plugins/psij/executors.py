@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ...dotted import import_dotted
 from ...errors import BadRequest
+from . import quicklaunch
 
 log = logging.getLogger("radical_orbit.plugins.psij")
 
@@ -117,6 +118,8 @@ class Executors:
             raise
         except Exception as exc:
             raise BadRequest("executor %s cannot run here: %s: %s" % (name, type(exc).__name__, exc))
+        if name == "local":
+            quicklaunch.install(executor)
         if hasattr(executor, "_run_command"):
             executor._run_command = timed_run_command(self.command_timeout)
         executor.set_job_status_callback(self.on_status)
