@@ -153,3 +153,13 @@ def test_every_shape_a_globus_credential_takes_is_redacted(line):
     from radical_orbit.logs import redact
     assert "SECRET" not in redact(line) and "<redacted>" in redact(line)
     assert "abc" in redact(line) or "abc" not in line                 # the client id stays readable
+
+
+def test_a_collection_id_with_a_trailing_newline_is_not_a_uuid():
+    """``$`` matched before a final newline: "<uuid>\\n" passed as a Globus id."""
+    from radical_orbit.plugins.globus.plugin import _uuid
+    good = "0123abcd-0123-4567-89ab-0123456789ab"
+    assert _uuid(good.upper(), "collection id") == good
+    for bad in (good + "\n", "\n" + good, good[:-1]):
+        with pytest.raises(BadRequest):
+            _uuid(bad, "collection id")

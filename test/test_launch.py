@@ -140,7 +140,14 @@ def test_bad_bodies_are_refused_with_400(world):
                         ({"timeout": -1}, "timeout must be"),
                         ({"tunnel": "forward", "tunnel_via": "a@b:99999"}, "bad ssh host"),
                         ({"colour": "red"}, "not colour"),
-                        ({"log_level": "LOUD"}, "log_level must be one of")):
+                        ({"log_level": "LOUD"}, "log_level must be one of"),
+                        # option-like values would reach the child's argv as options
+                        ({"plugins": "--help"}, "plugins must be"),
+                        ({"plugins": "sysinfo,-x"}, "plugins must be"),
+                        ({"tunnel": "forward", "tunnel_via": "h", "tunnel_identity": "-oProxyCommand=x"},
+                         "tunnel_identity must be"),
+                        ({"tunnel": "forward", "tunnel_via": "-v"}, "bad ssh host"),
+                        ({"tunnel": "reverse", "tunnel_node": "-oBatchMode"}, "bad ssh host")):
         r = o.get("%s/psij/submit_tunneled/%s" % (PARENT, world["sid"]), "POST", data=json.dumps(body))
         assert r.status_code == 400 and words in r.json()["detail"], (body, r.text)
     r = o.get("%s/psij/tunnel_status/nosuch" % PARENT)

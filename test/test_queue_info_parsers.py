@@ -269,9 +269,19 @@ def test_slurm_cancel_checks_the_job_first():
         backend.cancel("3")
     with pytest.raises(Forbidden, match="Access/permission denied"):
         backend.cancel("4")
-    for bad in ("", "12a", "1 2", "-1", "1;id"):
+    for bad in ("", "12a", "1 2", "-1", "1;id", "123\n", "\u0661\u0662", "1_\u0661", "--help"):
         with pytest.raises(BadRequest):
             backend.cancel(bad)
+
+
+def test_job_ids_are_ascii_digits_without_a_trailing_newline():
+    """``$`` matched before a final newline and ``\\d`` took any script's digits: such ids
+    reached squeue/qdel's argv instead of getting a 400."""
+    for backend in (SlurmBackend(), PbsBackend()):
+        for bad in ("123\n", "\u0661\u0662", "12\n.server", "1[\u0663]", "\uff11"):
+            assert not backend.valid_job_id(bad), (backend.name, bad)
+        assert backend.valid_job_id("123")
+    assert PbsBackend().valid_job_id("1234[7].pbs01") and SlurmBackend().valid_job_id("123_4")
 
 
 def test_scheduler_failure_keeps_its_own_message():
@@ -462,3 +472,12 @@ def test_loading_prefetches_everything_in_the_background():
         assert Prefetching.runner.ran == []            # the first page came from memory
     finally:
         plugin.stop()
+
+
+def test_user_query_with_a_newline_inside_is_refused():
+    """``$`` matched before a final newline; the value is stripped first, but the pattern
+    itself must not rely on that."""
+    from radical_orbit.plugins.queue_info.plugin import USER_RE
+    assert USER_RE.match("bob") and USER_RE.match("*")
+    for bad in ("bob\n", "*\n", "-u", "--help", "\u00e9"):
+        assert not USER_RE.match(bad), bad

@@ -453,3 +453,15 @@ def test_zz_the_endpoint_logged_no_unexpected_errors(orbit):
     log = orbit.endpoints[ENDPOINT].output()
     assert "never retrieved" not in log and "rhapsody event loop:" not in log
     assert "internal error" not in log and "ERROR   radical_orbit" not in log
+
+
+def test_a_task_uid_with_a_trailing_newline_is_refused():
+    """``$`` matched before a final newline: "t1\\n" passed as a uid, and a later
+    /task/{sid}/t1 could never name it."""
+    from radical_orbit.errors import BadRequest
+    from radical_orbit.plugins.rhapsody import wire
+    python = "%d.%d" % sys.version_info[:2]
+    ok = wire.parse_submit({"tasks": [{"executable": "/bin/true", "uid": "t1"}]}, 10, False, python)
+    assert len(ok) == 1
+    with pytest.raises(BadRequest, match="uid must match"):
+        wire.parse_submit({"tasks": [{"executable": "/bin/true", "uid": "t1\n"}]}, 10, False, python)

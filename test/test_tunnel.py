@@ -66,6 +66,10 @@ def test_parse_via_takes_user_host_port():
     assert parse_via("login1") == SSHTarget(None, "login1", None)
     with pytest.raises(ValueError, match=r"\[user@\]host\[:port\]"):
         parse_via("me@login1:99999")
+    for bad in ("-v", "-oProxyCommand", "me@-login1", "-", ".-x"):
+        with pytest.raises(ValueError):
+            parse_via(bad)
+    assert parse_via("login-1.example.org") == SSHTarget(None, "login-1.example.org", None)
 
 
 def test_forward_tunnel_carries_the_link_and_survives_killing_ssh(orbit, sshd, tmp_path):

@@ -15,7 +15,9 @@ SERVER_ALIVE_INTERVAL = 15      # s between ssh keepalives
 SERVER_ALIVE_COUNT = 3          # missed keepalives before ssh gives up
 CONNECT_TIMEOUT = 10            # s for ssh's TCP connect and handshake
 
-_VIA_RE = re.compile(r"\A(?:([A-Za-z0-9_][A-Za-z0-9_.-]*)@)?([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?\Z")
+#: ``[user@]host[:port]``; neither user nor host may start with ``-`` or ``.`` (an option to ssh
+#: or to the endpoint's argv is not a host)
+_VIA_RE = re.compile(r"\A(?:([A-Za-z0-9_][A-Za-z0-9_.-]*)@)?([A-Za-z0-9_][A-Za-z0-9_.-]*|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?\Z")
 
 #: what ssh prints when retrying cannot help: the user must fix keys or known_hosts
 FATAL_MARKERS = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED",

@@ -25,7 +25,7 @@ from .settings import Settings
 from .watcher import TERMINAL, Watcher
 
 #: task and collection ids are UUIDs; anything else never reaches a Globus URL
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID = re.compile(r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 #: entries one ``ls`` returns at most (Globus's own maximum)
 MAX_LS = 100000
 #: tasks one ``tasks`` call lists at most (Globus's own page maximum)

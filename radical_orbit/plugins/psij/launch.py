@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,8 @@ SAVED = ("name", "executor", "tunnel", "timeout", "directory", "job_id", "native
 KEEP_ENDED = 200
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LAUNCHES_FILE = "launches.json"
+#: one comma-separated token of a child's plugin list: a name, a prefix or a glob
+PLUGIN_TOKEN = re.compile(r"\A[A-Za-z0-9_*?\[][A-Za-z0-9_.*?\[\]!-]*\Z")
 
 _all: "weakref.WeakSet[Launches]" = weakref.WeakSet()
 _make_lock = threading.Lock()
@@ -214,7 +217,7 @@ class Launches:
         if tunnel not in MODES:
             raise BadRequest("tunnel must be one of %s, not %r" % (", ".join(MODES), str(tunnel)[:40]))
         timeout = _number(body.get("timeout", REGISTER_TIMEOUT), "timeout", MAX_REGISTER_TIMEOUT)
-        plugins = _text(body.get("plugins", "default"), "plugins")
+        plugins = _plugins(body.get("plugins", "default"))
         access = current_access()
         args = ["-p", plugins]
         extra: Dict[str, Any] = {}
@@ -227,10 +230,12 @@ class Launches:
                 _valid_via(body["tunnel_via"])
                 args += ["--tunnel-via", body["tunnel_via"]]
             if body.get("tunnel_identity"):
-                args += ["--tunnel-identity", body["tunnel_identity"]]
+                args += ["--tunnel-identity", _identity(body["tunnel_identity"])]
         elif tunnel == "reverse":
             if body.get("tunnel_node"):
                 _valid_via(body["tunnel_node"])
+            if body.get("tunnel_identity"):
+                _identity(body["tunnel_identity"])
             extra = {"tunnel": "reverse", "tunnel_port": random.randint(*REVERSE_PORTS)}
         if body.get("log_level"):
             if body["log_level"].upper() not in LOG_LEVELS:
@@ -473,6 +478,23 @@ def _text(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 4096 or "\x00" in value:
         raise BadRequest("%s must be a non-empty string" % field)
     return value
+
+
+def _plugins(value: Any) -> str:
+    """A ``-p`` value for the child: names, prefixes or globs between commas; nothing that
+    its argv would read as an option."""
+    text = _text(value, "plugins")
+    if not all(PLUGIN_TOKEN.match(t.strip()) for t in text.split(",") if t.strip()):
+        raise BadRequest("plugins must be plugin names (or globs) between commas, not %r" % text[:80])
+    return text
+
+
+def _identity(value: Any) -> str:
+    """An ssh key file for ``-i``: a path, not something ssh or argparse would read as an option."""
+    text = _text(value, "tunnel_identity")
+    if text.startswith("-") or any(c in text for c in "\r\n"):
+        raise BadRequest("tunnel_identity must be the path of a key file, not %r" % text[:80])
+    return text
 
 
 def _number(value: Any, field: str, maximum: float) -> float:

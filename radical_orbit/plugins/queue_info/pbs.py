@@ -12,7 +12,7 @@ from .commands import SchedulerError, checked
 from .values import TERMINAL_JOB_STATES, text
 
 #: ``1234``, ``1234.server``, an array ``1234[]`` or subjob ``1234[7].server``.
-JOB_ID = re.compile(r"^\d{1,12}(\[\d{0,9}\])?(\.[A-Za-z0-9][\w.-]{0,200})?$")
+JOB_ID = re.compile(r"\A[0-9]{1,12}(\[[0-9]{0,9}\])?(\.[A-Za-z0-9][A-Za-z0-9_.-]{0,200})?\Z")
 #: How many lines of ``$PBS_NODEFILE`` are read at most.
 MAX_NODEFILE_LINES = 200000
 

@@ -22,7 +22,7 @@ from .slurm import SlurmBackend
 
 BACKENDS = {"slurm": SlurmBackend, "pbs": PbsBackend, "none": NoneBackend}
 #: ``?user=``: a user name, or ``*`` for every user.
-USER_RE = re.compile(r"^(\*|[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63})$")
+USER_RE = re.compile(r"\A(\*|[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63})\Z")
 #: Seconds ``stop`` waits for the prefetch thread (a command in flight may take its timeout).
 STOP_JOIN_TIMEOUT = 2.0
 #: The kinds of records the plugin caches, each fetched by one backend method.

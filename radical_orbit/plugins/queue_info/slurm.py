@@ -15,7 +15,7 @@ from .commands import SchedulerError, checked
 from .values import TERMINAL_JOB_STATES, expand_hostlist, gres_gpus, text
 
 #: A SLURM job id: ``123``, an array task ``123_4`` or a heterogeneous component ``123+1``.
-JOB_ID = re.compile(r"^\d{1,12}([_+]\d{1,9})?$")
+JOB_ID = re.compile(r"\A[0-9]{1,12}([_+][0-9]{1,9})?\Z")
 
 
 class SlurmBackend(Backend):

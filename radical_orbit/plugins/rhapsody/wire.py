@@ -26,7 +26,7 @@ MSGPACK = "application/msgpack"
 PICKLED = ("function", "args", "kwargs")
 TASK_FIELDS = frozenset(("uid", "name", "executable", "arguments", "cwd", "env", "shell",
                          "backend_kwargs") + PICKLED)
-UID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+UID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 MAX_NAME = 256
 PYTHON_RE = re.compile(r"^(\d+)\.(\d+)")
 
