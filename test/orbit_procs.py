@@ -16,6 +16,16 @@ INSTALLED = os.environ.get("ORBIT_TEST_INSTALLED") == "1"
 URL_LINE = re.compile(r"ORBIT bridge: (\S+)")
 
 
+def clean_env(home: str, **extra: str) -> Dict[str, str]:
+    """This environment without any RADICAL_ORBIT_* variable, with its own config dir: what a
+    user's fresh shell would have (for commands and examples run as a user would)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RADICAL_ORBIT")}
+    env.update(RADICAL_ORBIT_HOME=home, PYTHONUNBUFFERED="1", **extra)
+    if not INSTALLED:
+        env["PYTHONPATH"] = REPO
+    return env
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
     """Poll ``predicate`` until it returns a true value; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from orbit_procs import INSTALLED, REPO, Proc, make_cert, wait_for
+from orbit_procs import INSTALLED, REPO, Proc, clean_env, make_cert, wait_for
 
 from radical_orbit import BridgeClient, Unavailable
 from radical_orbit.plugins import RHAPSODY_ROLES
@@ -20,14 +20,6 @@ def run_cmd(module, args, env, timeout=30):
     return subprocess.run([sys.executable, "-m", module] + list(args), env=env, timeout=timeout,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
                           cwd=REPO)
-
-
-def clean_env(home, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RADICAL_ORBIT")}
-    env.update(RADICAL_ORBIT_HOME=home, PYTHONUNBUFFERED="1", **extra)
-    if not INSTALLED:
-        env["PYTHONPATH"] = REPO
-    return env
 
 
 #: a DEBUG or INFO log record (e.g. a plugin that loaded before another failed): not the error

@@ -6,18 +6,10 @@ import re
 import subprocess
 import sys
 
-from orbit_procs import INSTALLED, REPO, Orbit, Proc, wait_for
+from orbit_procs import REPO, Orbit, Proc, clean_env, wait_for
 from slurm_cluster import require_slurm, slurm_available
 
 EXAMPLE = os.path.join(REPO, "examples", "example_queue_info.py")
-
-
-def clean_env(home, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RADICAL_ORBIT")}
-    env.update(RADICAL_ORBIT_HOME=home, PYTHONUNBUFFERED="1", **extra)
-    if not INSTALLED:
-        env["PYTHONPATH"] = REPO
-    return env
 
 
 def run_example(env, *args):

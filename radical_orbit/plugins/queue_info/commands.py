@@ -7,30 +7,20 @@ returns in the error envelope. An option the installed version does not know (``
 SLURM 22.05's scontrol) is told apart as ``Unsupported``, so that the caller falls back to
 another form of the same command.
 """
-import os
 import re
-import shutil
-import signal
 import subprocess
-from typing import Callable, List, NamedTuple, Optional
+from typing import Callable, List, Optional
 
+from ...command import NotOnPath, Result, run_bounded
 from ...errors import OrbitError
 
 #: Seconds a scheduler command may run before it is killed (``command_timeout`` in the config).
 COMMAND_TIMEOUT = 30.0
-#: Seconds to wait for a killed command's pipes to close.
-REAP_TIMEOUT = 1.0
 #: How much of a failing command's stderr goes into the error envelope.
 MAX_MESSAGE = 2000
 #: What an option the installed version lacks looks like, in the words of SLURM, PBS and getopt.
 _UNSUPPORTED = re.compile(r"unrecognized option|invalid option|unknown option|illegal option|"
                           r"not supported|unable to find plugin|invalid output format", re.I)
-
-
-class Result(NamedTuple):
-    returncode: int
-    stdout: str
-    stderr: str
 
 
 #: ``run(argv, timeout) -> Result``; tests give the backends a runner that replays fixtures.
@@ -59,22 +49,14 @@ class Unsupported(Exception):
 
 def run_command(argv: List[str], timeout: float = COMMAND_TIMEOUT) -> Result:
     """Run ``argv``; NotInstalled or SchedulerTimeout when it cannot answer at all."""
-    binary = shutil.which(argv[0])
-    if binary is None:
-        raise NotInstalled("%s is not installed on this host" % argv[0])
     try:
-        proc = subprocess.Popen([binary] + list(argv[1:]), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                encoding="utf-8", errors="replace", start_new_session=True,
-                                env=dict(os.environ, LC_ALL="C"))
+        return run_bounded(argv, timeout)
+    except NotOnPath as exc:
+        raise NotInstalled(str(exc))
     except OSError as exc:
         raise NotInstalled("cannot run %s: %s" % (argv[0], exc))
-    try:
-        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill(proc)
         raise SchedulerTimeout("%s did not answer within %.0f s" % (" ".join(argv[:3]), timeout))
-    return Result(proc.returncode, out, err)
 
 
 def checked(result: Result, argv: List[str]) -> str:
@@ -85,19 +67,6 @@ def checked(result: Result, argv: List[str]) -> str:
     if _UNSUPPORTED.search(message):
         raise Unsupported(message)
     raise SchedulerError("%s failed: %s" % (" ".join(argv[:3]), message[:MAX_MESSAGE]))
-
-
-def _kill(proc: "subprocess.Popen[str]") -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
-    try:
-        proc.communicate(timeout=REAP_TIMEOUT)
-    except (subprocess.TimeoutExpired, ValueError):
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 class Commands:

@@ -132,13 +132,14 @@ def gres_gpus(value: Any) -> Dict[str, Any]:
     return {"count": count, "types": types}
 
 
-def _split_top(value: str) -> List[str]:
-    """Split on commas that are not inside parentheses (``gpu:2(S:0,1),nvme:1``)."""
+def _split_top(value: str, opening: str = "(", closing: str = ")") -> List[str]:
+    """Split on commas that are not inside ``opening``/``closing`` (``gpu:2(S:0,1),nvme:1``,
+    ``nid[001-003,007],login1``)."""
     out, depth, cur = [], 0, ""
     for ch in value:
-        if ch == "(":
+        if ch == opening:
             depth += 1
-        elif ch == ")":
+        elif ch == closing:
             depth = max(0, depth - 1)
         if ch == "," and depth == 0:
             out.append(cur)
@@ -163,27 +164,12 @@ def expand_hostlist(value: str, limit: int = 100000) -> List[str]:
     """``nid[001-003,007],login1`` -> ``nid001 nid002 nid003 nid007 login1``; brackets in
     several places multiply (``r[1-2]n[1-2]``). At most ``limit`` names."""
     hosts = []  # type: List[str]
-    for item in _split_brackets(text(value)):
+    for item in _split_top(text(value), "[", "]"):
         for host in _expand_one(item):
             hosts.append(host)
             if len(hosts) >= limit:
                 return hosts
     return hosts
-
-
-def _split_brackets(value: str) -> List[str]:
-    out, depth, cur = [], 0, ""
-    for ch in value:
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    if cur:
-        out.append(cur)
-    return [item.strip() for item in out if item.strip()]
 
 
 def _expand_one(item: str) -> List[str]:
