@@ -24,13 +24,14 @@ from radical_orbit.bridge.events import NOTIFICATION, TOPOLOGY, EventHub, Filter
 class NumberedEndpoint:
     """A scripted endpoint that numbers its notifications by hand."""
 
-    def __init__(self, orbit, stream, acked=0, name="fake"):
+    def __init__(self, orbit, stream, acked=0, name="fake", durable=None):
         self.stream = stream
         self.sock = websocket.WebSocket()
         self.sock.connect(orbit.url.replace("http", "ws", 1) + "/register",
                           header=["Authorization: Bearer %s" % orbit.token], timeout=10)
         self.send(protocol.HELLO, name=name, resume=None, pid=1, endpoint={"type": "standalone"},
-                  plugins={}, notes={"stream": stream, "acked": acked})
+                  plugins={}, notes=dict({"stream": stream, "acked": acked},
+                                         **({"durable": durable} if durable is not None else {})))
         self.welcome = self.recv()
         assert self.welcome["k"] == protocol.WELCOME, self.welcome
 
@@ -194,6 +195,31 @@ def test_a_gap_in_the_numbers_is_published_as_dropped(orbit_plain):
                               ("_orbit", "notifications_dropped", {"count": 3, "first": 2, "last": 4}),
                               ("p", "t", {"i": 5})]
     assert "endpoint fake dropped 3 notification(s)" in orbit_plain.bridge.output()
+
+
+def test_a_durable_stream_named_in_the_hello_is_no_gap_for_a_bridge_that_never_saw_it(orbit_plain):
+    """A plugin's durable stream (Plugin.durable_notes) goes on from the number its store
+    last had acknowledged; a bridge without that history (a fresh event log) takes the
+    hello's ``durable`` marks, so the next number is not reported as a gap, and a number
+    at or below the mark is not published again."""
+    orbit_plain.start_bridge()
+    events = RawEvents(orbit_plain)
+    fake = NumberedEndpoint(orbit_plain, "stream-d", durable={"psij-store": 7})
+    for seq in (7, 8):
+        fake.send(protocol.NOTE, plugin="p", topic="t", data={"i": seq}, ts=0, stream="psij-store", seq=seq)
+    acks = []
+    while not acks or acks[-1] < 8:
+        msg = fake.recv()
+        if msg["k"] == protocol.ACK and msg["stream"] == "psij-store":
+            acks.append(msg["seq"])
+    fake.note(1)
+    wait_for(lambda: len(events.notes()) >= 2, 10, "two events")
+    events.close()
+    fake.close()
+    assert events.notes() == [("p", "t", {"i": 8}), ("p", "t", {"i": 1})]
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode(protocol.encode(protocol.HELLO, name="x", resume=None, pid=1, endpoint={}, plugins={},
+                                        notes={"stream": "s", "acked": 0, "durable": {"": 1}}), (protocol.HELLO,))
 
 
 def test_a_burst_of_notifications_costs_a_handful_of_acks(orbit_plain):

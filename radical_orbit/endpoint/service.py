@@ -200,12 +200,14 @@ class EndpointService:
 
     # -- one connected session -------------------------------------------------------
     def _hello(self, plugins: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        with self._note_lock:       # a plugin loading meanwhile may open a durable stream
+            durable = {s: box.acked for s, box in self._durable.items()}
         info = {"type": self.role, "role": self.role, "hostname": self.facts["hostname"],
                 "python_version": self.facts["python_version"], "version": __version__}
         return {"name": self.name, "resume": self._resume, "pid": os.getpid(),
                 "endpoint": info, "plugins": self.host.describe() if plugins is None else plugins,
                 "notes": {"stream": self._note_stream, "acked": self._note_acked,
-                          "durable": {s: box.acked for s, box in self._durable.items()}}}
+                          "durable": durable}}
 
     def _check_table(self, plugins: Dict[str, Any]) -> None:
         """A plugin table the bridge would refuse in a hello (too many plugins, too large
