@@ -279,8 +279,11 @@ class TaskSession(PluginSession):
 
     def describe(self) -> Dict[str, Any]:
         info = super().describe()
+        with self._lock:
+            counts = {state: n for state, n in self._counts.items() if n > 0}
+            total = len(self._records)
         info.update({"state": self.state, "backend": self.options.backend if self.options else None,
-                     "tasks": len(self._records)})
+                     "tasks": total, "counts": counts})
         return info
 
     # -- close -----------------------------------------------------------------------
