@@ -254,3 +254,53 @@ def test_no_secret_file_is_left_behind(world):
     root = os.path.join(o.home, "launch")
     wait_for(lambda: not os.path.isdir(root) or not os.listdir(root), 20, "every launch dir to go")
     assert files_holding(o.home, o.token) == []
+
+
+def test_asking_the_bridge_for_names_does_not_hold_the_launch_lock(tmp_path, monkeypatch):
+    """submit_tunneled asks the bridge which names are taken (an HTTP call of up to
+    BRIDGE_TIMEOUT s): psij's watcher thread, reporting any job's state change, must not
+    wait behind it."""
+    import threading
+    import types
+    from radical_orbit.errors import BadRequest
+    from radical_orbit.plugins.psij import launch as launch_mod
+
+    monkeypatch.setenv("RADICAL_ORBIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RADICAL_ORBIT_BRIDGE_URL", "http://127.0.0.1:9")
+
+    def refuse(spec, executor, _x, sid):
+        raise BadRequest("no jobs in this test")
+
+    jobs = types.SimpleNamespace(state_dir=str(tmp_path), default_executor="local", submit=refuse,
+                                 watcher=types.SimpleNamespace(add_listener=lambda f: None))
+    plugin = types.SimpleNamespace(context=types.SimpleNamespace(endpoint="login1"), jobs=jobs, name="psij")
+    group = launch_mod.Launches(plugin)
+    asked, answer = threading.Event(), threading.Event()
+
+    def slow_listed():
+        asked.set()
+        answer.wait(10)
+        return set()
+    monkeypatch.setattr(group, "_listed", slow_listed)
+    monkeypatch.setattr(launch_mod, "wrapper_path", lambda: "/bin/true")
+    errors = []
+    submitter = threading.Thread(target=lambda: errors.append(_raises(group.submit, {"name": "kid"}, "s")))
+    submitter.start()
+    try:
+        assert asked.wait(10)
+        reporter = threading.Thread(target=group._on_job, args=({"job_id": "other", "state": "ACTIVE"},))
+        reporter.start()
+        reporter.join(2)
+        assert not reporter.is_alive(), "psij's watcher waited for the bridge's answer"
+    finally:
+        answer.set()
+        submitter.join(10)
+    assert errors and isinstance(errors[0], BadRequest)
+
+
+def _raises(call, *args):
+    try:
+        call(*args)
+    except Exception as exc:
+        return exc
+    return None

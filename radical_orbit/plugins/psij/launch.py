@@ -245,8 +245,9 @@ class Launches:
         if not isinstance(environment, dict):
             raise BadRequest("environment must be an object of names to strings")
         executor = body.get("executor")
+        listed = self._listed()         # an HTTP call: not under the lock psij's watcher needs
         with self._lock:
-            name = self._child_name(body.get("name"))
+            name = self._child_name(body.get("name"), listed)
             directory = os.path.join(launch_root(), "%s-%s" % (name, uuid.uuid4().hex[:8]))
             launch = Launch(name, executor or self.plugin.jobs.default_executor, tunnel, timeout, directory)
             launch.tunnel_node, launch.identity = body.get("tunnel_node"), body.get("tunnel_identity")
@@ -301,7 +302,10 @@ class Launches:
             self._stop_tunnel(launch)
 
     # -- naming ----------------------------------------------------------------------
-    def _child_name(self, wanted: Any) -> str:
+    def _child_name(self, wanted: Any, listed: Optional[set]) -> str:
+        """``wanted`` checked, or the next free ``<parent>.<n>``; ``listed``: the bridge's
+        endpoint names (lower case), None when it could not be asked."""
+        listed = listed or set()
         if wanted is not None:
             if not is_name(wanted) or is_reserved(wanted):
                 raise BadRequest("invalid child endpoint name %r: must match "
@@ -309,10 +313,9 @@ class Launches:
             known = self._launches.get(wanted.lower())
             if known is not None and known.state in ACTIVE:
                 raise Conflict("a launch named %r is already %s" % (wanted, known.state))
-            if wanted.lower() in (self._listed() or ()):
+            if wanted.lower() in listed:
                 raise Conflict("an endpoint named %r is already connected to the bridge" % wanted)
             return wanted
-        listed = set(n.lower() for n in self._listed() or ())
         while True:
             self._counter += 1
             name = "%s.%d" % (self.parent, self._counter)
