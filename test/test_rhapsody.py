@@ -465,3 +465,17 @@ def test_a_task_uid_with_a_trailing_newline_is_refused():
     assert len(ok) == 1
     with pytest.raises(BadRequest, match="uid must match"):
         wire.parse_submit({"tasks": [{"executable": "/bin/true", "uid": "t1\n"}]}, 10, False, python)
+
+
+def test_executables_run_at_most_workers_at_a_time(bc, tmp_path):
+    """rhapsody's concurrent backend starts every executable task at once: a 100k-task
+    submit forked until the host ran out of processes and ~90% failed. ORBIT's backend runs
+    at most ``workers`` of them at a time, the rest wait their turn."""
+    running = tmp_path / "running"
+    running.mkdir()
+    script = 'mkdir %s/$$; ls %s | wc -l; sleep 0.2; rmdir %s/$$' % ((running,) * 3)
+    with RhapsodyClient(bc.get_endpoint_client(ENDPOINT), "rhapsody", workers=2) as rc2:
+        uids = rc2.submit_tasks([executable_task("/bin/sh", ["-c", script]) for _ in range(12)])
+        results = rc2.wait_tasks(uids, timeout=60)
+    assert all(r.state == "DONE" for r in results), [r.state for r in results]
+    assert max(int(r["stdout"].strip()) for r in results) <= 2

@@ -108,7 +108,8 @@ def concurrent_backend_class() -> type:
     """rhapsody's concurrent backend, with executables it can stop: each process starts in a
     session of its own (stdin from /dev/null) and is remembered, so that cancelling its task,
     or closing the session, kills its whole process group. rhapsody's own would leave the
-    process running, and an endpoint that stops would leave it behind."""
+    process running, and an endpoint that stops would leave it behind. At most ``workers``
+    executables run at a time (rhapsody's would start them all at once)."""
     global _CONCURRENT
     if _CONCURRENT is None:
         from rhapsody.backends import ConcurrentExecutionBackend
@@ -117,8 +118,17 @@ def concurrent_backend_class() -> type:
             def __init__(self, executor: Any) -> None:
                 super().__init__(executor)
                 self.processes: Dict[str, Any] = {}
+                self._slots: Optional[asyncio.Semaphore] = None
 
             async def _execute_command(self, task: Dict[str, Any]) -> Any:
+                # rhapsody starts every executable at once: at most ``workers`` here
+                if self._slots is None:     # made on the loop that runs the tasks
+                    self._slots = asyncio.Semaphore(getattr(self.executor, "workers", None)
+                                                    or default_workers())
+                async with self._slots:
+                    return await self._run_command(task)
+
+            async def _run_command(self, task: Dict[str, Any]) -> Any:
                 extra = task.get("task_backend_specific_kwargs") or {}
                 argv = [task["executable"]] + list(task.get("arguments") or [])
                 pipes = {"stdin": asyncio.subprocess.DEVNULL, "stdout": asyncio.subprocess.PIPE,
