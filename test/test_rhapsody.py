@@ -479,3 +479,20 @@ def test_executables_run_at_most_workers_at_a_time(bc, tmp_path):
         results = rc2.wait_tasks(uids, timeout=60)
     assert all(r.state == "DONE" for r in results), [r.state for r in results]
     assert max(int(r["stdout"].strip()) for r in results) <= 2
+
+
+def test_an_executables_output_is_kept_up_to_a_cap(tmp_path):
+    """A task's stdout and stderr were read whole into the endpoint's memory: a task that
+    prints gigabytes took the endpoint down. Each is kept up to MAX_OUTPUT bytes."""
+    import asyncio
+    from radical_orbit.plugins.rhapsody import backends, settings
+    from radical_orbit.plugins.rhapsody.pool import DaemonThreadPool
+    backend = backends.concurrent_backend_class()(DaemonThreadPool(1, "cap-test"))
+    big = settings.MAX_OUTPUT * 3
+    task = {"uid": "t1", "executable": "/bin/sh",
+            "arguments": ["-c", "yes a | tr -d '\\n' | head -c %d; head -c %d /dev/zero >&2; exit 4" % (big, big)]}
+    done, state = asyncio.run(backend._execute_command(task))
+    assert state == "FAILED" and done["exit_code"] == 4
+    assert done["stdout"].startswith("a" * 1000)
+    assert settings.MAX_OUTPUT <= len(done["stdout"]) < settings.MAX_OUTPUT + 200
+    assert "more bytes not kept" in done["stdout"] and "more bytes not kept" in done["stderr"]

@@ -14,13 +14,15 @@ from typing import Any, Dict, List, Optional
 
 from ...errors import BadRequest
 from .pool import DaemonThreadPool
-from .settings import Settings
+from .settings import MAX_OUTPUT, Settings
 
 #: rhapsody's own client of an ORBIT bridge: not a backend an endpoint should loop back through
 HIDDEN = frozenset(("orbit",))
 #: Seconds beyond ``init_timeout`` a backend may take before it is given up as hung.
 START_MARGIN = 5.0
 OPTION_FIELDS = frozenset(("backend", "dask_scheduler", "workers", "backend_kwargs"))
+#: Bytes read from an executable's pipe at a time.
+READ_CHUNK = 64 * 1024
 
 
 class Options:
@@ -140,7 +142,9 @@ def concurrent_backend_class() -> type:
                     process = await asyncio.create_subprocess_exec(*argv, **pipes)
                 self.processes[task["uid"]] = process
                 try:
-                    out, err = await process.communicate()
+                    out, err = await asyncio.gather(_read_capped(process.stdout, MAX_OUTPUT),
+                                                    _read_capped(process.stderr, MAX_OUTPUT))
+                    await process.wait()
                 except BaseException:
                     kill_group(process)
                     raise
@@ -156,6 +160,21 @@ def concurrent_backend_class() -> type:
 
         _CONCURRENT = StoppableConcurrentBackend
     return _CONCURRENT
+
+
+async def _read_capped(stream: Any, cap: int) -> bytes:
+    """All of ``stream`` read, its first ``cap`` bytes kept, and how much was dropped said."""
+    kept, dropped = bytearray(), 0
+    while True:
+        chunk = await stream.read(READ_CHUNK)
+        if not chunk:
+            break
+        room = max(0, cap - len(kept))
+        kept += chunk[:room]
+        dropped += len(chunk) - min(room, len(chunk))
+    if dropped:
+        kept += b"\n[... %d more bytes not kept]" % dropped
+    return bytes(kept)
 
 
 def kill_group(process: Any) -> None:

@@ -25,6 +25,9 @@ MAX_WAIT = 10.0
 CALL_TIMEOUT = 60.0
 #: Seconds a session's backend may take to start (a Dask scheduler to answer).
 INIT_TIMEOUT = 60.0
+#: Bytes of an executable task's stdout, and of its stderr, the endpoint keeps (the rest is
+#: read and dropped, so a task that prints gigabytes cannot exhaust the endpoint's memory).
+MAX_OUTPUT = 4 * 1024 * 1024
 #: Characters of a return value's repr, of stdout and of stderr a JSON answer shows.
 TEXT_CAP = 64 * 1024
 
