@@ -356,7 +356,8 @@ def test_plugin_routes_over_replayed_slurm():
 
 
 def test_plugin_refuses_a_bad_config():
-    for config in ({"backend": "lsf"}, {"cache_ttl": 0}, {"command_timeout": "1"}, {"nosuch": 1}):
+    for config in ({"backend": "lsf"}, {"cache_ttl": 0}, {"command_timeout": "1"}, {"nosuch": 1},
+                   {"command_timeout": float("nan")}, {"cache_ttl": float("inf")}):
         with pytest.raises(ValueError):
             QueueInfoPlugin("queue_info", PluginContext("ep", "login", lambda *a: None, config=config))
 

@@ -496,3 +496,10 @@ def test_an_executables_output_is_kept_up_to_a_cap(tmp_path):
     assert done["stdout"].startswith("a" * 1000)
     assert settings.MAX_OUTPUT <= len(done["stdout"]) < settings.MAX_OUTPUT + 200
     assert "more bytes not kept" in done["stdout"] and "more bytes not kept" in done["stderr"]
+
+
+def test_wait_with_a_nan_timeout_is_refused(orbit, rc):
+    """Python's JSON reader takes NaN, which passed ``timeout < 0`` and made wait answer at once."""
+    r = orbit.get("%s/rhapsody/wait/%s" % (ENDPOINT, rc.sid), "POST", data='{"timeout": NaN}',
+                  headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "'timeout' must be" in r.json()["detail"], r.text

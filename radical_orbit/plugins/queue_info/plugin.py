@@ -41,7 +41,7 @@ def pick_backend(name: str, runner: Optional[Runner] = None,
 
 def _positive(config: Dict[str, Any], key: str, default: float) -> float:
     value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
         raise ValueError("queue_info %s must be a number of seconds above 0, not %r" % (key, value))
     return float(value)
 

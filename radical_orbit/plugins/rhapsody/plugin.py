@@ -83,7 +83,7 @@ class RhapsodyPlugin(Plugin):
         body = wire.read_body(req) if req.body.strip() else {}
         uids = _uid_list(body.get("uids"))
         timeout = body.get("timeout", 0)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
             raise BadRequest("'timeout' must be a number of seconds, 0 or more")
         done, running = session.wait(uids, min(float(timeout), self.settings.max_wait))
         cap = None if wire.wants_msgpack(req) else TEXT_CAP
