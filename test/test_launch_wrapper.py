@@ -170,6 +170,25 @@ def test_job_end_watch_stops_margin_seconds_before_the_end():
         watch.close()
 
 
+def test_job_end_watch_survives_a_failing_look_at_the_scheduler(monkeypatch):
+    """An exception while asking for the end time (odd scheduler output) ended the watch's
+    thread silently, and the endpoint was then killed with its job instead of stopping."""
+    import radical_orbit.endpoint.jobend as jobend
+    monkeypatch.setattr(jobend, "FAILURE_RETRY", 0.05)
+    answers = iter([OverflowError("mktime argument out of range")])
+
+    def end_time():
+        for failure in answers:
+            raise failure
+        return time.time() - 1
+    stopped = []
+    watch = JobEndWatch(lambda: stopped.append(True), margin=0, end_time=end_time).start()
+    try:
+        wait_for(lambda: stopped, 5, "the watch to stop the endpoint after a failed look")
+    finally:
+        watch.close()
+
+
 def test_handoff_file_is_private_read_once_and_refused_when_readable_by_others(tmp_path):
     from radical_orbit.config import ConfigError
     from radical_orbit.endpoint.handoff import BridgeAccess, read_handoff, write_handoff

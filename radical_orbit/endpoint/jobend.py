@@ -13,6 +13,7 @@ log = logging.getLogger("radical_orbit.endpoint.jobend")
 DEFAULT_MARGIN = 30.0       # s before the job's end time at which the endpoint stops
 RECHECK_INTERVAL = 300.0    # s between asking the scheduler again (a time limit can change)
 COMMAND_TIMEOUT = 10.0      # s for squeue / qstat
+FAILURE_RETRY = 30.0        # s before asking again after a look at the end time failed
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -91,7 +92,13 @@ class JobEndWatch:
     def _watch(self) -> None:
         said = None
         while not self._closed.is_set():
-            end = self._end_time()
+            try:
+                end = self._end_time()
+            except Exception:       # odd scheduler output must not end the watch
+                log.exception("cannot tell when the batch job ends; asking again in %.0f s",
+                              FAILURE_RETRY)
+                self._closed.wait(FAILURE_RETRY)
+                continue
             if end is None:
                 if said is None:
                     log.info("in a batch job whose end time is unknown: the endpoint stops on "
