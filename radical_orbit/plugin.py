@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Union
 
 from . import router
 from .descriptor import PluginDescriptor
-from .errors import BadRequest, Gone, NotFound, PayloadTooLarge
+from .errors import BadRequest, Gone, NotFound, PayloadTooLarge, Unavailable
 
 #: A JSON body larger than this is refused with 413; large data goes through ``req.stream``.
 MAX_JSON_BODY = 16 * 2**20
@@ -295,6 +295,9 @@ class Plugin:
     version: str = "0.1.0"
     session_class = PluginSession
     session_ttl: float = 3600.0
+    #: open sessions at most: each holds memory (and, for some plugins, threads) until it
+    #: is unregistered or idles out, so a caller cannot open them without bound
+    max_sessions: int = 1000
     #: the monotonic clock that sessions' idle time is measured by (tests set one they can move)
     clock: Callable[[], float] = staticmethod(time.monotonic)
     ui_config: Dict[str, Any] = {}
@@ -408,9 +411,14 @@ class Plugin:
     # -- base routes -------------------------------------------------------
     @route("POST", "register_session")
     def register_session(self, req: Request) -> Dict[str, Any]:
+        self.expire_sessions()
         sid = "%s.%04d.%s" % (self.name, next(self._sid_counter), uuid.uuid4().hex[:8])
-        session = self.session_class(self, sid)
+        session = self.session_class(self, sid)     # cheap: what it holds starts after this
         with self._lock:
+            if len(self._sessions) >= self.max_sessions:
+                raise Unavailable("plugin %s has %d sessions open, its limit: unregister the ones "
+                                  "you no longer use, or wait until idle ones expire"
+                                  % (self.name, len(self._sessions)), retry_after=60)
             self._sessions[sid] = session
         return {"sid": sid}
 

@@ -541,6 +541,20 @@ def test_unregister_session_is_ok_then_404(host):
     assert CounterSession.closed == 1
 
 
+def test_sessions_are_capped_and_a_freed_place_is_taken_again(host, monkeypatch):
+    """A caller cannot open sessions without bound: past max_sessions, 503 with Retry-After
+    and the envelope; unregistering one makes room."""
+    monkeypatch.setattr(CounterPlugin, "max_sessions", 3)
+    sids = [register(host) for _ in range(3)]
+    req = Request("POST", "counter/register_session", {}, stream=io.BytesIO(b""), content_length=0)
+    resp = host.dispatch(req)
+    body = json.loads(b"".join(resp.chunks(1024)))
+    assert resp.status == 503 and body["error"] is True
+    assert "3 sessions open" in body["detail"] and resp.headers.get("Retry-After") == "60"
+    assert call(host, "POST", "counter/unregister_session/%s" % sids[0])[0] == 200
+    assert register(host) not in sids
+
+
 def test_unregister_unknown_session_is_404(host):
     status, body = call(host, "POST", "counter/unregister_session/counter.9999.nothere")
     assert status == 404

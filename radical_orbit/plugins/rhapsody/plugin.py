@@ -30,6 +30,8 @@ class RhapsodyPlugin(Plugin):
     plugin_name = "rhapsody"
     version = "1.0.0"
     session_class = TaskSession
+    #: each session holds a backend (a thread pool or a Dask client) and its task records
+    max_sessions = 64
     ui_config = {"title": "Tasks", "description": "Run executables and Python functions with rhapsody"}
 
     def __init__(self, name: str, context: PluginContext):
