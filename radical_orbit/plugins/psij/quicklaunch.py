@@ -7,8 +7,9 @@ pipe, and psij's reaper reads that pipe to its end before it reports the job don
 4 ms of a trivial job's 8 to 9 ms, measured in the endpoint. This script does what psij's
 does (pre-launch, the command with the spec's stdin/stdout/stderr, post-launch, the
 ``_PSI_J_LAUNCHER_DONE`` marker psij tells launcher failures by, the command's exit code)
-without the log. It is written into the executor's work dir (psij deploys it from there
-like its own), so nothing but Python files ships.
+without the log, and quotes the stdin/stdout/stderr paths, so they may hold spaces. It is
+written into the executor's work dir (psij deploys it from there like its own), so nothing
+but Python files ships.
 """
 import logging
 import os
@@ -19,40 +20,25 @@ log = logging.getLogger("radical_orbit.plugins.psij")
 
 NAME = "orbit_single_launch.sh"
 SCRIPT = """#!/bin/bash
-# ORBIT's copy of psij's single_launch.sh + launcher_lib.sh, without the launcher log
-# (see radical_orbit/plugins/psij/quicklaunch.py); same arguments, same behaviour.
+# ORBIT's launcher for psij's local executor (radical_orbit/plugins/psij/quicklaunch.py).
+# Arguments as psij passes them to a launcher: job id, launcher log, pre-launch script,
+# post-launch script, stdin, stdout, stderr, then the command. No launcher log is kept.
 set -e
-
-_PSI_J_JOB_ID="$1"
-_PSI_J_LOG_FILE="$2"
-_PSI_J_PRE_LAUNCH="$3"
-_PSI_J_POST_LAUNCH="$4"
-_PSI_J_STDIN="$5"
-_PSI_J_STDOUT="$6"
-_PSI_J_STDERR="$7"
-
+_ORBIT_PRE=$3
+_ORBIT_POST=$4
+_ORBIT_IN=$5
+_ORBIT_OUT=$6
+_ORBIT_ERR=$7
 shift 7
-
-log() {
-    :
-}
-exec 3>/dev/null
-
-if [ "$_PSI_J_PRE_LAUNCH" != "" ]; then
-    source "$_PSI_J_PRE_LAUNCH"
-fi
-
+if [ -n "$_ORBIT_PRE" ]; then . "$_ORBIT_PRE"; fi
 set +e
-"$@" 1>$_PSI_J_STDOUT 2>$_PSI_J_STDERR  <$_PSI_J_STDIN
-_PSI_J_EC=$?
+"$@" <"$_ORBIT_IN" >"$_ORBIT_OUT" 2>"$_ORBIT_ERR"
+_ORBIT_STATUS=$?
 set -e
-
-if [ "$_PSI_J_POST_LAUNCH" != "" ]; then
-    source "$_PSI_J_POST_LAUNCH"
-fi
-
-echo "_PSI_J_LAUNCHER_DONE"
-exit $_PSI_J_EC
+if [ -n "$_ORBIT_POST" ]; then . "$_ORBIT_POST"; fi
+# psij tells a launcher that failed before the command from one that ran it by this line
+echo _PSI_J_LAUNCHER_DONE
+exit "$_ORBIT_STATUS"
 """
 
 
