@@ -36,6 +36,7 @@ from typing import Any, Dict, List, Optional
 
 import requests
 
+from ...command import run_bounded
 from ...endpoint.handoff import ENV_HANDOFF, current_access, launch_root, remove_dir, write_handoff
 from ...errors import BadRequest, Conflict, NotFound, OrbitError
 from ...names import is_name, is_reserved
@@ -462,14 +463,12 @@ class Launches:
         if launch.executor != "slurm" or not launch.native_id:
             return None
         try:
-            out = subprocess.run(["squeue", "-h", "-j", launch.native_id, "-o", "%N"], capture_output=True,
-                                 text=True, timeout=BRIDGE_TIMEOUT).stdout.strip()
-            if out:
-                out = subprocess.run(["scontrol", "show", "hostnames", out], capture_output=True, text=True,
-                                     timeout=BRIDGE_TIMEOUT).stdout.split()[0]
+            nodes = run_bounded(["squeue", "-h", "-j", launch.native_id, "-o", "%N"], BRIDGE_TIMEOUT).stdout.strip()
+            if not nodes:
+                return None
+            return run_bounded(["scontrol", "show", "hostnames", nodes], BRIDGE_TIMEOUT).stdout.split()[0]
         except (OSError, subprocess.SubprocessError, IndexError):
             return None
-        return out or None
 
     def _stop_tunnel(self, launch: Launch) -> None:
         tunnel = launch.reverse
