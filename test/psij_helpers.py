@@ -4,6 +4,8 @@ import os
 import threading
 from typing import Any, Dict, List
 
+import pytest
+
 from orbit_procs import Orbit, wait_for
 
 from radical_orbit import BridgeClient
@@ -58,3 +60,21 @@ def client(orbit: Orbit) -> BridgeClient:
 
 def state_dir(orbit: Orbit, endpoint: str) -> str:
     return os.path.join(orbit.home, "psij", endpoint, "psij")
+
+
+# Module-scoped fixtures of the psij test modules, over each module's own ``orbit`` fixture.
+@pytest.fixture(scope="module")
+def bc(orbit):
+    with client(orbit) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def notes(bc):
+    return JobNotes(bc, "ep")
+
+
+@pytest.fixture(scope="module")
+def pi(bc):
+    with bc.get_endpoint_client("ep").get_plugin("psij") as p:
+        yield p

@@ -10,7 +10,8 @@ import threading
 import pytest
 
 from orbit_procs import REPO, wait_for
-from psij_helpers import JobNotes, client, start_endpoint, start_orbit, state_dir
+from psij_helpers import (bc, client, notes, pi, start_endpoint,  # noqa: F401 (fixtures)
+                          start_orbit, state_dir)
 
 from radical_orbit import BadRequest, Conflict, NotFound, Unavailable
 from radical_orbit.plugins import psij_client
@@ -23,23 +24,6 @@ def orbit(tmp_path_factory):
     o = start_orbit(str(tmp_path_factory.mktemp("psij") / "home"))
     yield o
     o.stop()
-
-
-@pytest.fixture(scope="module")
-def bc(orbit):
-    with client(orbit) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def notes(bc):
-    return JobNotes(bc, "ep")
-
-
-@pytest.fixture(scope="module")
-def pi(bc):
-    with bc.get_endpoint_client("ep").get_plugin("psij") as p:
-        yield p
 
 
 def test_local_job_runs_and_each_transition_is_notified_once(pi, notes):

@@ -13,7 +13,7 @@ import pytest
 
 import slurm_cluster
 from orbit_procs import REPO, wait_for
-from psij_helpers import JobNotes, client, start_endpoint, start_orbit, state_dir
+from psij_helpers import bc, notes, pi, start_endpoint, start_orbit, state_dir  # noqa: F401 (fixtures)
 
 from radical_orbit import BadRequest
 
@@ -26,23 +26,6 @@ def orbit(tmp_path_factory):
     o = start_orbit(str(tmp_path_factory.mktemp("psij_slurm") / "home"))
     yield o
     o.stop()
-
-
-@pytest.fixture(scope="module")
-def bc(orbit):
-    with client(orbit) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def notes(bc):
-    return JobNotes(bc, "ep")
-
-
-@pytest.fixture(scope="module")
-def pi(bc):
-    with bc.get_endpoint_client("ep").get_plugin("psij") as p:
-        yield p
 
 
 def sacct(native_id, name, fields="State,ExitCode"):
