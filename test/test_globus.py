@@ -98,11 +98,14 @@ def test_credentials_are_checked_strictly(bc, fake):
     with pytest.raises(BadRequest) as err:
         ec.request("POST", "globus/register_session", json={"access_token": "a", "password": "p"})
     assert "unknown credential fields password" in err.value.detail
-    # a refresh token Globus refuses registers nothing: 400 invalid_grant, kept
+    # a refresh token Globus refuses registers nothing: Globus's 400 invalid_grant is a 502
+    # (a 400 here would say the caller's request was malformed) naming what Globus refused
     before = len(ec.get_plugin("globus", register=False).list_sessions())
     with pytest.raises(OrbitError) as err:
         GlobusClient(ec, "globus", refresh_token="not-issued", client_id=fake.client_id)
-    assert err.value.status_code == 400 and "invalid_grant" in err.value.detail
+    assert err.value.status_code == 502 and "invalid_grant" in err.value.detail
+    assert "Globus refused the request as invalid" in err.value.detail
+    assert "refresh token not valid for this client" in err.value.detail
     assert len(ec.get_plugin("globus", register=False).list_sessions()) == before
 
 
@@ -310,7 +313,7 @@ def test_a_429_that_persists_keeps_its_code_and_retry_after(bc, gc, fake):
 
 
 @pytest.mark.parametrize("status, code, kept", [
-    (401, "AuthenticationFailed", 401), (403, "PermissionDenied", 403), (404, "ClientError.NotFound", 404),
+    (400, "ClientError.BadRequest", 502), (401, "AuthenticationFailed", 401), (403, "PermissionDenied", 403), (404, "ClientError.NotFound", 404),
     (409, "Conflict", 409), (500, "ExternalError.DirListingFailed", 502),
     (502, "ExternalError.DirListingFailed.GCDisconnected", 502)])
 def test_globus_errors_keep_their_codes_others_are_502(gc, fake, status, code, kept):
@@ -321,6 +324,8 @@ def test_globus_errors_keep_their_codes_others_are_502(gc, fake, status, code, k
     assert err.value.status_code == kept
     assert "fake says %d" % status in err.value.detail and code in err.value.detail
     assert "r%d" % status in err.value.detail      # Globus's request id, for its support desk
+    if status == 400:                              # Globus refused what the plugin sent
+        assert "Globus refused the request as invalid: Globus 400" in err.value.detail
 
 
 def test_an_unreachable_globus_is_502(bc, fake, tmp_path):

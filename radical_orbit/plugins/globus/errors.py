@@ -1,9 +1,11 @@
 """Globus failures -> ORBIT's error envelope.
 
 A missing consent (Globus's ConsentRequired / an auth requirements error) becomes 401
-with what to do; Globus's 400/401/403/404/409/429 keep their codes (a 429 its
-Retry-After); any other answer is 502 with Globus's own message; an unreachable Globus
-is 502, a timeout 504. Details name Globus's code and request id, never a credential.
+with what to do; Globus's 401/403/404/409/429 keep their codes (a 429 its Retry-After);
+any other answer, a 400 included, is 502 with Globus's own code and message (a 400 is
+Globus refusing what the plugin sent on the caller's behalf: its detail says so, and
+what Globus objected to); an unreachable Globus is 502, a timeout 504. Details name
+Globus's code and request id, never a credential.
 """
 import contextlib
 from typing import Dict, Iterator, List, Optional
@@ -14,7 +16,7 @@ from globus_sdk import gare
 from ...errors import OrbitError, Timeout
 
 #: Globus statuses passed through as they are; any other becomes 502
-KEPT = (400, 401, 403, 404, 409, 429)
+KEPT = (401, 403, 404, 409, 429)
 #: the envelope's ``kind`` of a consent-required 401 (the SDK raises GlobusConsentRequired)
 CONSENT_KIND = "GlobusConsentRequired"
 CONSENT_MARK = "required scopes: "
@@ -76,6 +78,8 @@ def _api_error(exc: "globus_sdk.GlobusAPIError") -> OrbitError:
         detail += " (Globus request id %s)" % exc.request_id
     if status == 401:
         detail += "; the credentials were refused (an expired or revoked token?): start a new globus session"
+    elif status == 400:
+        detail = "Globus refused the request as invalid: " + detail
     if status not in KEPT:
         return GlobusFailure(detail, 502)
     headers: Dict[str, str] = {}
