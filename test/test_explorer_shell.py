@@ -3,7 +3,7 @@ auth) and real endpoints shared by the module: the overview's live cards, the ph
 layout and its drawer, hash routes with back/forward, generic pages from ui_config, the
 notifications panel, keyboard-only use, the bridge page, and a truthful connection
 indicator across a bridge restart. Screenshots of each page, at a desktop and a phone
-size, go to docs/screenshots/."""
+size, go to a temporary directory, or to docs/screenshots/ with ORBIT_SCREENSHOTS=docs."""
 import json
 import os
 import re
@@ -18,7 +18,13 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
-SHOTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "screenshots")
+#: where the docs keep the screenshots; a test run writes there only when asked
+DOC_SHOTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "screenshots")
+#: ORBIT_SCREENSHOTS=docs renews docs/screenshots/; unset, the shots go to a temporary
+#: directory (so a plain test run leaves the checkout as it was); any other value is a folder
+SHOTS_ENV = "ORBIT_SCREENSHOTS"
+#: the folder of this run's screenshots, set by the `chromium` fixture
+shots = {"dir": None}
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
@@ -61,10 +67,19 @@ def shell(tmp_path_factory):
     o.stop()
 
 
+def shots_dir(tmp_path_factory) -> str:
+    """The folder the screenshots go to (see SHOTS_ENV)."""
+    want = os.environ.get(SHOTS_ENV, "")
+    if want == "docs":
+        return DOC_SHOTS
+    return want or str(tmp_path_factory.mktemp("screenshots"))
+
+
 @pytest.fixture(scope="module")
-def chromium():
+def chromium(tmp_path_factory):
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        shots["dir"] = shots_dir(tmp_path_factory)
         try:
             yield b
         finally:
@@ -104,9 +119,10 @@ def log_in(page, orbit, hash_=""):
 def shot(page, name):
     """Every page shot must also fit its width: nothing scrolls it sideways."""
     assert_fits(page)
-    os.makedirs(SHOTS, exist_ok=True)
+    folder = shots["dir"]
+    os.makedirs(folder, exist_ok=True)
     kind = "phone" if page.viewport_size["width"] < 700 else "desktop"
-    page.screenshot(path=os.path.join(SHOTS, "%s-%s.png" % (name, kind)))
+    page.screenshot(path=os.path.join(folder, "%s-%s.png" % (name, kind)))
 
 
 def card(page, name):

@@ -231,7 +231,7 @@ def test_file_names_are_text_not_html(orbit, page, home):
 @pytest.mark.parametrize("width,height", [(1280, 800), (390, 844)])
 def test_layout_screenshot(orbit, page, home, tmp_path, width, height):
     """Not a pixel check: the page fits the width (no sideways scrolling of the listing)
-    and a screenshot is kept in /tmp for a look."""
+    and a screenshot is kept in the test's temporary directory for a look."""
     for i, size in enumerate((0, 900, 2**20 * 5, 2**31)):
         with open(str(home / ("file-%d-with-a-long-descriptive-name.dat" % i)), "wb") as f:
             f.truncate(size)
@@ -241,7 +241,7 @@ def test_layout_screenshot(orbit, page, home, tmp_path, width, height):
     expect(row(page, "inputs")).to_be_visible(timeout=T)
     expect(row(page, "file-3-with-a-long-descriptive-name.dat").locator("[data-testid=size]")) \
         .to_have_text("2.00 GiB")
-    page.screenshot(path="/tmp/staging-%d.png" % width, full_page=True)
+    page.screenshot(path=str(tmp_path / ("staging-%d.png" % width)), full_page=True)
     overflow = page.evaluate("(() => { var p = document.getElementById('page');"
                              " return p.scrollWidth - p.clientWidth; })()")
     assert overflow <= 1, "the page scrolls sideways by %d px at %d px" % (overflow, width)
@@ -287,7 +287,7 @@ def test_cancelled_upload_resumes(orbit, page, home, tmp_path):
     expect(transfer.locator(".info")).to_contain_text("MiB of", timeout=T)
     page.wait_for_function("() => { const b = document.querySelector('.st-transfer .st-progress');"
                            " return b && +b.getAttribute('aria-valuenow') >= 25; }", timeout=T)
-    page.screenshot(path="/tmp/staging-upload.png")
+    page.screenshot(path=str(tmp_path / "staging-upload.png"))
     transfer.locator("[data-action=cancel]").click()
     expect(transfer).to_have_class(re.compile("failed"), timeout=T)
     expect(transfer.locator(".info")).to_contain_text("cancelled")
