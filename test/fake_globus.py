@@ -7,7 +7,8 @@ Transfer call, well-formed task documents, known collections, a client's credent
 on a token grant), keeps collections as small in-memory file trees that finished
 transfers really change, and records every request for the test to inspect. Under
 ``/_fake/`` a test injects failures (a consent-required error, a 429 with Retry-After,
-any status), expires the tokens it issued, holds tasks active until released, and reads the record.
+any status, an HTML or garbage body, a slow answer), expires the tokens it issued,
+holds tasks active until released, and reads the record.
 
 Run: ``python test/fake_globus.py --config FILE`` (JSON: ``access_tokens``,
 ``refresh_tokens`` {token: client_id}, ``clients`` {client_id: secret or null}); it
@@ -259,7 +260,7 @@ class Handler(BaseHTTPRequestHandler):
                            "auth": auth, "t": time.time()})
             injected = self._injected(method, url.path)
         if injected is not None:
-            return self._send(injected.get("status", 500), injected.get("body", {}), injected.get("headers"))
+            return self._answer_injected(injected)
         try:
             if url.path == "/v2/oauth2/token":
                 status, data = self._token(method, body, auth)
@@ -270,6 +271,20 @@ class Handler(BaseHTTPRequestHandler):
             doc = {"code": err.code, "message": err.message, "request_id": uuid.uuid4().hex[:9]}
             doc.update(err.extra)
             self._send(err.status, doc)
+
+    def _answer_injected(self, inj: Dict[str, Any]) -> None:
+        """An injected answer: after ``delay`` s, ``status`` with the JSON ``body``, or
+        with ``raw`` text (an HTML error page, garbage) of type ``content_type``."""
+        if inj.get("delay"):
+            time.sleep(float(inj["delay"]))
+        if "raw" not in inj:
+            return self._send(inj.get("status", 500), inj.get("body", {}), inj.get("headers"))
+        raw = inj["raw"].encode()
+        self.send_response(inj.get("status", 200))
+        self.send_header("Content-Type", inj.get("content_type", "text/html"))
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
 
     def _injected(self, method: str, path: str) -> Optional[Dict[str, Any]]:
         for inj in self.state.injections:
@@ -321,6 +336,9 @@ class Handler(BaseHTTPRequestHandler):
             if what == "files":
                 return self._send(200, {cid: {"dirs": sorted(c.dirs), "files": c.files}
                                         for cid, c in st.collections.items()})
+            if what == "uninject" and method == "POST":
+                st.injections.clear()
+                return self._send(200, {"ok": True})
             if what == "reset" and method == "POST":
                 st.injections.clear()
                 st.log.clear()

@@ -328,6 +328,43 @@ def test_globus_errors_keep_their_codes_others_are_502(gc, fake, status, code, k
         assert "Globus refused the request as invalid: Globus 400" in err.value.detail
 
 
+GARBAGE = [
+    {"raw": "<html><body><h1>502 Bad Gateway</h1> nginx</body></html>", "status": 200},   # a proxy's page
+    {"raw": "[1, 2]", "status": 200, "content_type": "application/json"},                 # JSON, not a document
+    {"raw": '{"DATA": 5, "value": null}', "status": 200, "content_type": "application/json"},
+    {"raw": '{"DATA": [1, "x"]}', "status": 200, "content_type": "application/json"},
+]
+
+
+def test_an_answer_that_is_not_globuss_document_is_502_on_every_route(gc, fake):
+    """An HTML page or JSON of another shape where Globus's document belongs was a 500
+    (internal error), a 400 (as if the caller had erred) or a 200 with ``null``."""
+    lab, scratch = fake.collections
+    task = gc.submit(lab, scratch, [("/~/notes.txt", "/~/garbage.txt")])["task_id"]
+    calls = {"task": lambda: gc.task(task), "wait": lambda: gc.wait(task, timeout=1),
+             "tasks": gc.tasks, "ls": lambda: gc.ls(lab), "endpoint": lambda: gc.get_endpoint(lab),
+             "endpoint_search": lambda: gc.endpoint_search(text="lab"), "cancel": lambda: gc.cancel(task),
+             "mkdir": lambda: gc.mkdir(scratch, "/~/g/"), "rename": lambda: gc.rename(scratch, "/~/a", "/~/b"),
+             "submission_id": gc.submission_id, "submit": None}
+    wrong = []
+    for answer in GARBAGE:
+        for name, call in calls.items():
+            if name == "submit":            # its submission id is fetched before the injection
+                sub = gc.submission_id()
+                call = lambda: gc.submit(lab, scratch, [("/a", "/b")], submission_id=sub)  # noqa: E731
+            fake.control("inject", dict(answer, path="/transfer$" if name == "submit" else ".", count=3))
+            try:
+                call()
+            except OrbitError as err:
+                if err.status_code != 502 or "not what Globus sends" not in err.detail:
+                    wrong.append((name, answer["raw"][:20], err.status_code, err.detail[:120]))
+            else:
+                wrong.append((name, answer["raw"][:20], 200, "answered"))
+            finally:
+                fake.control("uninject", {})
+    assert not wrong, "\n".join(map(str, wrong))
+
+
 def test_an_unreachable_globus_is_502(bc, fake, tmp_path):
     """A second plugin instance whose transfer URL is a closed port."""
     ec = bc.get_endpoint_client("hpc1")

@@ -122,6 +122,25 @@ def test_the_watcher_reports_changes_once_until_the_end_and_survives_failures(ca
     assert not watcher._thread.is_alive()
 
 
+def test_the_watcher_logs_a_garbled_task_list_once_as_a_failed_poll(caplog):
+    """A task list with entries that are not task documents raised in the round and
+    logged a traceback every poll_interval, not once a minute as a failed poll."""
+    polls = []
+    answers = [{"DATA": [1, "x"]}, {"DATA": [{"task_id": ["odd"], "status": "ACTIVE"}]}]
+    client = Tasks()
+    client.task_list = lambda limit, filter: polls.append(1) or answers[len(polls) % 2]
+    watcher = Watcher(lambda topic, data: None, 0.02, 10, logging.getLogger("test.watch"))
+    watcher.start("test-watch")
+    try:
+        watcher.watch(Session(client), ID % 1)
+        wait_for(lambda: len(polls) >= 10, 10, "ten polls of both answers")
+        assert "not what Globus sends for a task list" in caplog.text
+        assert watcher._thread.is_alive()
+    finally:
+        watcher.stop()
+    assert "failed a round" not in caplog.text and caplog.text.count("polling Globus tasks") == 1
+
+
 def test_the_watcher_is_bounded_and_forgets_a_closed_session():
     watcher = Watcher(lambda topic, data: None, 3600, 3, logging.getLogger("test.watch"))
     one, two = Session(Tasks()), Session(Tasks())

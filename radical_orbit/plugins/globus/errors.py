@@ -8,7 +8,8 @@ what Globus objected to); an unreachable Globus is 502, a timeout 504. Details n
 Globus's code and request id, never a credential.
 """
 import contextlib
-from typing import Dict, Iterator, List, Optional
+import re
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import globus_sdk
 from globus_sdk import gare
@@ -20,6 +21,8 @@ KEPT = (401, 403, 404, 409, 429)
 #: the envelope's ``kind`` of a consent-required 401 (the SDK raises GlobusConsentRequired)
 CONSENT_KIND = "GlobusConsentRequired"
 CONSENT_MARK = "required scopes: "
+#: characters of an answer that is not Globus's document a detail quotes
+SNIPPET = 200
 
 
 class GlobusFailure(OrbitError):
@@ -87,6 +90,28 @@ def _api_error(exc: "globus_sdk.GlobusAPIError") -> OrbitError:
     if retry:
         headers["Retry-After"] = retry
     return GlobusFailure(detail, status, headers=headers)
+
+
+def document(response: Any, what: str, keys: Sequence[str] = (), listing: bool = False) -> Dict[str, Any]:
+    """Globus's answer as the JSON object it must be: with ``keys`` (not null), and with
+    ``DATA`` a list of objects for a ``listing``. Anything else (a proxy's HTML page, JSON
+    of another shape) is 502 quoting what came, not a 500 further on or a 200 passing it
+    along."""
+    data = getattr(response, "data", response)
+    if isinstance(data, dict) and all(data.get(key) is not None for key in keys):
+        entries = data.get("DATA")
+        if not listing or (isinstance(entries, list) and all(isinstance(e, dict) for e in entries)):
+            return data
+    text = getattr(response, "text", None)
+    if not isinstance(text, str):
+        text = repr(data)
+    raise GlobusFailure("Globus answered with something that is not what Globus sends for %s "
+                        "(a proxy or a network in between?): %s" % (what, _snippet(text)), 502)
+
+
+def _snippet(text: str) -> str:
+    text = re.sub(r"\s+", " ", text).strip()
+    return (text[:SNIPPET] + "...") if len(text) > SNIPPET else (text or "an empty body")
 
 
 def _short(exc: BaseException) -> str:

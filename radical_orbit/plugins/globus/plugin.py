@@ -20,7 +20,7 @@ from ...errors import BadRequest, Unauthorized
 from ...plugin import Plugin, PluginContext, PluginSession, Request, body_str, route
 from . import documents, local
 from .credentials import FORMS, Credentials
-from .errors import globus_errors
+from .errors import document, globus_errors
 from .settings import Settings
 from .watcher import TERMINAL, Watcher
 
@@ -32,6 +32,8 @@ MAX_LS = 100000
 MAX_TASKS = 1000
 MAX_SEARCH = 100
 TASK_STATUSES = ("ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED")
+#: what every task document of Globus has (``wait`` decides by ``status``)
+TASK_KEYS = ("task_id", "status")
 #: globus-sdk's own log records at this level and above join the endpoint's (redacted) log
 SDK_LOG_LEVEL = logging.WARNING
 
@@ -139,7 +141,8 @@ class GlobusPlugin(Plugin):
     def submission_id(self, req: Request, session: GlobusSession) -> Dict[str, Any]:
         """An id to submit with: a retried submit with the same id creates no second task."""
         with globus_errors():
-            return {"submission_id": session.transfer_client().get_submission_id()["value"]}
+            answer = session.transfer_client().get_submission_id()
+        return {"submission_id": document(answer, "a submission id", ("value",))["value"]}
 
     @route("POST", "submit/{sid}")
     def submit(self, req: Request, session: GlobusSession) -> Dict[str, Any]:
@@ -160,6 +163,7 @@ class GlobusPlugin(Plugin):
 
     def _submitted(self, req: Request, session: GlobusSession, result: Any, what: str,
                    items: int) -> Dict[str, Any]:
+        result = document(result, "a submitted %s" % what, ("task_id", "code"))
         answer = {k: result.get(k) for k in ("task_id", "submission_id", "code", "message", "request_id")}
         self.log.info("[%s] globus session %s: %s task %s (%d items): %s", req.request_id, session.sid,
                       what, answer["task_id"], items, answer["code"])
@@ -170,7 +174,8 @@ class GlobusPlugin(Plugin):
     @route("GET", "task/{sid}/{task_id}")
     def task(self, req: Request, session: GlobusSession, task_id: str) -> Dict[str, Any]:
         with globus_errors():
-            return session.transfer_client().get_task(_uuid(task_id, "task id")).data
+            answer = session.transfer_client().get_task(_uuid(task_id, "task id"))
+        return document(answer, "a task", TASK_KEYS)
 
     @route("GET", "wait/{sid}/{task_id}")
     def wait(self, req: Request, session: GlobusSession, task_id: str) -> Dict[str, Any]:
@@ -182,7 +187,8 @@ class GlobusPlugin(Plugin):
         deadline = time.monotonic() + timeout
         while True:
             with globus_errors():
-                task = client.get_task(task_id).data
+                answer = client.get_task(task_id)
+            task = document(answer, "a task", TASK_KEYS)
             left = deadline - time.monotonic()
             if task.get("status") in TERMINAL or left <= 0 or self._stopping.is_set():
                 return {"task": task, "done": task.get("status") in TERMINAL}
@@ -192,7 +198,8 @@ class GlobusPlugin(Plugin):
     def cancel(self, req: Request, session: GlobusSession, task_id: str) -> Dict[str, Any]:
         task_id = _uuid(task_id, "task id")
         with globus_errors():
-            result = session.transfer_client().cancel_task(task_id)
+            answer = session.transfer_client().cancel_task(task_id)
+        result = document(answer, "a cancel", ("code",))
         self.log.info("[%s] globus session %s: cancel task %s: %s", req.request_id, session.sid, task_id,
                       result.get("code"))
         self.watcher.poke()
@@ -213,7 +220,8 @@ class GlobusPlugin(Plugin):
                 raise BadRequest("status must be among %s, not %s" % (", ".join(TASK_STATUSES), ", ".join(bad)))
             options["filter"] = {"status": wanted}
         with globus_errors():
-            page = session.transfer_client().task_list(**options)
+            answer = session.transfer_client().task_list(**options)
+        page = document(answer, "a task list", listing=True)
         return {"tasks": page["DATA"], "total": page.get("total"), "offset": offset, "limit": limit}
 
     # -- collections ----------------------------------------------------------------------
@@ -224,8 +232,9 @@ class GlobusPlugin(Plugin):
         path = req.query.get("path") or "/~/"
         limit = req.query_int("limit", 1, MAX_LS, MAX_LS)
         with globus_errors():
-            found = session.transfer_client().operation_ls(
+            answer = session.transfer_client().operation_ls(
                 collection, path=path, show_hidden=req.query_bool("show_hidden", True), limit=limit)
+        found = document(answer, "a directory listing", listing=True)
         return {"collection": collection, "path": found.get("path", path),
                 "entries": found["DATA"], "total": found.get("total", len(found["DATA"]))}
 
@@ -233,7 +242,8 @@ class GlobusPlugin(Plugin):
     def mkdir(self, req: Request, session: GlobusSession, collection: str) -> Dict[str, Any]:
         path = body_str(req.json_object(), "path", "a path")
         with globus_errors():
-            result = session.transfer_client().operation_mkdir(self._collection(collection), path)
+            answer = session.transfer_client().operation_mkdir(self._collection(collection), path)
+        result = document(answer, "a mkdir", ("code",))
         return {"path": path, "code": result.get("code"), "message": result.get("message")}
 
     @route("POST", "rename/{sid}/{collection}")
@@ -241,7 +251,8 @@ class GlobusPlugin(Plugin):
         body = req.json_object()
         old, new = body_str(body, "old_path", "a path"), body_str(body, "new_path", "a path")
         with globus_errors():
-            result = session.transfer_client().operation_rename(self._collection(collection), old, new)
+            answer = session.transfer_client().operation_rename(self._collection(collection), old, new)
+        result = document(answer, "a rename", ("code",))
         return {"old_path": old, "new_path": new, "code": result.get("code"), "message": result.get("message")}
 
     @route("GET", "endpoint_search/{sid}")
@@ -257,13 +268,15 @@ class GlobusPlugin(Plugin):
         if scope:
             options["filter_scope"] = scope
         with globus_errors():
-            found = session.transfer_client().endpoint_search(**options)
+            answer = session.transfer_client().endpoint_search(**options)
+        found = document(answer, "an endpoint search", listing=True)
         return {"collections": found["DATA"]}
 
     @route("GET", "endpoint/{sid}/{collection}")
     def endpoint(self, req: Request, session: GlobusSession, collection: str) -> Dict[str, Any]:
         with globus_errors():
-            return session.transfer_client().get_endpoint(self._collection(collection)).data
+            answer = session.transfer_client().get_endpoint(self._collection(collection))
+        return document(answer, "a collection", ("id",))
 
     def _collection(self, collection: str) -> str:
         return _uuid(local.resolve(collection, self.settings), "collection id")

@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .errors import globus_errors
+from .errors import document, globus_errors
 
 TOPIC = "transfer_status"
 TERMINAL = ("SUCCEEDED", "FAILED")
@@ -120,8 +120,8 @@ class Watcher:
     def _poll(self, session: Any, ids: List[str]) -> None:
         try:
             with globus_errors():
-                found = session.transfer_client().task_list(
-                    limit=len(ids), filter={"task_id": ids})["DATA"]
+                answer = session.transfer_client().task_list(limit=len(ids), filter={"task_id": ids})
+            found = document(answer, "a task list", listing=True)["DATA"]
         except Exception as exc:
             self._log_failure(session, exc)
             return
@@ -131,6 +131,8 @@ class Watcher:
     def _seen(self, task: Dict[str, Any]) -> None:
         now = summary(task)
         task_id = now["task_id"]
+        if not isinstance(task_id, str):
+            return
         with self._lock:
             watched = self._tasks.get(task_id)
             if watched is None or watched.last == now:
