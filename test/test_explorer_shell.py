@@ -11,6 +11,7 @@ import socket
 from urllib.parse import quote
 
 import pytest
+import requests
 
 from test_explorer import ARGS, CHROMIUM, T, XSS  # noqa: F401  (skips without a browser)
 from orbit_procs import Orbit, wait_for  # noqa: E402
@@ -484,6 +485,44 @@ def test_offline_then_online_and_a_lost_login(shell, desk):
     desk.fill("#login-token", shell.token)
     desk.press("#login-token", "Enter")
     expect(desk.locator("#page-head h2")).to_have_text("hpc1", timeout=T)
+    assert desk.errors == []
+
+
+#: a page for the echo plugin, registered by the test: its button asks the plugin to
+#: answer with a status (echo's `status/{code}` route) and shows what came back
+STATUS_PAGE = """() => OrbitExplorer.registerPlugin('echo', {render: function (container, ctx) {
+  var out = OrbitExplorer.el('p', {'data-testid': 'status-out'}, 'not asked');
+  var ask = OrbitExplorer.el('button', {'data-testid': 'status-ask', onclick: function () {
+    ctx.api('GET', 'status/401').then(function () { out.textContent = 'ok'; },
+                                      function (err) { out.textContent = err.message; });
+  }}, 'ask');
+  OrbitExplorer.util.replace(container, ask, out);
+}})"""
+
+
+def test_a_plugins_401_is_the_pages_error_the_bridges_own_logs_out(shell, desk):
+    """A 401 that a plugin answers (Globus wanting consent, through an endpoint) is shown
+    by its page and leaves the login alone; the bridge's own refusal, marked by its
+    header (which no plugin answer carries), still returns to the login view."""
+    from radical_orbit.bridge.auth import REFUSED, REFUSED_HEADER
+    from radical_orbit.bridge.proxy import answer_headers
+    own_401 = requests.get(shell.url + "/endpoint/list", verify=shell.verify, timeout=10)
+    assert own_401.status_code == 401 and own_401.headers.get(REFUSED_HEADER) == REFUSED
+    plugins_401 = shell.get("hpc1/echo/status/401")
+    assert plugins_401.status_code == 401 and REFUSED_HEADER not in plugins_401.headers
+    assert REFUSED_HEADER not in answer_headers({REFUSED_HEADER: REFUSED, "X-Other": "1"})
+    log_in(desk, shell)
+    desk.evaluate(STATUS_PAGE)
+    desk.evaluate("location.hash = '#/hpc1/echo'")
+    desk.locator("[data-testid=status-ask]").click()
+    expect(desk.locator("[data-testid=status-out]")).to_contain_text("HTTP 401", timeout=T)
+    expect(desk.locator("#app")).to_be_visible()
+    assert desk.locator("#login").is_hidden()
+    # the same call once the login is gone: the bridge refuses it itself -> login view
+    desk.context.clear_cookies()
+    desk.locator("[data-testid=status-ask]").click()
+    expect(desk.locator("#login")).to_be_visible(timeout=T)
+    expect(desk.locator("#login-error")).to_contain_text("log in again")
     assert desk.errors == []
 
 

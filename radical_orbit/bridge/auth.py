@@ -24,6 +24,17 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 BEARER = "bearer"
 COOKIE_AUTH = "cookie"
 
+#: set on every 401 in which the bridge itself refuses the credential, and removed from
+#: every plugin answer it relays: so a client (the Explorer) tells "log in again" from a
+#: plugin's own 401 (Globus wanting consent) passed through by an endpoint
+REFUSED_HEADER = "X-Orbit-Auth"
+REFUSED = "refused"
+
+
+def refused(detail: str) -> Unauthorized:
+    """The bridge's own 401: the token is missing or wrong (see ``REFUSED_HEADER``)."""
+    return Unauthorized(detail, headers={"WWW-Authenticate": "Bearer", REFUSED_HEADER: REFUSED})
+
 
 class Auth:
     def __init__(self, token: Optional[str], host_names: Iterable[str] = ()):
@@ -65,10 +76,8 @@ class Auth:
         if open_route:
             return False
         if not cookie_ok:
-            raise Unauthorized("this route takes only 'Authorization: Bearer <token>', not the cookie",
-                               headers={"WWW-Authenticate": "Bearer"})
-        raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>'",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise refused("this route takes only 'Authorization: Bearer <token>', not the cookie")
+        raise refused("missing or wrong token: send 'Authorization: Bearer <token>'")
 
     def cookie_header(self, secure: bool) -> str:
         return _cookie("%s=%s" % (COOKIE, self.token), secure)

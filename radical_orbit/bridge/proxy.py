@@ -9,6 +9,7 @@ import logging
 from typing import Any, Dict, Iterator, Optional
 
 from .. import protocol
+from .auth import REFUSED_HEADER
 from ..streams import Piece, pump
 from .connection import AnsweredEarly, EndpointConnection, Pending
 from .framing import BodyReader
@@ -20,7 +21,8 @@ _DROP = frozenset(("authorization", "cookie", "connection", "keep-alive", "trans
                    "te", "upgrade", "proxy-authorization", "host", "content-length"))
 _HOP_BY_HOP_RESPONSE = frozenset(("connection", "keep-alive", "transfer-encoding",
                                   "content-length", "content-type", "set-cookie", "set-cookie2",
-                                  "x-content-type-options", "content-security-policy"))
+                                  "x-content-type-options", "content-security-policy",
+                                  REFUSED_HEADER.lower()))
 PROXIED_ANSWER_HEADERS = {"X-Content-Type-Options": "nosniff",
                           "Content-Security-Policy": "sandbox; default-src 'none'"}
 
@@ -33,7 +35,8 @@ def plugin_headers(headers) -> Dict[str, str]:
 
 def answer_headers(headers: Optional[Dict[Any, Any]]) -> Dict[str, str]:
     """A plugin's answer headers (an endpoint's, or a bridge-hosted plugin's) minus
-    hop-by-hop ones and cookies (the bridge's origin belongs to the Explorer), plus
+    hop-by-hop ones, cookies (the bridge's origin belongs to the Explorer) and the mark of
+    the bridge's own auth refusal (a plugin's 401 must not pass for one), plus
     headers that keep an answer served from that origin from running as a page there."""
     result = {str(k): str(v) for k, v in (headers or {}).items()
               if str(k).lower() not in _HOP_BY_HOP_RESPONSE}

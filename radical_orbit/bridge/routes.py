@@ -12,11 +12,11 @@ from urllib.parse import parse_qs, unquote
 
 from .. import protocol
 from ..descriptor import UI_MODULE_RE
-from ..errors import (BadRequest, MethodNotAllowed, NotFound, OrbitError, Unauthorized,
-                      from_exception)
+from ..errors import BadRequest, MethodNotAllowed, NotFound, OrbitError, from_exception
 from ..names import NAME_RE
 from ..plugin import Request
 from ..router import Router, class_router, route
+from .auth import refused
 from .calls import BRIDGE
 from .events import Filter
 from .framing import READ_CHUNK, BodyReader
@@ -168,7 +168,7 @@ class BridgeHandler(Handler):
         if not self.bridge.auth.enabled:
             return self.send_json({"ok": True, "auth": False})
         if not isinstance(token, str) or not self.bridge.auth.valid(token):
-            raise Unauthorized("wrong token")
+            raise refused("wrong token")
         self.send_json({"ok": True}, headers={
             "Set-Cookie": self.bridge.auth.cookie_header(self.bridge.tls is not None)})
 

@@ -188,12 +188,13 @@
   };
 
   // ---------------------------------------------------------------- HTTP
-  function ApiError(status, detail, path, body) {
+  function ApiError(status, detail, path, body, loggedOut) {
     this.name = 'ApiError';
     this.status = status;
     this.detail = detail;
     this.path = path;
     this.body = body;
+    this.loggedOut = !!loggedOut;       // the bridge itself refused the login (see request)
     this.message = (status ? 'HTTP ' + status + ': ' : '') + detail;
   }
   ApiError.prototype = Object.create(Error.prototype);
@@ -206,9 +207,16 @@
     return String(err.message || err);
   }
 
+  /** The bridge marks a 401 in which it refuses the login itself with this header, and
+   * strips it from the plugin answers it relays: only such a 401 shows the login view. A
+   * 401 that a plugin answers (Globus wanting consent, through an endpoint) is that
+   * page's error like any other. */
+  var REFUSED_HEADER = 'X-Orbit-Auth';
+
   /** JSON request to the bridge with the same-origin cookie. Resolves to the
    * parsed JSON (or text for non-JSON answers); rejects with ApiError carrying
-   * the error envelope's status_code and detail. A 401 shows the login panel. */
+   * the error envelope's status_code and detail. The bridge's own 401 shows the login
+   * panel (opts.noLogin: not for the login form's own calls). */
   function request(method, path, body, opts) {
     opts = opts || {};
     var ctl = new AbortController();
@@ -237,8 +245,9 @@
         var env = got.json;
         var detail = env && typeof env.detail === 'string' ? env.detail
           : (got.text ? got.text.slice(0, 300) : (resp.statusText || 'request failed'));
-        var err = new ApiError(resp.status, detail, path, env);
-        if (resp.status === 401 && !opts.noLogin) onUnauthorized();
+        var loggedOut = resp.status === 401 && resp.headers.get(REFUSED_HEADER) === 'refused';
+        var err = new ApiError(resp.status, detail, path, env, loggedOut);
+        if (loggedOut && !opts.noLogin) onUnauthorized();
         throw err;
       });
     }, function (err) {
@@ -451,7 +460,7 @@
       route();
       if (focusPage) focusHeading();
     }, function (err) {
-      if (err.status === 401) return;     // the login panel is up
+      if (err.loggedOut) return;          // the login panel is up
       setConn('offline');
       showBanner('Cannot load the endpoint list: ' + describeError(err) + ' (retrying)', 'error');
       setTimeout(start, backoffDelay());
@@ -532,7 +541,7 @@
       openStream();
     }, function (err) {
       state.trying = false;
-      if (err.status !== 401 && state.running) scheduleReconnect();
+      if (!err.loggedOut && state.running) scheduleReconnect();
     });
   }
 
@@ -1441,7 +1450,7 @@
       /** method, path relative to /<endpoint>/<instance>/, optional JSON body. */
       api: function (method, relPath, body, opts) {
         if (!page.active) return Promise.reject(new ApiError(0, 'the page was closed', relPath));
-        var o = Object.assign({}, opts || {}, {signal: page.ctl.signal});
+        var o = Object.assign({}, opts || {}, {signal: page.ctl.signal, noLogin: false});
         var path = page.base + String(relPath || '').replace(/^\/+/, '');
         return request(method, path, body, o).then(null, function (err) {
           var sid = page.sid;

@@ -7,9 +7,9 @@
  * on the left are submitted to the right pane's folder (`POST submit/<sid>`). The
  * transfers table starts from `GET tasks/<sid>` and follows `transfer_status`
  * notifications; active tasks can be cancelled. A 401 from these routes is Globus's (no
- * credentials yet, refused, consent needed), so they are sent with `noLogin`: it must
- * not log the browser out of the bridge. Everything from Globus reaches the DOM
- * as text, through el().
+ * credentials yet, refused, consent needed): the shell shows it as this page's error and
+ * returns to its login view only on the bridge's own refusal. Everything from Globus
+ * reaches the DOM as text, through el().
  */
 (function () {
   'use strict';
@@ -73,10 +73,9 @@
         };
       }
       function ok() { errorBox.hidden = true; }
-      /** noLogin: a 401 here is Globus refusing credentials, not the bridge logging us out */
       function call(method, route, body) {
         return ctx.withSession(function (sid) {
-          return ctx.api(method, route.replace('{sid}', encodeURIComponent(sid)), body, {noLogin: true});
+          return ctx.api(method, route.replace('{sid}', encodeURIComponent(sid)), body);
         });
       }
 
