@@ -52,16 +52,28 @@ def main() -> int:
                 pi.cancel_job(launch["job_id"])
                 return 1
             print("%s registered after %.1f s: %s" % (name, time.monotonic() - started,
-                                                     pi.tunnel_status(name)["state"]))
+                                                     settled(pi, name, ("connected", "failed", "ended"))))
             with bc.get_endpoint_client(name).get_plugin("sysinfo") as si:
                 role = si.host_role()
                 print("%s runs on %s as role %s" % (name, role["hostname"], role["role"]))
             pi.cancel_job(launch["job_id"])
+            state = settled(pi, name, ("ended", "failed"))
             deadline = time.monotonic() + 60
-            while pi.tunnel_status(name)["state"] not in ("ended", "failed") and time.monotonic() < deadline:
+            while name in bc.list_endpoints() and time.monotonic() < deadline:
                 time.sleep(0.5)
-            print("after cancel: %s; endpoints now %s" % (pi.tunnel_status(name)["state"], bc.list_endpoints()))
+            print("after cancel: %s; endpoints now %s" % (state, bc.list_endpoints()))
     return 0
+
+
+def settled(pi, name: str, states, timeout: float = 60.0) -> str:
+    """The launch's state once it is one of ``states``: the parent notices a change within a
+    second or two (it watches the bridge's endpoint list), not at the same instant."""
+    deadline = time.monotonic() + timeout
+    state = pi.tunnel_status(name)["state"]
+    while state not in states and time.monotonic() < deadline:
+        time.sleep(0.5)
+        state = pi.tunnel_status(name)["state"]
+    return state
 
 
 if __name__ == "__main__":

@@ -212,6 +212,11 @@ def test_example_launch_runs_a_child_through_the_sdk(world):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "registered after" in out.stdout and "as role" in out.stdout, out.stdout
     assert "after cancel: ended" in out.stdout, out.stdout
+    # what README promises of tunnel_status after wait_for_endpoint, and of a cancel
+    registered = next(ln for ln in out.stdout.splitlines() if "registered after" in ln)
+    assert registered.endswith(": connected"), out.stdout
+    after = next(ln for ln in out.stdout.splitlines() if ln.startswith("after cancel"))
+    assert out.stdout.split()[1] not in after, out.stdout
 
 
 def test_the_bridge_hosted_psij_launches_a_child_too(world):
