@@ -180,9 +180,10 @@ class EndpointClient:
 
     def get_plugin(self, name: str, register: bool = True) -> "PluginClient":
         """The plugin's client (its ``client_class``), with a registered session."""
-        info = self.describe()["plugins"].get(name)
+        plugins = self.describe()["plugins"]
+        info = plugins.get(name)
         if info is None:
-            raise NotFound("endpoint %s has no plugin %r" % (self.name, name), 404)
+            raise _missing_plugin(self.name, name, plugins)
         cls = _client_class(info.get("client_class"))
         return cls(self, name, register=register)
 
@@ -194,6 +195,18 @@ class EndpointClient:
 
     def unload_plugin(self, name: str) -> Dict[str, Any]:
         return self.request("POST", "_orbit/plugins/unload", json={"name": name})
+
+
+def _missing_plugin(endpoint: str, name: str, loaded: Iterable[str]) -> NotFound:
+    """The error for a plugin an endpoint lacks: what it has, and for a built-in that needs
+    an extra (the usual cause on a fresh install), what to install."""
+    from .plugins import BUILTIN
+    detail = "endpoint %s has no plugin %r (loaded: %s)" % (endpoint, name, ", ".join(sorted(loaded)) or "none")
+    extra = next((d.extra for d in BUILTIN if d.name == name and d.extra), None)
+    if extra:
+        detail += ("; to add it, pip install '%s' where %s runs, then restart it or load the plugin "
+                   "(EndpointClient.load_plugin)" % (extra, endpoint))
+    return NotFound(detail, 404)
 
 
 class PluginClient:
