@@ -189,6 +189,19 @@ def test_wait_job_ends_by_polling_when_the_event_stream_is_cut(orbit, monkeypatc
         assert final["state"] == "COMPLETED" and final["stdout"]["data"] == ""
 
 
+def test_wait_job_of_a_job_already_ended_has_the_output_tails(pi, notes):
+    """README's first job prints ``final["stdout_tail"]``: a job that ended before wait_job
+    asked came back from the status poll without it (KeyError on a fast machine)."""
+    job = pi.submit_job({"executable": "/bin/sh", "arguments": ["-c", "echo out; echo err >&2"]})
+    notes.final(job["job_id"])
+    final = pi.wait_job(job["job_id"], timeout=20)
+    assert (final["stdout_tail"], final["stderr_tail"]) == ("out\n", "err\n"), final
+    running = pi.submit_job({"executable": "/bin/sleep", "arguments": ["30"]})
+    assert "stdout_tail" not in pi.get_job_status(running["job_id"])
+    pi.cancel_job(running["job_id"])
+    notes.final(running["job_id"])
+
+
 def test_the_bridge_hosts_psij_with_the_local_executor(bc):
     with bc.get_endpoint_client("bridge").get_plugin("psij") as bp:
         job = bp.submit_job({"executable": "/bin/echo", "arguments": ["from the bridge"]})

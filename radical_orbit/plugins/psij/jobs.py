@@ -173,6 +173,7 @@ class JobManager:
         out["spec"] = record["spec"]
         out["stdout"] = output.read_from(record["stdout_path"], stdout_offset)
         out["stderr"] = output.read_from(record["stderr_path"], stderr_offset)
+        out.update(self.watcher.tails(record))
         return out
 
     def list(self, limit: int = MAX_LIST) -> List[Dict[str, Any]]:

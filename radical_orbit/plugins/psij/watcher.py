@@ -121,10 +121,16 @@ class Watcher:
     def _note(self, record: Dict[str, Any]) -> Any:
         """A transition's notification: the job, and on terminal states its output's tail."""
         data = describe(record)
-        if record["state"] in TERMINAL:
-            data["stdout_tail"] = output.tail(record["stdout_path"], self.tail_bytes)
-            data["stderr_tail"] = output.tail(record["stderr_path"], self.tail_bytes)
+        data.update(self.tails(record))
         return TOPIC, data
+
+    def tails(self, record: Dict[str, Any]) -> Dict[str, str]:
+        """A terminal job's ``stdout_tail`` and ``stderr_tail``, in its notification and in
+        its status alike (``wait_job`` returns either); nothing for a job still going."""
+        if record["state"] not in TERMINAL:
+            return {}
+        return {"stdout_tail": output.tail(record["stdout_path"], self.tail_bytes),
+                "stderr_tail": output.tail(record["stderr_path"], self.tail_bytes)}
 
 
 def process_started(executor: str, native: str) -> Optional[float]:
