@@ -30,10 +30,11 @@ class NotOnPath(OSError):
     """The command is not installed (not on PATH)."""
 
 
-def run_bounded(argv: List[str], timeout: float, stderr: bool = True) -> Result:
+def run_bounded(argv: List[str], timeout: float, stderr: bool = True, c_locale: bool = True) -> Result:
     """Run ``argv`` for at most ``timeout`` s. NotOnPath when it is missing, OSError when
     it cannot start, ``subprocess.TimeoutExpired`` (its group killed) when it takes longer;
-    ``stderr=False`` discards what it writes there."""
+    ``stderr=False`` discards what it writes there; ``c_locale=False`` keeps the caller's
+    locale (for ``sbatch``, whose environment the job inherits)."""
     binary = shutil.which(argv[0])
     if binary is None:
         raise NotOnPath("%s is not installed on this host" % argv[0])
@@ -41,7 +42,7 @@ def run_bounded(argv: List[str], timeout: float, stderr: bool = True) -> Result:
                             stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE if stderr else subprocess.DEVNULL,
                             encoding="utf-8", errors="replace", start_new_session=True,
-                            env=dict(os.environ, LC_ALL=COMMAND_LOCALE))
+                            env=dict(os.environ, LC_ALL=COMMAND_LOCALE) if c_locale else None)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

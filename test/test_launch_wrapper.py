@@ -11,6 +11,7 @@ import pytest
 import slurm_cluster
 from launch_util import WRAPPER, batch_env, endpoint_names, job_state, sbatch, scancel, wait_job_done
 from orbit_procs import INSTALLED, Orbit, Proc, wait_for
+from radical_orbit.command import Result
 from radical_orbit.endpoint.jobend import JobEndWatch, job_end_time
 
 
@@ -144,8 +145,8 @@ def test_endpoint_in_a_job_stops_before_the_job_time_runs_out(orbit, tmp_path):
 
 def test_job_end_time_reads_squeue_and_pbs():
     def runner(answers):
-        def run(argv, **_kw):
-            return subprocess.CompletedProcess(argv, 0, answers[argv[0]], "")
+        def run(argv, timeout):
+            return Result(0, answers[argv[0]], "")
         return run
     end = job_end_time({"SLURM_JOB_ID": "7"}, runner({"squeue": "2030-01-02T03:04:05\n"}))
     assert end == time.mktime((2030, 1, 2, 3, 4, 5, 0, 0, -1))
@@ -155,6 +156,34 @@ def test_job_end_time_reads_squeue_and_pbs():
     end = job_end_time({"PBS_JOBID": "1.pbs"}, runner({"qstat": qstat}))
     assert end == time.mktime((2030, 1, 2, 4, 30, 0, 0, 0, -1))
     assert job_end_time({}) is None
+
+
+def test_a_hung_squeue_is_killed_with_its_children_at_the_timeout(monkeypatch, tmp_path):
+    """jobend ran squeue with subprocess.run: on timeout it killed squeue alone, and a child
+    of a wrapper script (here a sleep) lived on. run_bounded kills the process group."""
+    import radical_orbit.endpoint.jobend as jobend
+    fake, pidfile = tmp_path / "squeue", tmp_path / "child.pid"
+    fake.write_text("#!/bin/sh\nsleep 20 &\necho $! > %s\nexec sleep 20\n" % pidfile)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, os.environ["PATH"]))
+    monkeypatch.setattr(jobend, "COMMAND_TIMEOUT", 0.5)
+    start = time.monotonic()
+    assert job_end_time({"SLURM_JOB_ID": "7"}) is None
+    assert time.monotonic() - start < 5
+    child = int(pidfile.read_text())
+    try:
+        wait_for(lambda: not _alive(child), 5, "the wrapper's child to be killed too")
+    finally:
+        if _alive(child):
+            os.kill(child, 9)
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def test_job_end_watch_stops_margin_seconds_before_the_end():

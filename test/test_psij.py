@@ -337,6 +337,33 @@ def test_a_scheduler_command_that_hangs_is_cut_by_the_command_timeout(orbit, bc,
     orbit.endpoints.pop("slowsched").stop()
 
 
+def test_a_batch_command_is_killed_with_its_children_and_keeps_the_locale(tmp_path, monkeypatch):
+    """psij's batch commands ran with subprocess.run: on timeout the command alone was killed
+    and a child of a wrapper script lived on. They run with run_bounded now (the process
+    group is killed), in the caller's locale (sbatch's environment is the job's)."""
+    import psutil
+    from radical_orbit.plugins.psij.executors import CommandTimedOut, timed_run_command
+    hang, pidfile = tmp_path / "squeue", tmp_path / "child.pid"
+    hang.write_text("#!/bin/sh\nsleep 20 &\necho $! > %s\nexec sleep 20\n" % pidfile)
+    hang.chmod(0o755)
+    with pytest.raises(CommandTimedOut):
+        timed_run_command(0.5)([str(hang)])
+    child = int(pidfile.read_text())
+
+    def gone():
+        try:
+            return psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return True
+    try:
+        wait_for(gone, 5, "the command's child to be killed too")
+    finally:
+        if not gone():
+            os.kill(child, signal.SIGKILL)
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    assert timed_run_command(5)(["/bin/sh", "-c", "echo $LC_ALL"]).strip() == "C.UTF-8"
+
+
 def test_the_store_keeps_its_notification_stream_and_numbers_across_a_reopen(tmp_path):
     from radical_orbit import protocol
     from radical_orbit.plugins.psij.store import JobStore

@@ -1,12 +1,15 @@
 """An endpoint inside a batch job stops by itself before the job's time runs out, so it
 leaves the tree with a clean goodbye instead of being killed mid-call (scancel's SIGTERM
-is handled by the command's signal handler)."""
+is handled by the command's signal handler). The scheduler is asked with
+``command.run_bounded``: a hung ``squeue`` is killed with its process group."""
 import logging
 import os
 import subprocess
 import threading
 import time
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional
+
+from ..command import Result, run_bounded
 
 log = logging.getLogger("radical_orbit.endpoint.jobend")
 
@@ -15,12 +18,13 @@ RECHECK_INTERVAL = 300.0    # s between asking the scheduler again (a time limit
 COMMAND_TIMEOUT = 10.0      # s for squeue / qstat
 FAILURE_RETRY = 30.0        # s before asking again after a look at the end time failed
 
-Runner = Callable[..., subprocess.CompletedProcess]
+#: ``run(argv, timeout) -> Result`` (tests replay answers through it)
+Runner = Callable[[List[str], float], Result]
 
 
-def _run(argv, run: Runner) -> Optional[str]:
+def _run(argv: List[str], run: Runner) -> Optional[str]:
     try:
-        out = run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+        out = run(argv, COMMAND_TIMEOUT)
     except (OSError, subprocess.SubprocessError) as exc:
         log.debug("%s failed: %s", argv[0], exc)
         return None
@@ -60,7 +64,7 @@ def _pbs_end(job_id: str, run: Runner) -> Optional[float]:
     return start + h * 3600 + m * 60 + s if start is not None else None
 
 
-def job_end_time(env: Optional[Mapping[str, str]] = None, run: Runner = subprocess.run) -> Optional[float]:
+def job_end_time(env: Optional[Mapping[str, str]] = None, run: Runner = run_bounded) -> Optional[float]:
     """When this process's batch job runs out of time (epoch s); None outside a job,
     for a job without a limit, or when the scheduler does not say."""
     env = os.environ if env is None else env

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from ...command import run_bounded
 from ...dotted import import_dotted
 from ...errors import BadRequest
 from . import quicklaunch
@@ -49,12 +50,14 @@ class CommandTimedOut(subprocess.CalledProcessError):
 
 def timed_run_command(timeout: float) -> Callable[[List[str]], str]:
     """psij's ``BatchSchedulerExecutor._run_command`` with a timeout: the same contract
-    (stdout, or CalledProcessError with the command's own message as ``output``)."""
+    (stdout, or CalledProcessError with the command's own message as ``output``). It runs
+    through ``command.run_bounded``, so a timed-out command's whole process group is killed
+    (a wrapper's child holding the pipe cannot hang psij's poll thread)."""
 
     def run(cmd: List[str]) -> str:
         try:
-            res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 timeout=timeout)
+            # the caller's locale: a batch job inherits the environment sbatch / qsub ran in
+            res = run_bounded(list(cmd), timeout, c_locale=False)
         except subprocess.TimeoutExpired:
             raise CommandTimedOut(124, cmd, output="%s did not answer within %.0f s" % (cmd[0], timeout)) from None
         except OSError as exc:
