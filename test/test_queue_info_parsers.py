@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from orbit_procs import wait_for
 from radical_orbit.errors import BadRequest, Conflict, Forbidden, NotFound
 from radical_orbit.plugin import PluginContext, Request
 from radical_orbit.plugins.queue_info import values, views
@@ -402,21 +403,65 @@ def test_cache_serves_within_ttl_refetches_when_forced_and_fetches_once_for_many
         cache.get("bad", lambda: (_ for _ in ()).throw(SchedulerError("down")))
     assert cache.get("bad", lambda: "up")[0] == "up"
 
-    slow = Cache(ttl=60)
-    gate, fetched = threading.Event(), []
 
-    def fetch():
-        fetched.append(1)
-        gate.wait(5)
-        return "v"
-    threads = [threading.Thread(target=lambda: slow.get("s", fetch)) for _ in range(5)]
+
+def test_requests_during_a_fetch_wait_for_it_and_the_command_runs_once(tmp_path):
+    """Single flight, asserted without a head start: a fake scheduler command counts its runs
+    and blocks on a fifo; the fifo is released only once the four other requests are seen
+    waiting on the fetch's lock (a cache that let them through would run the command again,
+    one that did not hold them would never get there: both fail)."""
+    waiting = [0]
+    counter = threading.Lock()
+
+    class SeenLock:
+        """The cache's lock for one kind, counting the requests that had to wait on it."""
+
+        def __init__(self):
+            self._lock = threading.Lock()
+
+        def __enter__(self):
+            if not self._lock.acquire(blocking=False):
+                with counter:
+                    waiting[0] += 1
+                self._lock.acquire()
+            return self
+
+        def __exit__(self, *exc):
+            self._lock.release()
+
+    runs, fifo = tmp_path / "runs", tmp_path / "gate"
+    os.mkfifo(str(fifo))
+    fake = tmp_path / "sinfo"
+    fake.write_text("#!/bin/sh\necho run >> %s\nread line < %s\necho \"$line\"\n" % (runs, fifo))
+    fake.chmod(0o755)
+    slow = Cache(ttl=60)
+    slow._locks["s"] = SeenLock()
+    answers = []
+
+    def ask():
+        answers.append(slow.get("s", lambda: run_command([str(fake)], timeout=10).stdout)[0])
+    threads = [threading.Thread(target=ask) for _ in range(5)]
     for t in threads:
         t.start()
-    time.sleep(0.2)
-    gate.set()
+    try:
+        wait_for(lambda: runs.exists() and waiting[0] == 4, 20, "four requests waiting on the one fetch")
+    finally:
+        wait_for(lambda: _open_writer(str(fifo)), 20, "the fake command to read its fifo")
     for t in threads:
-        t.join(5)
-    assert fetched == [1]
+        t.join(10)
+    assert runs.read_text().count("run") == 1
+    assert answers == ["answer\n"] * 5
+
+
+def _open_writer(fifo: str) -> bool:
+    """Write the answer to a reader of ``fifo``; False while none has it open."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    os.write(fd, b"answer\n")
+    os.close(fd)
+    return True
 
 
 def test_values():
