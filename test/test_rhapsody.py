@@ -221,6 +221,10 @@ def test_the_template_form_merges_items_over_the_template(orbit, rc):
     ({"tasks": [{"function": b"not a pickle"}], "python": "%d.%d" % sys.version_info[:2]}, 400,
      "cannot be unpickled"),
     ({"tasks": [{"executable": "/bin/true"}], "extra": 1}, 400, "unknown submit fields"),
+    # the plugin's own name for an args_list entry's arguments was open to clients: a 500
+    ({"tasks": [{"function": cloudpickle.dumps(double), "_args": 5}], "python": "%d.%d" % sys.version_info[:2]},
+     400, "unknown fields ['_args']"),
+    ({"tasks": [{"executable": "/bin/true", "_args": ["x"]}]}, 400, "unknown fields ['_args']"),
 ])
 def test_bad_submissions_get_a_clear_error(orbit, rc, body, status, words):
     resp = orbit.get("%s/rhapsody/submit/%s" % (ENDPOINT, rc.sid), "POST", data=msgpack.packb(body),

@@ -31,6 +31,17 @@ MAX_NAME = 256
 PYTHON_RE = re.compile(r"^(\d+)\.(\d+)")
 
 
+class _ListedArgs:
+    """The key under which an ``args_list`` entry's arguments join its task: not a
+    string, so no body (JSON or msgpack) can send it as a field of its own."""
+
+    def __repr__(self) -> str:
+        return "<args_list entry>"
+
+
+LISTED_ARGS = _ListedArgs()
+
+
 def read_body(req: Request) -> Dict[str, Any]:
     """The body as a map, from msgpack or JSON (base64 pickles decoded to bytes)."""
     if req.content_type.split(";")[0].strip().lower() == MSGPACK:
@@ -147,7 +158,12 @@ def _raw_tasks(body: Dict[str, Any], max_tasks: int) -> List[Dict[str, Any]]:
         raise BadRequest("'args_list' must be a pickle (bytes) of a list of argument tuples")
     if "function" not in template:
         raise BadRequest("'args_list' needs a function template")
-    return [dict(template, _args=args) for args in _args_list(args_list, max_tasks)]
+    out = []
+    for args in _args_list(args_list, max_tasks):
+        task = dict(template)
+        task[LISTED_ARGS] = args
+        out.append(task)
+    return out
 
 
 def _args_list(data: bytes, max_tasks: int) -> List[tuple]:
@@ -187,7 +203,7 @@ def _check_pickles(python: Any, allow_pickle: bool, endpoint_python: str) -> Non
 
 
 def _spec(task: Dict[str, Any], i: int, functions: Dict[bytes, Any]) -> Spec:
-    unknown = sorted(set(task) - TASK_FIELDS - {"_args"})
+    unknown = sorted(set(task) - TASK_FIELDS - {LISTED_ARGS})
     if unknown:
         raise BadRequest("task %d: unknown fields %s (known: %s)" % (i, unknown, ", ".join(sorted(TASK_FIELDS))))
     uid = task.get("uid")
@@ -220,8 +236,8 @@ def _function_fields(task: Dict[str, Any], i: int, functions: Dict[bytes, Any],
         func = functions[data] = _unpickle(data, "task %d: function" % i)
         if not callable(func):
             raise BadRequest("task %d: function does not unpickle to a callable" % i)
-    if "_args" in task:
-        args = task["_args"]
+    if LISTED_ARGS in task:
+        args = task[LISTED_ARGS]
     else:
         args = _unpickle(task["args"], "task %d: args" % i) if task.get("args") is not None else ()
         if not isinstance(args, (list, tuple)):
