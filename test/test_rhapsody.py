@@ -225,12 +225,23 @@ def test_the_template_form_merges_items_over_the_template(orbit, rc):
     ({"tasks": [{"function": cloudpickle.dumps(double), "_args": 5}], "python": "%d.%d" % sys.version_info[:2]},
      400, "unknown fields ['_args']"),
     ({"tasks": [{"executable": "/bin/true", "_args": ["x"]}]}, 400, "unknown fields ['_args']"),
+    # msgpack maps may have bytes keys: sorting them with str keys for the message was a 500
+    ({"tasks": [{b"x": 1, "y": 2, "executable": "/bin/true"}]}, 400, "map keys must be strings"),
+    ({b"tasks": 1, "x": 2}, 400, "map keys must be strings"),
 ])
 def test_bad_submissions_get_a_clear_error(orbit, rc, body, status, words):
     resp = orbit.get("%s/rhapsody/submit/%s" % (ENDPOINT, rc.sid), "POST", data=msgpack.packb(body),
                      headers={"Content-Type": "application/msgpack"})
     assert resp.status_code == status, resp.text
     assert resp.json()["error"] is True and words in resp.json()["detail"]
+
+
+def test_msgpack_maps_with_bytes_keys_are_400_on_every_route(orbit, rc):
+    base = "%s/rhapsody/" % ENDPOINT
+    for path, body in (("register_session", {b"backend": 1, "x": 1}), ("wait/" + rc.sid, {b"uids": 1})):
+        resp = orbit.get(base + path, "POST", data=msgpack.packb(body, use_bin_type=True),
+                         headers={"Content-Type": "application/msgpack"})
+        assert resp.status_code == 400 and "map keys must be strings" in resp.json()["detail"], resp.text
 
 
 def test_garbage_bodies_are_400_not_crashes(orbit, rc):

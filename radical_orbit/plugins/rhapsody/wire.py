@@ -46,7 +46,7 @@ def read_body(req: Request) -> Dict[str, Any]:
     """The body as a map, from msgpack or JSON (base64 pickles decoded to bytes)."""
     if req.content_type.split(";")[0].strip().lower() == MSGPACK:
         try:
-            body = msgpack.unpackb(req.body, raw=False)
+            body = msgpack.unpackb(req.body, raw=False, object_pairs_hook=_string_keyed)
         except Exception as exc:
             raise BadRequest("request body is not valid msgpack: %s" % exc)
         if not isinstance(body, dict):
@@ -61,6 +61,15 @@ def read_body(req: Request) -> Dict[str, Any]:
     if isinstance(body.get("args_list"), str):
         body["args_list"] = _b64(body["args_list"], "args_list")
     return body
+
+
+def _string_keyed(pairs: List[Tuple[Any, Any]]) -> Dict[str, Any]:
+    """A msgpack map, whose keys must be strings (as in JSON): a bytes key would reach
+    every check of field names."""
+    for key, _ in pairs:
+        if not isinstance(key, str):
+            raise ValueError(("map keys must be strings, not %s %r" % (type(key).__name__, key))[:120])
+    return dict(pairs)
 
 
 def _unbase64(task: Any, where: str) -> None:
