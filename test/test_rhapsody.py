@@ -228,6 +228,10 @@ def test_the_template_form_merges_items_over_the_template(orbit, rc):
     # msgpack maps may have bytes keys: sorting them with str keys for the message was a 500
     ({"tasks": [{b"x": 1, "y": 2, "executable": "/bin/true"}]}, 400, "map keys must be strings"),
     ({b"tasks": 1, "x": 2}, 400, "map keys must be strings"),
+    # a template's own 'args' next to an args_list was dropped without a word
+    ({"template": {"function": cloudpickle.dumps(double), "args": cloudpickle.dumps((1,))},
+      "args_list": cloudpickle.dumps([(2,)]), "python": "%d.%d" % sys.version_info[:2]}, 400,
+     "'args' goes in args_list"),
 ])
 def test_bad_submissions_get_a_clear_error(orbit, rc, body, status, words):
     resp = orbit.get("%s/rhapsody/submit/%s" % (ENDPOINT, rc.sid), "POST", data=msgpack.packb(body),

@@ -167,6 +167,8 @@ def _raw_tasks(body: Dict[str, Any], max_tasks: int) -> List[Dict[str, Any]]:
         raise BadRequest("'args_list' must be a pickle (bytes) of a list of argument tuples")
     if "function" not in template:
         raise BadRequest("'args_list' needs a function template")
+    if "args" in template:
+        raise BadRequest("a template with 'args_list' takes no 'args': each task's 'args' goes in args_list")
     out = []
     for args in _args_list(args_list, max_tasks):
         task = dict(template)
