@@ -232,6 +232,10 @@ def test_the_template_form_merges_items_over_the_template(orbit, rc):
     ({"template": {"function": cloudpickle.dumps(double), "args": cloudpickle.dumps((1,))},
       "args_list": cloudpickle.dumps([(2,)]), "python": "%d.%d" % sys.version_info[:2]}, 400,
      "'args' goes in args_list"),
+    # backend_kwargs carried cwd, env and shell past their checks
+    ({"tasks": [{"executable": "/bin/true", "backend_kwargs": {"env": {"A": 1}}}]}, 400, "env must map strings"),
+    ({"tasks": [{"executable": "/bin/true", "backend_kwargs": {"cwd": 5}}]}, 400, "cwd must be a non-empty"),
+    ({"tasks": [{"executable": "/bin/true", "backend_kwargs": {"shell": "yes"}}]}, 400, "shell must be true"),
 ])
 def test_bad_submissions_get_a_clear_error(orbit, rc, body, status, words):
     resp = orbit.get("%s/rhapsody/submit/%s" % (ENDPOINT, rc.sid), "POST", data=msgpack.packb(body),

@@ -272,8 +272,10 @@ def _executable_fields(task: Dict[str, Any], i: int, extra: Optional[Dict[str, A
     arguments = task.get("arguments", [])
     if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
         raise BadRequest("task %d: arguments must be a list of strings" % i)
+    # cwd, env and shell may come in backend_kwargs too (the backend reads them there):
+    # checked the same wherever they come from, the task's own fields winning
     kwargs = dict(extra or {})
-    cwd, env, shell = task.get("cwd"), task.get("env"), task.get("shell")
+    cwd, env, shell = (task[k] if task.get(k) is not None else kwargs.get(k) for k in ("cwd", "env", "shell"))
     if cwd is not None:
         if not isinstance(cwd, str) or not cwd:
             raise BadRequest("task %d: cwd must be a non-empty string" % i)
