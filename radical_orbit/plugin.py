@@ -133,6 +133,8 @@ class Request:
             return json.loads(raw)
         except ValueError as exc:
             raise BadRequest("request body is not valid JSON: %s" % exc)
+        except RecursionError:
+            raise BadRequest("request body is JSON nested too deeply")
 
 
 def body_str(body: Dict[str, Any], name: str, what: str = "a non-empty string") -> str:

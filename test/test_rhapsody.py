@@ -257,6 +257,9 @@ def test_garbage_bodies_are_400_not_crashes(orbit, rc):
     assert orbit.get(url, "POST", data=b"\xc1\xc1", headers={"Content-Type": "application/msgpack"}).status_code == 400
     assert orbit.get(url, "POST", data=b"{nope", headers={"Content-Type": "application/json"}).status_code == 400
     assert orbit.get(url, "POST", json={"tasks": [{"function": "***"}]}).status_code == 400
+    deep = orbit.get(url, "POST", data='{"tasks": %s%s}' % ("[" * 100000, "]" * 100000),
+                     headers={"Content-Type": "application/json"})    # was a 500: RecursionError
+    assert deep.status_code == 400 and "nested too deeply" in deep.json()["detail"], deep.text
     assert rc.statistics()["state"] == "ready"
 
 
