@@ -84,6 +84,25 @@ def test_return_values_keep_their_type(rc):
     assert [type(v) for v in got] == [type(v) for v in values]
 
 
+class NoStr:
+    """A value whose ``str`` raises (as some objects in a broken or lazy state do)."""
+
+    def __str__(self):
+        raise RuntimeError("no str for me")
+
+    def __eq__(self, other):
+        return isinstance(other, NoStr)
+
+
+def test_a_value_whose_str_raises_is_returned_not_failed(rc):
+    """rhapsody's concurrent backend made ``str(value)`` the task's stdout, on the event
+    loop: a value whose ``__str__`` raised failed its task, and a large one held the loop."""
+    uid, = rc.submit_tasks([function_task(NoStr)])
+    result, = rc.wait_tasks([uid], timeout=60)
+    assert result.state == "DONE", result.get("exception")
+    assert isinstance(result.result(), NoStr)
+
+
 def test_function_tasks_take_keyword_arguments(rc):
     def power(base, exponent=2):
         return base ** exponent

@@ -111,7 +111,8 @@ def concurrent_backend_class() -> type:
     session of its own (stdin from /dev/null) and is remembered, so that cancelling its task,
     or closing the session, kills its whole process group. rhapsody's own would leave the
     process running, and an endpoint that stops would leave it behind. At most ``workers``
-    executables run at a time (rhapsody's would start them all at once)."""
+    executables run at a time (rhapsody's would start them all at once). A function's value
+    is kept as it is, never turned into text on the loop."""
     global _CONCURRENT
     if _CONCURRENT is None:
         from rhapsody.backends import ConcurrentExecutionBackend
@@ -121,6 +122,16 @@ def concurrent_backend_class() -> type:
                 super().__init__(executor)
                 self.processes: Dict[str, Any] = {}
                 self._slots: Optional[asyncio.Semaphore] = None
+
+            async def _execute_function(self, task: Dict[str, Any]) -> Any:
+                # rhapsody's also sets stdout to str(value), on the loop: a large value held
+                # every session's loop that long, and a value whose __str__ raised failed its
+                # task. The record keeps the value itself; nothing reads that stdout.
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self.executor, self._run_in_thread, task["function"],
+                                                    task.get("args", ()), task.get("kwargs", {}))
+                task.update({"return_value": result, "exit_code": 0})
+                return task, "DONE"
 
             async def _execute_command(self, task: Dict[str, Any]) -> Any:
                 # rhapsody starts every executable at once: at most ``workers`` here
