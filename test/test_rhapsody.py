@@ -543,6 +543,29 @@ def test_an_executables_output_is_kept_up_to_a_cap(tmp_path):
     assert "more bytes not kept" in done["stdout"] and "more bytes not kept" in done["stderr"]
 
 
+def test_a_wait_answer_is_bounded_and_the_sdk_fetches_the_rest(orbit, bc):
+    """``wait`` put every finished record in one answer: 5,000 tasks with 4 MiB of output
+    each made one 40 GB answer on the endpoint, the bridge and the client. An answer holds
+    at most ``max_answer_bytes`` (at least one record); the rest come with the next call."""
+    ec = bc.get_endpoint_client(ENDPOINT)
+    ec.load_plugin("rhapsody", name="smallanswer", config={"max_answer_bytes": 1000000})
+    try:
+        with ec.get_plugin("smallanswer") as rc:
+            uids = rc.submit_tasks([executable_task("/bin/sh", ["-c", "head -c 400000 /dev/zero | tr '\\0' %s" % c])
+                                    for c in "abcdef"])
+            body = msgpack.packb({"uids": uids, "timeout": 30})
+            resp = orbit.get("%s/smallanswer/wait/%s" % (ENDPOINT, rc.sid), "POST", data=body, timeout=60,
+                             headers={"Content-Type": "application/msgpack", "Accept": "application/msgpack"})
+            answer = msgpack.unpackb(resp.content)
+            assert 1 <= len(answer["done"]) <= 3 and answer["held"] == 6 - len(answer["done"])
+            assert len(resp.content) < 1300000 and sorted(answer["pending"]) == sorted(
+                set(uids) - {r["uid"] for r in answer["done"]})
+            results = rc.wait_tasks(uids, timeout=60)
+            assert [r["stdout"] for r in results] == [c * 400000 for c in "abcdef"]
+    finally:
+        ec.unload_plugin("smallanswer")
+
+
 def test_wait_with_a_nan_timeout_is_refused(orbit, rc):
     """Python's JSON reader takes NaN, which passed ``timeout < 0`` and made wait answer at once."""
     r = orbit.get("%s/rhapsody/wait/%s" % (ENDPOINT, rc.sid), "POST", data='{"timeout": NaN}',

@@ -277,12 +277,17 @@ class RhapsodyClient(PluginClient):
         return [results[uid] for uid in uids]
 
     def _fetch(self, uids: List[str], wait: float) -> List[TaskResult]:
+        """The finished records among ``uids``; an answer that ``held`` some back (it
+        reached the endpoint's ``max_answer_bytes``) is followed by another at once."""
         out: List[TaskResult] = []
         for start in range(0, len(uids), FETCH):
-            answer = self._call("wait/%s" % self.sid, {"uids": uids[start:start + FETCH], "timeout": wait},
-                                timeout=wait + self.endpoint.bridge.timeout)
-            out.extend(_result(record) for record in answer["done"])
-            wait = 0
+            chunk = uids[start:start + FETCH]
+            while chunk:
+                answer = self._call("wait/%s" % self.sid, {"uids": chunk, "timeout": wait},
+                                    timeout=wait + self.endpoint.bridge.timeout)
+                out.extend(_result(record) for record in answer["done"])
+                wait = 0
+                chunk = answer["pending"] if answer.get("held") else []
         return out
 
     def get_task(self, uid: str) -> TaskResult:

@@ -19,6 +19,7 @@ from ...plugin import Plugin, PluginContext, Request, route
 from . import backends, wire
 from .loop import LoopThread
 from .notes import StatusBatcher
+from .records import answer_records
 from .session import TaskSession
 from .settings import TEXT_CAP, Settings
 
@@ -89,7 +90,8 @@ class RhapsodyPlugin(Plugin):
             raise BadRequest("'timeout' must be a number of seconds, 0 or more")
         done, running = session.wait(uids, min(float(timeout), self.settings.max_wait))
         cap = None if wire.wants_msgpack(req) else TEXT_CAP
-        return wire.answer(req, {"done": [r.full(cap) for r in done], "pending": running})
+        records, held = answer_records(done, cap, self.settings.max_answer_bytes)
+        return wire.answer(req, {"done": records, "pending": held + running, "held": len(held)})
 
     @route("GET", "list_tasks/{sid}")
     def list_tasks(self, req: Request, session: TaskSession) -> Any:

@@ -10,7 +10,7 @@ unpickle it, and for the Explorer.
 import pickle
 import time
 import traceback
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import cloudpickle
 
@@ -89,6 +89,33 @@ class TaskRecord:
         if self._error is None:
             self._error = describe_exception(self.exception)  # type: ignore[arg-type]
         return self._error
+
+
+def answer_records(records: List[TaskRecord], text_cap: Optional[int],
+                   budget: int) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """The full forms of ``records`` up to about ``budget`` bytes (the first one always),
+    and the uids of those held back for a later answer."""
+    out: List[Dict[str, Any]] = []
+    size = 0
+    for i, record in enumerate(records):
+        full = record.full(text_cap)
+        cost = _size(full)
+        if out and size + cost > budget:
+            return out, [r.uid for r in records[i:]]
+        out.append(full)
+        size += cost
+    return out, []
+
+
+def _size(value: Any) -> int:
+    """About what ``value`` weighs in an answer (strings and bytes count; base64 adds a third)."""
+    if isinstance(value, dict):
+        return sum(_size(v) for v in value.values()) + 16 * len(value)
+    if isinstance(value, (bytes, bytearray)):
+        return len(value) * 4 // 3
+    if isinstance(value, str):
+        return len(value)
+    return 8
 
 
 def dumps(value: Any) -> bytes:

@@ -21,6 +21,10 @@ MAX_TASKS_PER_CALL = 100000
 MAX_RECORDS = 200000
 #: The longest (s) a ``wait`` call may hold an endpoint worker.
 MAX_WAIT = 10.0
+#: Bytes of task records one ``wait`` answer carries at most (always at least one record):
+#: the finished tasks beyond wait for the next call, so that thousands of tasks with large
+#: outputs or values never make one answer of gigabytes on the endpoint, bridge and client.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 #: Seconds a worker waits for the event loop to accept a batch, a cancel, a close.
 CALL_TIMEOUT = 60.0
 #: Seconds a session's backend may take to start (a Dask scheduler to answer).
@@ -42,7 +46,7 @@ class Settings:
     def __init__(self, config: Dict[str, Any], environ: Optional[Dict[str, str]] = None):
         env = os.environ if environ is None else environ
         known = {"backend", "dask_scheduler", "allow_pickle", "workers", "notify_window",
-                 "notify_batch", "max_tasks_per_call", "max_records", "max_wait",
+                 "notify_batch", "max_tasks_per_call", "max_records", "max_wait", "max_answer_bytes",
                  "call_timeout", "init_timeout", "work_dir"}
         unknown = sorted(set(config) - known)
         if unknown:
@@ -59,6 +63,8 @@ class Settings:
                                           "max_tasks_per_call", 1, 10**7, int)
         self.max_records = _number(config.get("max_records", MAX_RECORDS), "max_records", 1, 10**8, int)
         self.max_wait = _number(config.get("max_wait", MAX_WAIT), "max_wait", 0.0, 3600.0)
+        self.max_answer_bytes = _number(config.get("max_answer_bytes", MAX_ANSWER_BYTES), "max_answer_bytes",
+                                        1024, 2**40, int)
         self.call_timeout = _number(config.get("call_timeout", CALL_TIMEOUT), "call_timeout", 1.0, 3600.0)
         self.init_timeout = _number(config.get("init_timeout", INIT_TIMEOUT), "init_timeout", 1.0, 3600.0)
         self.work_dir = os.path.expanduser(_text(config.get("work_dir")
