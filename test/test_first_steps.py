@@ -1,6 +1,7 @@
 """What a new user meets first: the README's command tables match the commands, and an
 error on a fresh install says what to do."""
 import os
+import re
 
 import pytest
 
@@ -34,3 +35,32 @@ def test_a_missing_plugin_without_an_extra_names_what_is_loaded():
     with pytest.raises(NotFound) as err:
         EndpointClient(_Bridge("hpc1", []), "hpc1").get_plugin("echo")
     assert err.value.detail == "endpoint hpc1 has no plugin 'echo' (loaded: none)"
+
+
+def _readme_flags(command):
+    """The flags README's synopsis line of ``command`` names, and those its table explains."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        lines = f.read().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("`%s [" % command))
+    synopsis = set(re.findall(r"--[a-z][a-z-]*", lines[start]))
+    table = set()
+    for ln in lines[start + 1:]:
+        if ln.startswith("|"):
+            table.update(re.findall(r"--[a-z][a-z-]*", ln.split("|")[1]))
+        elif table:
+            break
+    return synopsis, table
+
+
+@pytest.mark.parametrize("command", ["radical-orbit-bridge", "radical-orbit-endpoint"])
+def test_the_readme_command_tables_name_every_flag_and_no_other(command):
+    from radical_orbit.bridge import cli as bridge_cli
+    from radical_orbit.endpoint import cli as endpoint_cli
+    cli = bridge_cli if command == "radical-orbit-bridge" else endpoint_cli
+    flags = {s for a in cli.parser()._actions for s in a.option_strings if s.startswith("--")} - {"--help"}
+    flags.discard("--plugins")      # the long form of -p, which the tables name
+    synopsis, table = _readme_flags(command)
+    assert synopsis == flags, "README synopsis of %s: missing %s, extra %s" % (
+        command, sorted(flags - synopsis), sorted(synopsis - flags))
+    assert table == flags, "README table of %s: missing %s, extra %s" % (
+        command, sorted(flags - table), sorted(table - flags))
