@@ -26,7 +26,7 @@ import argparse
 import sys
 
 from radical_orbit import BridgeClient, OrbitError
-from radical_orbit.plugins.globus_client import GlobusClient, GlobusConsentRequired
+from radical_orbit.plugins.globus_client import GlobusClient, GlobusConsentRequired, credentials_from_env
 
 
 def main() -> int:
@@ -38,6 +38,10 @@ def main() -> int:
     parser.add_argument("--target", required=True, help="where it goes on the destination")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the transfer")
     args = parser.parse_args()
+    if not credentials_from_env():
+        sys.exit("error: no Globus credentials: set RADICAL_ORBIT_GLOBUS_ACCESS_TOKEN, or "
+                 "RADICAL_ORBIT_GLOBUS_REFRESH_TOKEN with RADICAL_ORBIT_GLOBUS_CLIENT_ID, or "
+                 "RADICAL_ORBIT_GLOBUS_CLIENT_ID with RADICAL_ORBIT_GLOBUS_CLIENT_SECRET")
     with BridgeClient() as bc:
         changes = []
         bc.register_callback(lambda ep, plugin, topic, data: changes.append(data),

@@ -391,6 +391,17 @@ def test_the_example_runs_against_the_fake(orbit, fake):
     assert fake.access_token not in out.stdout + out.stderr
 
 
+def test_the_example_without_credentials_says_which_to_set(tmp_path):
+    """It logged in with none and failed at Globus with 'POST login/<sid> with access_token'."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RADICAL_ORBIT_GLOBUS_")}
+    out = subprocess.run([sys.executable, os.path.join(REPO, "examples", "example_globus.py"),
+                          "--destination", "x", "--path", "/~/a/", "--target", "/~/b/"],
+                         env=dict(env, RADICAL_ORBIT_HOME=str(tmp_path), PYTHONPATH=REPO), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1 and out.stdout == "", out.stdout + out.stderr
+    assert out.stderr.startswith("error: no Globus credentials: set RADICAL_ORBIT_GLOBUS_ACCESS_TOKEN"), out.stderr
+
+
 def test_without_globus_sdk_the_plugin_is_skipped_with_one_line(orbit):
     code = ("import sys; sys.modules['globus_sdk'] = None\n"
             "import radical_orbit, radical_orbit.client, radical_orbit.plugins.globus_client\n"
