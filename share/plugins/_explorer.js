@@ -115,7 +115,10 @@
     return s + ' s';
   }
 
-  function fmtPercent(p) { return isNum(p) ? (Math.round(p * 10) / 10) + ' %' : '—'; }
+  function fmtPercent(p) {
+    var r = isNum(p) ? Math.round(p * 10) / 10 : NaN;
+    return isFinite(r) ? r + ' %' : '—';
+  }
 
   function fmtTime(date) {
     var d = date || new Date();
@@ -1124,9 +1127,14 @@
   function endpointFacts(entry) {
     var info = obj(entry && entry.endpoint);
     var facts = [];
-    if (info.hostname) facts.push(el('span', {title: 'host'}, 'host ' + toText(info.hostname)));
-    if (info.python_version) facts.push(el('span', {title: 'endpoint Python'}, 'Python ' + toText(info.python_version)));
-    if (info.version) facts.push(el('span', {title: 'radical.orbit version'}, 'orbit ' + toText(info.version)));
+    // one line each (a long value ends in "…"); the title holds it whole
+    function fact(label, value) {
+      var text = label + ' ' + toText(value);
+      return el('span', {title: text}, text);
+    }
+    if (info.hostname) facts.push(fact('host', info.hostname));
+    if (info.python_version) facts.push(fact('Python', info.python_version));
+    if (info.version) facts.push(fact('orbit', info.version));
     if (isNum(info.connected_at)) {
       facts.push(el('span', {title: new Date(info.connected_at * 1000).toString()},
                     'connected since ' + fmtTime(new Date(info.connected_at * 1000))));

@@ -1,0 +1,218 @@
+"""The Explorer against a hostile endpoint: a scripted endpoint (the wire protocol written
+by the test) whose facts, plugin table, ui_config, answers and notifications carry HTML,
+script, `javascript:` URLs, very long words and unicode direction overrides, and that
+answers with errors or not at all. Nothing may run, nothing may be inserted as HTML, no
+page may scroll sideways, and garbage hash routes open a sensible view."""
+import json
+import threading
+import time
+
+import pytest
+import websocket
+
+from test_explorer import T, XSS  # noqa: F401  (skips without a browser)
+from test_explorer_shell import TOO_WIDE, DESKTOP, PHONE, chromium, new_page  # noqa: F401  (fixture)
+from orbit_procs import Orbit, wait_for  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
+from radical_orbit import protocol  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+#: a word no line can break, longer than any screen
+LONG = "W" * 3000
+#: right-to-left override: turns the text after it around, up to the end of its paragraph
+RLO = "\u202e"
+JS = "javascript:window.__xss=1"
+HOSTILE = XSS + RLO + LONG
+#: as long as a ui_config (8 KiB in all) lets its strings be
+HOSTILE_UI = XSS + RLO + "W" * 300
+NAME = "evil-" + "x" * 59            # the longest endpoint name there is (64)
+
+
+def hostile_ui_config():
+    field = {"name": "f", "label": HOSTILE_UI, "placeholder": XSS, "help": HOSTILE_UI, "default": HOSTILE_UI}
+    return {
+        "title": HOSTILE_UI, "description": HOSTILE_UI,
+        "sections": [
+            {"kind": "form", "title": HOSTILE_UI, "path": "act/{f}", "submit": HOSTILE_UI,
+             "fields": [field, {"name": "s", "type": "select", "label": XSS, "options": [XSS, LONG[:300], JS]}]},
+            {"kind": "form", "title": "bad path", "path": JS},
+            {"kind": "monitor", "title": HOSTILE_UI, "path": "rows", "every": 1, "show": "table",
+             "items": "rows", "columns": [{"key": "a", "label": HOSTILE_UI}, {"key": "b", "format": "time"}]},
+            {"kind": "monitor", "title": "kv", "path": "kv", "every": 1},
+            {"kind": "notifications", "title": HOSTILE_UI, "columns": [{"key": "a", "label": HOSTILE_UI}]},
+            {"kind": XSS, "title": HOSTILE_UI},
+        ],
+    }
+
+
+PLUGINS = {
+    "sysinfo": {"type": "sysinfo", "version": HOSTILE_UI, "ui_module": "sysinfo.js", "ui_config": {"title": HOSTILE_UI}},
+    "queues": {"type": "queue_info", "ui_module": "queue_info.js"},
+    "gen": {"type": "thirdparty", "version": XSS, "ui_config": hostile_ui_config()},
+    "nomodule": {"type": XSS, "ui_module": "nothing_here.js", "ui_config": {"title": JS}},
+}
+ENDPOINT = {"type": HOSTILE, "role": HOSTILE, "hostname": HOSTILE, "python_version": RLO + XSS,
+            "version": JS, "address": HOSTILE}
+
+
+def hostile_answer(path: str):
+    """What the endpoint answers to `path`: hostile values in every field a page reads."""
+    if path.endswith("register_session"):
+        return {"sid": XSS}
+    if "/metrics/" in path:
+        return {"system": {"hostname": HOSTILE, "os": HOSTILE, "kernel": XSS, "user": RLO + "resu"},
+                "cpu": {"model": HOSTILE, "percent": XSS, "cores_logical": LONG, "load": [XSS, 1e308],
+                        "percent_per_core": [1e308, -1, XSS]},
+                "memory": {"percent": 1e308, "used": -5, "total": XSS, "swap_total": 1, "swap_used": LONG},
+                "gpus": [{"name": HOSTILE, "utilization": LONG, "memory_total": XSS}],
+                "disks": [{"mount": HOSTILE, "device": XSS, "fstype": LONG, "type": "__proto__", "percent": XSS}],
+                "network": [{"name": HOSTILE, "is_up": XSS, "addresses": [{"address": HOSTILE, "family": XSS}]}]}
+    if path.endswith("host_role"):
+        return {"role": HOSTILE, "python_version": XSS, "scheduler": JS, "in_job": True}
+    if "/get_info/" in path:
+        return {"backend": HOSTILE, "queues": {HOSTILE: {"state": XSS, "default": True,
+                                                         "nodes": {"idle": XSS, "total": LONG}}}}
+    if "/list_all_jobs/" in path or "/list_jobs/" in path:
+        return {"jobs": [{"state": HOSTILE, "name": XSS, "id": LONG}]}
+    if "/rows" in path:
+        return {"rows": [{"a": HOSTILE, "b": XSS}, {"a": {"x": XSS}, "b": 1e308}]}
+    if "/kv" in path:
+        return {HOSTILE: HOSTILE, "nested": {XSS: [LONG]}}
+    return {"detail": HOSTILE}
+
+
+class HostileEndpoint:
+    """Registers `NAME` with a hostile description and answers every call in `mode`:
+    "hostile" (200, hostile JSON), "error" (502 envelope with a hostile detail), "html"
+    (a 200 text/html page with a script) or "silent" (no answer at all)."""
+
+    def __init__(self, orbit: Orbit):
+        self.mode = "hostile"
+        self.lock = threading.Lock()
+        self.sock = websocket.WebSocket()
+        self.sock.connect(orbit.url.replace("http", "ws", 1) + "/register",
+                          header=["Authorization: Bearer %s" % orbit.token], timeout=10)
+        self.send(protocol.HELLO, name=NAME, resume=None, pid=1, endpoint=ENDPOINT, plugins=PLUGINS)
+        assert protocol.decode(self.sock.recv())["k"] == protocol.WELCOME
+        self.stopped = False
+        self.thread = threading.Thread(target=self._serve, name="hostile-endpoint", daemon=True)
+        self.thread.start()
+
+    def send(self, kind, **fields):
+        with self.lock:
+            self.sock.send(protocol.encode(kind, **fields), websocket.ABNF.OPCODE_BINARY)
+
+    def notify(self, plugin: str, topic: str, data) -> None:
+        self.send(protocol.NOTE, plugin=plugin, topic=topic, data=data, ts=time.time())
+
+    def _serve(self) -> None:
+        self.sock.settimeout(1.0)
+        while not self.stopped:
+            try:
+                msg = protocol.decode(self.sock.recv())
+            except websocket.WebSocketTimeoutException:
+                continue
+            except Exception:
+                return
+            if msg["k"] == protocol.REQUEST:
+                self._answer(msg)
+
+    def _answer(self, req) -> None:
+        mode = self.mode
+        if mode == "silent":
+            return
+        if mode == "error":
+            status, ctype = 502, "application/json"
+            body = json.dumps({"error": True, "status_code": 502, "detail": HOSTILE})
+        elif mode == "html":
+            status, ctype = 200, "text/html"
+            body = "<html><script>window.__xss=1</script>" + XSS + "</html>"
+        else:
+            status, ctype = 200, "application/json"
+            body = json.dumps(hostile_answer(req["path"]))
+        self.send(protocol.RESPONSE, id=req["id"], status=status, headers={"Content-Type": ctype},
+                  body=body.encode(), end=True)
+
+    def close(self) -> None:
+        self.stopped = True
+        self.sock.close()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    o = Orbit(str(tmp_path_factory.mktemp("hostile") / "home"), tls=False)
+    o.start_bridge()
+    fake = HostileEndpoint(o)
+    wait_for(lambda: NAME in o.get("endpoint/list", "POST").json()["data"]["endpoints"], 10, "the hostile endpoint")
+    yield o, fake
+    fake.close()
+    o.stop()
+
+
+def log_in(page, orbit, hash_="#/"):
+    page.goto("%s/?token=%s%s" % (orbit.url, orbit.token, hash_))
+    expect(page.locator("#conn-state")).to_have_text("live", timeout=T)
+
+
+#: what a very long value must not do to the layout: make the page's own area scroll
+#: sideways, or make a heading, a badge, a name or a line of facts fill the screen
+TOO_BIG = """() => {
+  const bad = [], p = document.getElementById('page');
+  if (p.scrollWidth > p.clientWidth + 1) bad.push('#page scrolls sideways by ' + (p.scrollWidth - p.clientWidth));
+  const limits = [['#page-head h2', 120], ['#page-head .crumbs', 60], ['#page-head .desc', 80],
+                  ['.card h3', 60], ['.badge', 40], ['.ep-card .facts', 90], ['.ep-title a', 90],
+                  ['#tree a', 40], ['.chips a', 40], ['.card button', 60], ['.error-box', 220],
+                  ['#notifications li', 260], ['.big', 120], ['.form-grid > label', 80], ['.form-grid .help', 80]];
+  for (const [css, max] of limits) {
+    for (const e of document.querySelectorAll(css)) {
+      const r = e.getBoundingClientRect();
+      if (r.height > max) bad.push(css + ' is ' + Math.round(r.height) + ' px high');
+      if (r.width > document.documentElement.clientWidth) bad.push(css + ' is ' + Math.round(r.width) + ' px wide');
+    }
+  }
+  return bad;
+}"""
+
+
+def assert_safe(page, where):
+    """Nothing ran, nothing became an element, and nothing scrolls the page sideways or
+    fills it."""
+    assert page.evaluate("typeof window.__xss") == "undefined", where
+    assert page.locator("#app img, #app script, #notes img").count() == 0, where
+    assert page.evaluate(TOO_WIDE) == [], where
+    assert page.evaluate(TOO_BIG) == [], where
+    assert page.errors == [], where
+
+
+VIEWS = ["#/", "#/" + NAME, "#/%s/sysinfo" % NAME, "#/%s/queues" % NAME, "#/%s/gen" % NAME,
+         "#/%s/nomodule" % NAME, "#/bridge"]
+
+
+@pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_hostile_names_and_answers_stay_text_and_fit(hostile, chromium, size):
+    orbit, fake = hostile
+    fake.mode = "hostile"
+    page = new_page(chromium, size)
+    try:
+        log_in(page, orbit)
+        for plugin, data in (("gen", {"a": HOSTILE}), (XSS, HOSTILE), ("sysinfo", [JS, {XSS: LONG}])):
+            fake.notify(plugin, XSS + RLO, data)
+        expect(page.locator("#notes-count")).to_have_text("3", timeout=T)
+        for view in VIEWS:
+            page.evaluate("h => { location.hash = h; }", view)
+            expect(page.locator("#page-head h2")).to_be_visible(timeout=T)
+            if view.endswith("/sysinfo"):
+                expect(page.locator("#sysinfo-hostname")).to_contain_text(XSS, timeout=T)
+            if view.endswith("/gen"):
+                expect(page.locator("[data-generic=monitor] td").first).to_contain_text(XSS, timeout=T)
+            if view == "#/":
+                expect(page.locator('[data-card="%s"] [data-testid=cpu]' % NAME)).to_be_visible(timeout=T)
+            page.wait_for_timeout(300)
+            assert_safe(page, view)
+        page.click("#notes-toggle")
+        expect(page.locator("#notifications li")).to_have_count(3)
+        assert_safe(page, "notifications")
+    finally:
+        page.context.close()
