@@ -566,6 +566,40 @@ def test_a_wait_answer_is_bounded_and_the_sdk_fetches_the_rest(orbit, bc):
         ec.unload_plugin("smallanswer")
 
 
+def test_a_session_with_tasks_running_is_not_idle(tmp_path):
+    """A workflow that submits long tasks and comes back later found them killed: a session
+    was closed after session_ttl without a call although its tasks still ran. The idle
+    time of a session counts from when its last task ended."""
+    import io
+    from orbit_procs import ManualClock
+    from radical_orbit.plugin import PluginContext, Request
+    from radical_orbit.plugins.rhapsody import RhapsodyPlugin
+    from radical_orbit.plugins.rhapsody.wire import parse_submit
+    require_rhapsody()
+    plugin = RhapsodyPlugin("rh", PluginContext("ep", "standalone", lambda *a: None,
+                                                config={"work_dir": str(tmp_path)}))
+    plugin.clock = clock = ManualClock()
+    gate = str(tmp_path / "gate")
+    try:
+        sid = plugin.register_session(Request("POST", "register_session", stream=io.BytesIO(b"")))["sid"]
+        session = plugin.get_session(sid)
+        wait_for(lambda: session.state == "ready", 30, "the session's backend")
+        python = "%d.%d" % sys.version_info[:2]
+        uid, = session.submit(parse_submit({"python": python, "tasks": [{
+            "function": cloudpickle.dumps(wait_for_file), "args": cloudpickle.dumps((gate, 60))}]},
+            10, True, python))
+        clock.advance(plugin.session_ttl + 1)
+        assert plugin.expire_sessions() == 0 and session.state == "ready"
+        open(gate, "w").close()
+        wait_for(lambda: session.wait([uid], 0)[0], 30, "the task to end")
+        assert plugin.expire_sessions() == 0                 # idle from now on
+        clock.advance(plugin.session_ttl + 1)
+        assert plugin.expire_sessions() == 1 and session.state == "closed"
+    finally:
+        open(gate, "w").close()
+        plugin.stop()
+
+
 def test_wait_with_a_nan_timeout_is_refused(orbit, rc):
     """Python's JSON reader takes NaN, which passed ``timeout < 0`` and made wait answer at once."""
     r = orbit.get("%s/rhapsody/wait/%s" % (ENDPOINT, rc.sid), "POST", data='{"timeout": NaN}',

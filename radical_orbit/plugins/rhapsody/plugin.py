@@ -50,6 +50,14 @@ class RhapsodyPlugin(Plugin):
         self.loop.stop()
 
     # -- sessions --------------------------------------------------------------------
+    def _is_expired(self, session: Any) -> bool:
+        """A session whose tasks still run is not idle (a workflow may submit hours of work
+        and come back for it): its idle time counts from when its last task ended."""
+        if session.busy():
+            session.touch()
+            return False
+        return super()._is_expired(session)
+
     @route("POST", "register_session")
     def register_session(self, req: Request) -> Dict[str, Any]:
         """Check the options, answer at once; the backend starts in the background."""

@@ -264,6 +264,11 @@ class TaskSession(PluginSession):
                 raise OrbitError("backend %s cannot cancel tasks" % self.options.backend, 501)
         return cancelled
 
+    def busy(self) -> bool:
+        """Whether any task of this session is still unfinished."""
+        with self._lock:
+            return any(n > 0 for state, n in self._counts.items() if state not in TERMINAL)
+
     def statistics(self) -> Dict[str, Any]:
         with self._lock:
             counts = {state: n for state, n in self._counts.items() if n > 0}
