@@ -600,6 +600,29 @@ def test_a_session_with_tasks_running_is_not_idle(tmp_path):
         plugin.stop()
 
 
+def test_max_records_forgets_finished_tasks_behind_a_running_one(bc, tmp_path):
+    """The oldest records were forgotten only while the oldest was finished: one long task
+    at the front kept every later record, and a session's memory grew without bound."""
+    gate = str(tmp_path / "gate")
+    ec = bc.get_endpoint_client(ENDPOINT)
+    ec.load_plugin("rhapsody", name="fewrecords", config={"max_records": 5})
+    try:
+        with ec.get_plugin("fewrecords") as rc:
+            first, = rc.submit_tasks([function_task(wait_for_file, (gate, 60))])
+            quick = rc.submit_tasks([executable_task("/bin/true") for _ in range(10)])
+            rc.wait_tasks(quick, timeout=60)
+            last = rc.submit_tasks([executable_task("/bin/true")])
+            stats = rc.statistics()
+            assert stats["total"] == 5 and stats["forgotten"] == 7, stats
+            kept = [t["uid"] for t in rc.list_tasks()["tasks"]]
+            assert kept[0] == first and kept[-1:] == last and set(kept[1:4]) <= set(quick)
+            open(gate, "w").close()
+            assert rc.wait_tasks([first], timeout=60)[0].result() == gate
+    finally:
+        open(gate, "w").close()
+        ec.unload_plugin("fewrecords")
+
+
 def test_wait_with_a_nan_timeout_is_refused(orbit, rc):
     """Python's JSON reader takes NaN, which passed ``timeout < 0`` and made wait answer at once."""
     r = orbit.get("%s/rhapsody/wait/%s" % (ENDPOINT, rc.sid), "POST", data='{"timeout": NaN}',

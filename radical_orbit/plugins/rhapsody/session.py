@@ -10,7 +10,7 @@ import asyncio
 import os
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ...errors import Conflict, NotFound, OrbitError
@@ -35,6 +35,8 @@ class TaskSession(PluginSession):
         self._lock = threading.Lock()
         self._records: "OrderedDict[str, TaskRecord]" = OrderedDict()
         self._counts: Counter = Counter()
+        #: uids of finished tasks in the order they finished: the first to forget
+        self._ended: "deque[str]" = deque()
         self._waiters: List[Tuple[set, threading.Event]] = []
         self._next = 0
         self.forgotten = 0
@@ -169,6 +171,7 @@ class TaskSession(PluginSession):
             self._counts[state] += 1
             if state in TERMINAL:
                 record.finish(task, state)
+                self._ended.append(uid)
                 self.last_finish = record.finished
                 self._forget_task(uid)
                 for pending, event in self._waiters:
@@ -190,13 +193,11 @@ class TaskSession(PluginSession):
             held.pop(uid, None)
 
     def _forget_oldest(self) -> None:
-        """Keep at most ``max_records`` records, forgetting the oldest finished ones."""
+        """Keep at most ``max_records`` records, forgetting the ones that finished first
+        (a task still running is kept, however old)."""
         over = len(self._records) - self.plugin.settings.max_records
-        while over > 0:
-            uid, record = next(iter(self._records.items()))
-            if not record.terminal:
-                break
-            del self._records[uid]
+        while over > 0 and self._ended:
+            record = self._records.pop(self._ended.popleft())
             self._counts[record.state] -= 1
             self.forgotten += 1
             over -= 1
