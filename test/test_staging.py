@@ -264,6 +264,33 @@ def test_mkdir_rename_remove(staging):
     assert os.listdir(st.root) == []
 
 
+def test_names_at_the_length_limit_upload_resume_and_download(staging):
+    """A name may take all 255 bytes a file system allows: its partial (a longer name)
+    must still be one the file system takes, and the same one when the upload resumes."""
+    st = staging
+    for name in ("a" * 255, "\u00e9" * 127, "b" * 241):
+        target = st.path(name)
+        raw = Raw(st.orbit)
+        raw.start("PUT", upload_url(st, target), 2 * MiB)
+        raw.send(BLOCK)
+        wait_for(lambda: st.call("GET", "upload_status", params={"path": target}).json().get("offset") == MiB,
+                 20, "the first MiB of %d-character name held" % len(name))
+        raw.cut()
+        raw = Raw(st.orbit)
+        raw.start("PUT", upload_url(st, target, offset=MiB), MiB)
+        raw.send(BLOCK)
+        status, body = raw.answer()
+        raw.conn.close()
+        assert status == 200, body
+        assert json.loads(body)["sha256"] == hashlib.sha256(BLOCK * 2).hexdigest()
+        resp, got, size = stream_download(st, target)
+        assert resp.status_code == 200 and size == 2 * MiB
+    assert sorted(os.listdir(st.root)) == sorted(["a" * 255, "\u00e9" * 127, "b" * 241])
+    # one byte more is the file system's own limit: 400, not a partial of it
+    status, body, _ = stream_upload(st, st.path("c" * 256), 1)
+    assert status == 400, body
+
+
 # -- JSON put and get -------------------------------------------------------------------------
 def test_put_and_get_keep_mode_and_mtime_and_refuse_overwrite(staging):
     st = staging

@@ -24,6 +24,8 @@ from .paths import Target, fs_error, lstat_at
 #: bytes per read and write: the protocol's chunk, so a piece is never split or joined
 CHUNK = protocol.DEFAULT_SETTINGS["chunk"]
 PARTIAL_SUFFIX = ".orbit-partial"
+#: the longest file name in bytes (NAME_MAX of Linux's file systems)
+NAME_MAX = 255
 #: a partial older than this (s) is abandoned: removed when its directory is next written
 STALE_PARTIAL_S = 24 * 3600.0
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -33,7 +35,19 @@ _NO_LINK = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EML
 
 
 def partial_name(name: str) -> str:
-    return "." + name + PARTIAL_SUFFIX
+    """``.<name>.orbit-partial``; for a name too long to take the additions (a file
+    system's NAME_MAX counts bytes), its start plus a digest of all of it, so that any
+    name that may exist has a partial name that may too, always the same one (a resume
+    finds it)."""
+    whole = "." + name + PARTIAL_SUFFIX
+    if len(os.fsencode(whole)) <= NAME_MAX:
+        return whole
+    tag = "~" + hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    room = NAME_MAX - len(os.fsencode("." + tag + PARTIAL_SUFFIX))
+    start = name
+    while len(os.fsencode(start)) > room:
+        start = start[:-1]
+    return "." + start + tag + PARTIAL_SUFFIX
 
 
 def is_partial(name: str) -> bool:
