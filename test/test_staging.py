@@ -291,6 +291,20 @@ def test_names_at_the_length_limit_upload_resume_and_download(staging):
     assert status == 400, body
 
 
+def test_out_of_range_metadata_and_a_file_over_a_directory_are_400(staging):
+    """Bad input is a 400 that names it, never a 500, and leaves no partial behind."""
+    st = staging
+    assert "mtime" in st.error("put", {"path": st.path("f"), "data": "eA==", "mtime": 1e300}, 400)
+    status, body, _ = stream_upload(st, st.path("f"), 1, mtime="1e300")
+    assert status == 400 and b"mtime" in body, body
+    assert os.listdir(st.root) == []
+    st.post("mkdir", {"path": st.path("d")})
+    st.post("put", {"path": st.path("f"), "data": "eA=="})
+    detail = st.error("rename", {"src": st.path("f"), "dst": st.path("d"), "overwrite": True}, 400,
+                      "IsADirectoryError")
+    assert detail == "%s is a directory: a file cannot replace it" % st.path("d")
+
+
 # -- JSON put and get -------------------------------------------------------------------------
 def test_put_and_get_keep_mode_and_mtime_and_refuse_overwrite(staging):
     st = staging

@@ -17,7 +17,7 @@ import time
 from typing import Any, Dict, Iterable, Iterator, List, Optional
 from urllib.parse import quote
 
-from ...errors import (BadRequest, Conflict, FileExists, NotADirectory, OrbitError,
+from ...errors import (BadRequest, Conflict, FileExists, IsADirectory, NotADirectory, OrbitError,
                        PayloadTooLarge, PermissionDenied, Unavailable)
 from ...plugin import (Plugin, PluginContext, PluginSession, Request, Response, body_bool, body_str,
                        route)
@@ -41,6 +41,8 @@ TRANSFER_RETRY_AFTER = 5
 #: the header that tells such a refusal from others (the SDK waits and tries again)
 BUSY_HEADER = "X-Orbit-Busy"
 _MAX_MODE = 0o7777
+#: the latest mtime accepted (s): its nanoseconds still fit in 64 bits (the year 2262)
+MAX_MTIME = 2**63 / 1e9
 
 
 class StagingPlugin(Plugin):
@@ -404,6 +406,8 @@ def _rename_error(exc: OSError, src: Target, dst: Target) -> Exception:
         return BadRequest("%s cannot be moved into itself (%s)" % (src.path, dst.path))
     if exc.errno == errno.ENOTDIR:
         return NotADirectory("%s: a directory cannot replace a file" % dst.path)
+    if exc.errno == errno.EISDIR:
+        return IsADirectory("%s is a directory: a file cannot replace it" % dst.path)
     return fs_error(exc, "%s -> %s" % (src.path, dst.path))
 
 
@@ -425,8 +429,8 @@ def _mode(value: Any) -> Optional[int]:
 def _mtime(value: Any) -> Optional[float]:
     if value is None:
         return None
-    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
-        raise BadRequest("mtime must be seconds since the epoch")
+    if type(value) not in (int, float) or not math.isfinite(value) or not 0 <= value < MAX_MTIME:
+        raise BadRequest("mtime must be seconds since the epoch, below %d" % MAX_MTIME)
     return float(value)
 
 
