@@ -146,15 +146,19 @@ def error_for_status(status_code: int, detail: str,
     cls = _BY_STATUS.get(status_code, OrbitError)
     by_kind = _BY_KIND.get(kind) if isinstance(kind, str) else None
     if by_kind is not None and by_kind.status_code == status_code:
-        return by_kind(detail, status_code)
-    if cls is Unavailable:
+        err = by_kind(detail, status_code)
+    elif cls is Unavailable:
         retry = (headers or {}).get("Retry-After")
         try:
             retry_after = float(retry) if retry is not None else None
         except ValueError:
             retry_after = None
-        return Unavailable(detail, status_code, retry_after=retry_after)
-    return cls(detail, status_code)
+        err = Unavailable(detail, status_code, retry_after=retry_after)
+    else:
+        err = cls(detail, status_code)
+    # a plugin's own headers (X-Orbit-Busy, ...) stay readable on the error
+    err.headers.update((k, v) for k, v in (headers or {}).items() if str(k).lower().startswith("x-orbit-"))
+    return err
 
 
 def from_exception(exc: BaseException) -> OrbitError:

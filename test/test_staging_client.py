@@ -474,3 +474,47 @@ def test_put_and_get_wait_while_the_endpoint_runs_all_the_transfers_it_allows(mo
     outcomes[:] = [busy]
     with pytest.raises(Unavailable, match="transfers are running"):
         client.get("/s", "/t")
+
+
+def test_put_and_get_over_real_sockets_wait_while_the_endpoint_runs_all_its_transfers(orbit, tmp_path,
+                                                                                        monkeypatch):
+    """The busy mark must survive the trip (endpoint, bridge, HTTP, the SDK's error), and
+    a put must learn it before it sends a large body (a refusal then reaches it only as
+    a closed connection): both wait their Retry-After and go through."""
+    from radical_orbit.plugins import staging_client
+    orbit.start_bridge()
+    orbit.start_endpoint("ep1", "-p", "staging", "--plugin-config", 'staging={"max_transfers": 1}')
+    bc = BridgeClient(url=orbit.url, cert=orbit.tls["cert"], token=orbit.token)
+    st = staging(bc, "ep1")
+    src = str(tmp_path / "src.bin")
+    digest = write_file(src, 64 * MiB)
+    slept, real_sleep = [], staging_client.time.sleep
+
+    def sleep(seconds):
+        if threading.current_thread().name.startswith("waiter"):
+            slept.append(seconds)
+        real_sleep(seconds)
+    monkeypatch.setattr(staging_client.time, "sleep", sleep)
+    held = st._download(src, 0)                     # holds the slot while nothing reads it
+    results = {}
+    waiters = [threading.Thread(target=lambda: results.update(put=_outcome(st.put, src, str(tmp_path / "up.bin"))),
+                                name="waiter-put"),
+               threading.Thread(target=lambda: results.update(get=_outcome(st.get, src, str(tmp_path / "down.bin"))),
+                                name="waiter-get")]
+    for waiter in waiters:
+        waiter.start()
+    wait_for(lambda: len(slept) >= 2 or results, 20, "both transfers to be refused once")
+    held.close()
+    for waiter in waiters:
+        waiter.join(60)
+    assert slept[:2] == [5, 5] and results["put"].get("sha256") == digest, (slept, results)
+    assert results["get"].get("sha256") == digest, results
+    st.close()
+    bc.close()
+
+
+def _outcome(call, *args):
+    try:
+        return call(*args)
+    except Exception as exc:
+        return {"error": repr(exc)}

@@ -130,6 +130,12 @@ class StagingClient(PluginClient):
                 answer = self._call("PUT", "upload", params=query, data=body if len(body) else b"",
                                     headers={"Content-Type": "application/octet-stream"},
                                     timeout=(CONNECT_TIMEOUT, CHUNK_TIMEOUT))
+            except OrbitError as exc:
+                if exc.status_code in (495, 503) and _header(exc, "X-Orbit-Busy") is None:
+                    # a refusal for want of a slot (another client took the last one since the
+                    # preflight) reaches a client still sending only as a closed connection
+                    self._held(tgt)
+                raise
             finally:
                 body.report.finish()
         _check_digest(hasher.hexdigest(), answer.get("sha256"), tgt)
@@ -241,8 +247,15 @@ class StagingClient(PluginClient):
         return held
 
     def _held(self, tgt: str) -> int:
-        """Bytes the endpoint holds of an interrupted upload to ``tgt``."""
-        return int(self._call("GET", "upload_status", params={"path": tgt}).get("offset") or 0)
+        """Bytes the endpoint holds of an interrupted upload to ``tgt``; Unavailable (busy,
+        waited out by ``_when_free``) while it has no transfer slot free."""
+        status = self._call("GET", "upload_status", params={"path": tgt})
+        if status.get("free") == 0:
+            after = status.get("retry_after")
+            raise Unavailable("%s runs as many transfers as it allows; waiting for one to end"
+                              % self.endpoint.name, headers={"X-Orbit-Busy": "transfers"},
+                              retry_after=after if isinstance(after, int) else 5)
+        return int(status.get("offset") or 0)
 
 
 class _FileBody:
@@ -311,12 +324,19 @@ def _when_free(call: Callable[[], Any]) -> Any:
         try:
             return call()
         except Unavailable as exc:
-            headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
-            after = headers.get("retry-after", "")
-            if "x-orbit-busy" not in headers or not after.isdigit() \
+            after = _header(exc, "Retry-After") or ""
+            if _header(exc, "X-Orbit-Busy") is None or not after.isdigit() \
                     or time.monotonic() + int(after) > deadline:
                 raise
             time.sleep(int(after))
+
+
+def _header(exc: OrbitError, name: str) -> Optional[str]:
+    """A header of the answer an error came in (names compared without case)."""
+    for key, value in (exc.headers or {}).items():
+        if key.lower() == name.lower():
+            return value
+    return None
 
 
 def _reporter(callback: Optional[Progress], label: str) -> _Report:

@@ -58,7 +58,7 @@ class StagingPlugin(Plugin):
         self.max_transfers = int(config.get("max_transfers", MAX_TRANSFERS))
         if self.max_transfers < 1:
             raise ValueError("staging: max_transfers must be at least 1")
-        self._transfers = threading.BoundedSemaphore(self.max_transfers)
+        self._running = 0
         self._busy: Dict[str, str] = {}
         self._swept: Dict[str, float] = {}
         self._busy_lock = threading.Lock()
@@ -243,12 +243,18 @@ class StagingPlugin(Plugin):
         try:
             return self._write(upload, req.iter_body(transfer.CHUNK))
         finally:
-            self._transfers.release()
+            self._release_slot()
 
     @route("GET", "upload_status/{sid}")
     def upload_status(self, req: Request, session: PluginSession) -> Dict[str, Any]:
+        """The bytes held of an interrupted upload, and the transfer slots free now: a
+        refusal for want of one reaches an HTTP client still sending a large body only
+        as a closed connection, so the SDK looks first and waits while none is free."""
         target = self.roots.check(_query_path(req), follow=False)
-        return {"path": target.path, "offset": transfer.held_offset(target)}
+        with self._busy_lock:
+            free = self.max_transfers - self._running
+        return {"path": target.path, "offset": transfer.held_offset(target), "free": free,
+                "retry_after": TRANSFER_RETRY_AFTER}
 
     @route("GET", "download/{sid}")
     def download(self, req: Request, session: PluginSession) -> Response:
@@ -257,7 +263,7 @@ class StagingPlugin(Plugin):
         try:
             fd, st = transfer.open_read(target)
         except BaseException:
-            self._transfers.release()
+            self._release_slot()
             raise
         try:
             size = st.st_size
@@ -275,10 +281,10 @@ class StagingPlugin(Plugin):
             # a whole file is hashed as it is read, unless its digest is kept already
             hashed = start == 0 and end == size and self.digests.get(st) is None
             body = transfer.FileSlice(fd, end - start, (lambda digest: self.digests.put(st, digest))
-                                      if hashed else None, on_close=self._transfers.release)
+                                      if hashed else None, on_close=self._release_slot)
         except BaseException:
             os.close(fd)
-            self._transfers.release()
+            self._release_slot()
             raise
         return Response(body, status, "application/octet-stream", headers, length=end - start)
 
@@ -308,10 +314,18 @@ class StagingPlugin(Plugin):
     # -- helpers ----------------------------------------------------------------------
     def _take_slot(self, path: str) -> None:
         """One of ``max_transfers`` slots for a streamed transfer, released when it ends."""
-        if not self._transfers.acquire(blocking=False):
+        with self._busy_lock:
+            taken = self._running < self.max_transfers
+            if taken:
+                self._running += 1
+        if not taken:
             raise Unavailable("%s: %d transfers are running on this endpoint (each holds a worker); "
                               "try again shortly" % (path, self.max_transfers),
                               headers={BUSY_HEADER: "transfers"}, retry_after=TRANSFER_RETRY_AFTER)
+
+    def _release_slot(self) -> None:
+        with self._busy_lock:
+            self._running -= 1
 
     def _write(self, upload: transfer.Upload, pieces: Iterable[Any]) -> Dict[str, Any]:
         """Run one write; a second write to the same path meanwhile is 409."""
