@@ -134,6 +134,41 @@ def test_an_interrupted_put_resumes_from_what_the_endpoint_holds(orbit, tmp_path
     bc.close()
 
 
+def test_a_resume_onto_a_held_part_that_is_not_the_files_start_starts_over(orbit, tmp_path):
+    """The local file changed since the upload was cut (or the held part did): the
+    endpoint checks the held part against the sender's digest of its start before the
+    commit, so a mixed file never replaces the target; the SDK then starts over."""
+    bc = start(orbit, "ep1")
+    st = staging(bc, "ep1")
+    src, tgt = str(tmp_path / "data.bin"), str(tmp_path / "remote.bin")
+    write_file(src, 8 * MiB)
+    with open(src, "rb") as f:
+        held = f.read(3 * MiB)
+    with open(str(tmp_path / ".remote.bin.orbit-partial"), "wb") as f:
+        f.write(held)                               # what an upload cut at 3 MiB leaves
+    with open(tgt, "wb") as f:
+        f.write(b"the good old version")
+    digest = write_file(src, 8 * MiB)               # the file was made again meanwhile
+    seen = []
+    answer = st.put(src, tgt, overwrite=True, resume=True, progress=lambda d, t: seen.append(d))
+    assert answer["sha256"] == digest and sha256_of(tgt) == digest
+    assert seen[0] == 3 * MiB and 0 in seen         # it tried to resume, then started over
+    assert not os.path.exists(str(tmp_path / ".remote.bin.orbit-partial"))
+    # the route itself: a wrong held_sha256 is 409, the target untouched, the part removed
+    with open(str(tmp_path / ".remote.bin.orbit-partial"), "wb") as f:
+        f.write(held)
+    http = orbit.session()
+    url = "%s/ep1/staging/upload/%s" % (orbit.url, st.sid)
+    resp = http.put(url, params={"path": tgt, "overwrite": "true", "offset": 3 * MiB,
+                                 "held_sha256": hashlib.sha256(b"other").hexdigest()},
+                    data=b"x" * MiB, verify=orbit.verify, timeout=30)
+    assert resp.status_code == 409 and resp.headers["X-Orbit-Resume"] == "mismatch", resp.text
+    assert "offset 0" in resp.json()["detail"]
+    assert sha256_of(tgt) == digest and not os.path.exists(str(tmp_path / ".remote.bin.orbit-partial"))
+    st.close()
+    bc.close()
+
+
 def test_an_interrupted_get_resumes_the_local_partial(orbit, tmp_path):
     bc = start(orbit, "ep1")
     st = staging(bc, "ep1")

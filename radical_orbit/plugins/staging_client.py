@@ -13,8 +13,8 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..client import PluginClient
-from ..errors import FileExists, OrbitError, RangeNotSatisfiable, Timeout, Unavailable
-from .staging.transfer import partial_name
+from ..errors import Conflict, FileExists, OrbitError, RangeNotSatisfiable, Timeout, Unavailable
+from .staging.transfer import RESUME_HEADER, partial_name
 
 #: bytes per read from a local file and per network read
 CHUNK = 1 << 20
@@ -104,7 +104,8 @@ class StagingClient(PluginClient):
         ``/`` is a directory: the file keeps its name). Atomic on the endpoint: nothing
         appears under ``tgt`` until all bytes arrived and the sha256 matched.
         ``resume=True`` continues from what the endpoint holds of an earlier, interrupted
-        upload of ``tgt`` (its held part is checked by the final digest).
+        upload of ``tgt``; the endpoint checks that part against this file's start before
+        it commits, and when it differs (either side changed since) this starts over.
         Returns ``{"path", "size", "sha256"}``. While the endpoint runs as many transfers
         as it allows, this waits and tries again, for BUSY_WAIT s at most."""
         return _when_free(lambda: self._put(src, tgt, overwrite, resume, progress, keep_mode))
@@ -123,6 +124,8 @@ class StagingClient(PluginClient):
             _hash_prefix(f, offset, hasher)
             query = {"path": tgt, "overwrite": "true" if overwrite else "false", "offset": offset,
                      "mtime": repr(st.st_mtime)}
+            if offset:
+                query["held_sha256"] = hasher.hexdigest()
             if keep_mode:
                 query["mode"] = "%o" % (st.st_mode & 0o7777)
             body = _FileBody(f, offset, size, hasher, _reporter(progress, "put " + os.path.basename(src)))
@@ -130,6 +133,10 @@ class StagingClient(PluginClient):
                 answer = self._call("PUT", "upload", params=query, data=body if len(body) else b"",
                                     headers={"Content-Type": "application/octet-stream"},
                                     timeout=(CONNECT_TIMEOUT, CHUNK_TIMEOUT))
+            except Conflict as exc:
+                if not (offset and _header(exc, RESUME_HEADER) == "mismatch"):
+                    raise
+                answer = None       # the held part was not this file's start, and is gone
             except OrbitError as exc:
                 if exc.status_code in (495, 503) and _header(exc, "X-Orbit-Busy") is None:
                     # a refusal for want of a slot (another client took the last one since the
@@ -138,6 +145,8 @@ class StagingClient(PluginClient):
                 raise
             finally:
                 body.report.finish()
+        if answer is None:
+            return self._put(src, tgt, overwrite, False, progress, keep_mode)
         _check_digest(hasher.hexdigest(), answer.get("sha256"), tgt)
         return answer
 

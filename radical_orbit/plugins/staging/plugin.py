@@ -233,12 +233,13 @@ class StagingPlugin(Plugin):
             mtime_s = _mtime(float(mtime)) if mtime is not None else None
         except ValueError:
             raise BadRequest("query parameter mtime must be seconds since the epoch")
-        digest = req.query.get("sha256")
-        if digest is not None and not _is_sha256(digest):
-            raise BadRequest("query parameter sha256 must be 64 hex digits")
+        digest, held_digest = req.query.get("sha256"), req.query.get("held_sha256")
+        for name, value in (("sha256", digest), ("held_sha256", held_digest)):
+            if value is not None and not _is_sha256(value):
+                raise BadRequest("query parameter %s must be 64 hex digits" % name)
         upload = transfer.Upload(target, req.query_bool("overwrite"),
                                  req.query_int("offset", 0, 2**63 - 1, 0), mode_bits, mtime_s,
-                                 digest, req.content_length)
+                                 digest, req.content_length, held_digest)
         self._take_slot(target.path)
         try:
             return self._write(upload, req.iter_body(transfer.CHUNK))

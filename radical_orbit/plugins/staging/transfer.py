@@ -31,6 +31,8 @@ STALE_PARTIAL_S = 24 * 3600.0
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _WRITE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+#: the answer header of a resume refused because the held part is not the sender's
+RESUME_HEADER = "X-Orbit-Resume"
 _NO_LINK = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS)
 
 
@@ -56,11 +58,14 @@ def is_partial(name: str) -> bool:
 
 class Upload:
     """One write of ``target`` from a stream, resumable at ``offset`` (the bytes the
-    partial already holds; 0 starts over)."""
+    partial already holds; 0 starts over). ``held_sha256``, the sender's digest of its
+    first ``offset`` bytes, is checked against the held part before the commit: a
+    partial changed since (or another file's) is removed, never committed."""
 
     def __init__(self, target: Target, overwrite: bool = False, offset: int = 0,
                  mode: Optional[int] = None, mtime: Optional[float] = None,
-                 sha256: Optional[str] = None, length: Optional[int] = None):
+                 sha256: Optional[str] = None, length: Optional[int] = None,
+                 held_sha256: Optional[str] = None):
         if not target.name:
             raise IsADirectory("%s is a root directory" % target.path)
         self.target = target
@@ -70,6 +75,7 @@ class Upload:
         self.mtime = mtime
         self.expected = sha256.lower() if sha256 else None
         self.length = length
+        self.held_sha256 = held_sha256.lower() if held_sha256 and offset else None
         self.partial = partial_name(target.name)
         #: the committed file's lstat, once ``run`` succeeded (what its digest belongs to)
         self.committed: Optional[os.stat_result] = None
@@ -131,7 +137,7 @@ class Upload:
 
     def _receive(self, dir_fd: int, fd: int, pieces: Iterable[bytes]) -> Tuple[str, int]:
         os.lseek(fd, self.offset, os.SEEK_SET)
-        sha = TrailingHash(fd, self.offset)
+        sha = TrailingHash(fd, self.offset, self.held_sha256)
         received = 0
         try:
             for piece in pieces:
@@ -149,7 +155,14 @@ class Upload:
             sha.abandon()
             raise BadRequest("%s: the body ended after %d of %d bytes; the endpoint holds %d bytes, "
                              "resume at that offset" % (self.target.path, received, self.length, size))
-        digest = sha.hexdigest()
+        try:
+            digest = sha.hexdigest()
+        except HeldMismatch:
+            _unlink_quietly(self.partial, dir_fd)
+            raise Conflict("%s: the %d bytes the endpoint held of an earlier upload are not the start "
+                           "of this file (changed since, on either side); they were removed: upload "
+                           "again from offset 0" % (self.target.path, self.offset),
+                           headers={RESUME_HEADER: "mismatch"})
         if self.expected is not None and digest != self.expected:
             _unlink_quietly(self.partial, dir_fd)
             raise BadRequest("%s: sha256 mismatch: received %s, expected %s; nothing was written"
@@ -188,15 +201,23 @@ class Upload:
         return fs_error(exc, self.target.path)
 
 
+class HeldMismatch(Exception):
+    """The held part of a resumed upload is not what its sender holds."""
+
+
 class TrailingHash:
     """sha256 of a file being written, computed by a thread that reads it back from its
     start (``pread``, the writer's offset untouched) and follows the writer. A resumed
     upload's held prefix is thus hashed while the rest of the body arrives, instead of
     before (which would stall the sender for as long as a large prefix takes to read),
-    hashing overlaps writing, and the digest is of the bytes as stored."""
+    hashing overlaps writing, and the digest is of the bytes as stored. With
+    ``held_sha256`` the digest of the first ``held`` bytes is checked on the way
+    (``HeldMismatch`` from ``hexdigest``)."""
 
-    def __init__(self, fd: int, held: int):
+    def __init__(self, fd: int, held: int, held_sha256: Optional[str] = None):
         self._fd = fd
+        self._held = held
+        self._held_sha256 = held_sha256
         self._sha = hashlib.sha256()
         self._written = held
         self._ended = False
@@ -239,11 +260,16 @@ class TrailingHash:
                 if pos >= upto:
                     return
                 while pos < upto and not self._stopped:
-                    data = os.pread(self._fd, min(upto - pos, 4 * CHUNK), pos)
+                    # a read ends at the held part's end, where its digest is checked
+                    stop = self._held if self._held_sha256 is not None and pos < self._held else upto
+                    data = os.pread(self._fd, min(stop - pos, 4 * CHUNK), pos)
                     if not data:
                         raise BadRequest("the partial upload shrank while it was hashed; start over at offset 0")
                     self._sha.update(data)
                     pos += len(data)
+                    if pos == self._held and self._held_sha256 is not None:
+                        if self._sha.copy().hexdigest() != self._held_sha256:
+                            raise HeldMismatch()
                 if self._stopped:
                     return
         except BaseException as exc:
