@@ -623,6 +623,25 @@ def test_max_records_forgets_finished_tasks_behind_a_running_one(bc, tmp_path):
         ec.unload_plugin("fewrecords")
 
 
+def undecodable():
+    raise ValueError("no file " + os.fsdecode(b"run-\xff.dat"))      # a name that is not UTF-8
+
+
+def test_text_with_undecodable_bytes_reaches_msgpack_clients(orbit, rc):
+    """A surrogate-escaped file name in an exception message, or a task name sent in JSON
+    with a lone surrogate, could not be packed: every msgpack ``wait`` (the SDK's) was a
+    400 UnicodeEncodeError, and ``wait_tasks`` could never fetch those tasks."""
+    uid, = rc.submit_tasks([function_task(undecodable)])
+    resp = orbit.get("%s/rhapsody/submit/%s" % (ENDPOINT, rc.sid), "POST",
+                     data='{"tasks": [{"executable": "/bin/true", "name": "run-\\udcff"}]}',
+                     headers={"Content-Type": "application/json"})
+    named, = resp.json()["uids"]
+    failed, done = rc.wait_tasks([uid, named], timeout=60)
+    assert failed["exception"]["message"] == "no file run-\\udcff.dat"
+    assert done.state == "DONE" and done["name"] == "run-\\udcff"
+    assert rc.get_task(named)["name"] == "run-\\udcff"
+
+
 def test_wait_with_a_nan_timeout_is_refused(orbit, rc):
     """Python's JSON reader takes NaN, which passed ``timeout < 0`` and made wait answer at once."""
     r = orbit.get("%s/rhapsody/wait/%s" % (ENDPOINT, rc.sid), "POST", data='{"timeout": NaN}',

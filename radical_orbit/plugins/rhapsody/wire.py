@@ -91,9 +91,12 @@ def wants_msgpack(req: Request) -> bool:
 
 
 def answer(req: Request, data: Any) -> Any:
-    """``data`` as msgpack when the caller asked for it; else JSON-able (bytes as base64)."""
+    """``data`` as msgpack when the caller asked for it; else JSON-able (bytes as base64).
+    Text that is not Unicode (a file name's undecodable bytes, surrogate-escaped, in an
+    exception message) goes as ``\\udcff``, as JSON writes it, instead of failing the answer."""
     if wants_msgpack(req):
-        return Response(msgpack.packb(data, use_bin_type=True), content_type=MSGPACK)
+        return Response(msgpack.packb(data, use_bin_type=True, unicode_errors="backslashreplace"),
+                        content_type=MSGPACK)
     return Response(json.dumps(_jsonable(data)).encode(), content_type="application/json")
 
 
