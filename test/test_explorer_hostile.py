@@ -89,6 +89,7 @@ class HostileEndpoint:
 
     def __init__(self, orbit: Orbit):
         self.mode = "hostile"
+        self.requests = []
         self.lock = threading.Lock()
         self.sock = websocket.WebSocket()
         self.sock.connect(orbit.url.replace("http", "ws", 1) + "/register",
@@ -116,6 +117,7 @@ class HostileEndpoint:
             except Exception:
                 return
             if msg["k"] == protocol.REQUEST:
+                self.requests.append(msg["path"])
                 self._answer(msg)
 
     def _answer(self, req) -> None:
@@ -214,5 +216,102 @@ def test_hostile_names_and_answers_stay_text_and_fit(hostile, chromium, size):
         page.click("#notes-toggle")
         expect(page.locator("#notifications li")).to_have_count(3)
         assert_safe(page, "notifications")
+    finally:
+        page.context.close()
+
+
+#: hashes no link makes: names of Object's own members, bad percent-escapes, too many
+#: parts, markup, a huge name
+GARBAGE = ["#/__proto__", "#/constructor", "#/toString", "#/%s/__proto__" % NAME, "#/%s/constructor" % NAME,
+           "#/%E0%A4%A", "#/a/b/c/d", "#//", "#/%3Cimg%20src%3Dx%20onerror%3Dwindow.__xss%3D1%3E",
+           "#/" + "A" * 5000, "#/bridge/..%2F..", "#/%00/%00"]
+
+
+def test_garbage_routes_open_a_sensible_view(hostile, chromium):
+    orbit, fake = hostile
+    fake.mode = "hostile"
+    page = new_page(chromium, PHONE)
+    try:
+        log_in(page, orbit)
+        for hash_ in GARBAGE:
+            page.evaluate("h => { location.hash = h; }", hash_)
+            head = page.locator("#page-head h2")
+            expect(head).to_be_visible(timeout=T)
+            parts = hash_[2:].split("/")
+            if len(parts) == 1 and parts[0] and not parts[0].startswith("%"):
+                # an endpoint that is not there says so, whatever its name
+                expect(page.locator("#page-head [data-testid=ep-state]")).to_have_text("not connected")
+            if hash_.startswith("#/%s/" % NAME):
+                expect(page.locator("#page .error-box")).to_contain_text("No plugin")
+            page.wait_for_timeout(100)
+            assert_safe(page, hash_)
+        # back through all of them and forward again: each step opens a view, nothing fails
+        for _ in GARBAGE[:4]:
+            page.go_back()
+            expect(page.locator("#page-head h2")).to_be_visible(timeout=T)
+        assert_safe(page, "back")
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("mode", ["error", "html"])
+def test_an_endpoint_that_answers_errors_or_html_on_every_page(hostile, chromium, mode):
+    orbit, fake = hostile
+    fake.mode = mode
+    page = new_page(chromium, PHONE)
+    try:
+        log_in(page, orbit)
+        for view in VIEWS:
+            page.evaluate("h => { location.hash = h; }", view)
+            expect(page.locator("#page-head h2")).to_be_visible(timeout=T)
+            if view.endswith("/sysinfo") and mode == "error":
+                expect(page.locator("#page .error-box").first).to_contain_text("HTTP 502", timeout=T)
+            page.wait_for_timeout(300)
+            assert_safe(page, view)
+    finally:
+        fake.mode = "hostile"
+        page.context.close()
+
+
+def test_a_silent_endpoint_gets_one_request_per_part_and_the_page_stays_usable(hostile, chromium):
+    """The endpoint takes every call and never answers: each overview part waits for its
+    one request instead of piling more up, and every view still opens at once."""
+    orbit, fake = hostile
+    fake.mode = "silent"
+    page = new_page(chromium, DESKTOP)
+    try:
+        del fake.requests[:]
+        log_in(page, orbit)
+        expect(page.locator('[data-card="%s"]' % NAME)).to_be_visible(timeout=T)
+        page.wait_for_timeout(6000)       # longer than the overview's 5 s between polls
+        parts = page.locator('[data-card="%s"] [data-summary]' % NAME).count()
+        assert 0 < len(fake.requests) <= parts, (parts, fake.requests)
+        for view in VIEWS:
+            page.evaluate("h => { location.hash = h; }", view)
+            expect(page.locator("#page-head h2")).to_be_visible(timeout=5000)
+            assert_safe(page, view)
+    finally:
+        fake.mode = "hostile"
+        page.context.close()
+
+
+def test_the_bridge_answering_errors_and_urls_that_would_run(hostile, chromium):
+    """The bridge's own /health fails with a hostile detail: the bridge page says so as
+    text. And el() drops every spelling of a `javascript:` URL the URL parser accepts."""
+    orbit, fake = hostile
+    page = new_page(chromium, PHONE)
+    try:
+        page.route("**/health", lambda route: route.fulfill(
+            status=500, content_type="application/json",
+            body=json.dumps({"error": True, "status_code": 500, "detail": HOSTILE})))
+        log_in(page, orbit, "#/bridge")
+        expect(page.locator("#page table.kv")).to_contain_text("unknown (HTTP 500: " + XSS, timeout=T)
+        assert_safe(page, "bridge")
+        kept = page.evaluate("""() => ['java\\tscript:window.__xss=1', 'java\\nscript:window.__xss=1',
+                                      '\\x01 javascript:window.__xss=1', ' JaVaScRiPt:window.__xss=1',
+                                      'vbscript:x', 'data:text/html,<script>window.__xss=1</script>']
+          .map(u => OrbitExplorer.el('a', {href: u}).getAttribute('href'))""")
+        assert kept == [None] * 6, kept
+        assert page.evaluate("OrbitExplorer.el('a', {href: '#/x'}).getAttribute('href')") == "#/x"
     finally:
         page.context.close()

@@ -21,7 +21,14 @@
   var MAX_NOTE_TEXT = 2000;
   // a plugin's ui_module; names starting with "_" are the Explorer's own files
   var MODULE_RE = /^[a-z][a-z0-9_.]*\.js$/;
-  var UNSAFE_URL = /^\s*(javascript|vbscript|data:text)/i;
+  var UNSAFE_URL = /^(javascript|vbscript|data:text)/i;
+
+  /** A URL the browser would run as script. It reads a URL as the URL parser does: tabs
+   * and newlines anywhere are dropped ("java\tscript:" is "javascript:"), and so are
+   * controls and spaces before the scheme. */
+  function unsafeUrl(value) {
+    return UNSAFE_URL.test(String(value).replace(/[\t\n\r]/g, '').replace(/^[\x00-\x20]+/, ''));
+  }
 
   function $(id) { return document.getElementById(id); }
 
@@ -59,7 +66,7 @@
           return;
         }
         if ((key === 'href' || key === 'src' || key === 'action' || key === 'formaction') &&
-            UNSAFE_URL.test(String(value))) {
+            unsafeUrl(value)) {
           return;
         }
         node.setAttribute(key, value === true ? '' : String(value));
@@ -361,7 +368,7 @@
         : {cls: 'warn', text: 'bridge unreachable',
            title: 'the live stream to the bridge is down: this endpoint\'s state is unknown'};
     }
-    if (name === BRIDGE || endpointsOf(state.topology)[name]) {
+    if (name === BRIDGE || endpointEntry(name)) {
       return {cls: 'ok', text: 'connected', title: 'connected to the bridge (live)'};
     }
     return {cls: 'bad', text: 'not connected', title: 'not connected to the bridge (live)'};
@@ -554,10 +561,18 @@
     return eps && typeof eps === 'object' ? eps : {};
   }
 
+  /** table[key] only if the table has it as its own: a name from the address bar such as
+   * "constructor" or "__proto__" must not find Object's members. */
+  function ownValue(table, key) {
+    return table && Object.prototype.hasOwnProperty.call(table, key) ? table[key] : null;
+  }
+
+  /** The topology entry of an endpoint, or null. */
+  function endpointEntry(name) { return ownValue(endpointsOf(state.topology), name); }
+
   function pluginInfo(endpoint, instance) {
-    var ep = endpointsOf(state.topology)[endpoint];
-    if (!ep || !ep.plugins || !Object.prototype.hasOwnProperty.call(ep.plugins, instance)) return null;
-    return ep.plugins[instance];
+    var ep = endpointEntry(endpoint);
+    return ep ? ownValue(ep.plugins, instance) : null;
   }
 
   function pluginsOf(entry) {
@@ -1287,7 +1302,7 @@
          'Disconnect…'))]), missing, holder, details);
     var connection = el('section', {class: 'card'}, el('h3', null, 'Connection'));
     view.onTopology = function () {
-      var entry = endpointsOf(state.topology)[name];
+      var entry = endpointEntry(name);
       missing.hidden = !!entry;
       syncCards(view, holder, name);
       if (!entry) {
