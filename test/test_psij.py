@@ -220,23 +220,34 @@ def test_the_example_runs_against_the_embedded_default(orbit):
 
 
 def test_jobs_survive_a_kill_9_of_the_endpoint_and_end_once(orbit, pi, notes):
-    """A local job running while its endpoint is killed: listed after the restart and its
-    end notified once (its exit code cannot be known: it was not our child any more)."""
+    """Local jobs running while their endpoint is killed: listed after the restart, and their
+    end notified once with the exit code their launcher recorded (psij alone reports 0 for a
+    re-attached process, and nothing for one that ended while the endpoint was down)."""
+    import psutil
     done = pi.submit_job({"executable": "/bin/echo", "arguments": ["before"]})
     notes.final(done["job_id"])
-    running = pi.submit_job({"executable": "/bin/sleep", "arguments": ["3"]})
-    wait_for(lambda: "ACTIVE" in notes.states(running["job_id"]), 10, "the job to run")
+    running = pi.submit_job({"executable": "/bin/sh", "arguments": ["-c", "sleep 3; exit 3"]})
+    quick = pi.submit_job({"executable": "/bin/sh", "arguments": ["-c", "sleep 0.5; exit 5"]})
+    ok = pi.submit_job({"executable": "/bin/sleep", "arguments": ["3"]})
+    for job in (running, quick, ok):
+        wait_for(lambda: "ACTIVE" in notes.states(job["job_id"]), 10, "the job to run")
     orbit.endpoints["ep"].popen.send_signal(signal.SIGKILL)
     orbit.endpoints["ep"].wait(10)
+    wait_for(lambda: not psutil.pid_exists(int(quick["native_id"])), 10, "a job to end while the endpoint is down")
     start_endpoint(orbit, "ep")
     listed = {j["job_id"]: j for j in pi.list_jobs()}       # a new session is registered by itself
     assert listed[done["job_id"]]["state"] == "COMPLETED" and running["job_id"] in listed
     final = notes.final(running["job_id"], timeout=30)
-    assert final["state"] == "COMPLETED" and final["exit_code"] is None and "restarted" in final["message"]
+    assert (final["state"], final["exit_code"]) == ("FAILED", 3), final
+    final = notes.final(quick["job_id"], timeout=30)
+    assert (final["state"], final["exit_code"]) == ("FAILED", 5), final
+    final = notes.final(ok["job_id"], timeout=30)
+    assert (final["state"], final["exit_code"]) == ("COMPLETED", 0), final
     marker = pi.submit_job({"executable": "/bin/true"})
     notes.final(marker["job_id"])
-    assert notes.states(running["job_id"]) == ["QUEUED", "ACTIVE", "COMPLETED"]
-    assert notes.states(done["job_id"]) == ["QUEUED", "ACTIVE", "COMPLETED"]
+    for job, end in ((running, "FAILED"), (quick, "FAILED"), (ok, "COMPLETED"), (done, "COMPLETED")):
+        assert notes.states(job["job_id"]) == ["QUEUED", "ACTIVE", end]
+    assert pi.get_job_status(quick["job_id"])["exit_code"] == 5
     assert os.path.exists(os.path.join(state_dir(orbit, "ep"), "jobs.sqlite"))
 
 

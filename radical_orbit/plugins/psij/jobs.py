@@ -14,7 +14,7 @@ import uuid
 from typing import Any, Dict, List, Optional
 
 from ...errors import BadRequest, Conflict, NotFound, OrbitError, Timeout
-from . import output, spec as specs
+from . import output, quicklaunch, spec as specs
 from .executors import COMMAND_TIMEOUT, POLL_INTERVAL, CommandTimedOut, Executors
 from .store import TERMINAL, JobStore, KeyTaken
 from .wakeup import ChildWakeup
@@ -43,7 +43,7 @@ class JobManager:
         self.notes = open_notes(self.store.stream, self.store.acked, self.store.notes_acked)
         for seq, topic, data in self.store.pending_notes():
             self.notes.send(seq, topic, data)
-        self.watcher = Watcher(self.store, self.notes, tail_bytes)
+        self.watcher = Watcher(self.store, self.notes, tail_bytes, self.exit_path)
         self.executors = Executors(os.path.join(state_dir, "work"), self.watcher.on_status,
                                    poll_interval, command_timeout, allowed)
         self.command_timeout = command_timeout
@@ -52,6 +52,10 @@ class JobManager:
         self._live: Dict[str, Any] = {}             # job id -> psij Job (for cancel)
         self._submitting = threading.Condition()    # a keyed submit finished
         self.watcher.add_listener(self._forget_ended)
+
+    def exit_path(self, job_id: str) -> str:
+        """Where a local job's launcher records its exit code (quicklaunch.py)."""
+        return os.path.join(self.output_dir, job_id + ".exit")
 
     def _forget_ended(self, record: Dict[str, Any]) -> None:
         """An ended job needs no psij object any more (cancel leaves it as it is)."""
@@ -115,6 +119,8 @@ class JobManager:
         psij_job = psij.Job(specs.build(spec, executor, stdout, stderr))
         self.watcher.track(psij_job, job_id)
         self._live[job_id] = psij_job
+        if executor == "local":
+            quicklaunch.expect_exit(psij_job.id, self.exit_path(job_id))
         try:
             runner.submit(psij_job)
         except Exception as exc:
@@ -128,6 +134,8 @@ class JobManager:
                 raise BadRequest("the %s executor refused the job: %s" % (executor, detail))
             log.exception("submit of job %s to %s failed", job_id, executor)
             raise OrbitError("submitting to the %s executor failed: %s" % (executor, detail), 502)
+        finally:
+            quicklaunch.forget(psij_job.id)
         native = str(psij_job.native_id)
         record = self.store.get(job_id)
         assert record is not None
@@ -211,8 +219,13 @@ class JobManager:
                                  "whether the executor received it is not known", time.time())
             return False
         if executor == "local" and not _same_process(native, record["process_started"]):
-            self.watcher.advance(job_id, "FAILED", None, "the process ended while the endpoint was down: "
-                                 "its exit code is not known", time.time())
+            code = quicklaunch.read_exit(self.exit_path(job_id))
+            if code is None:
+                self.watcher.advance(job_id, "FAILED", None, "the process ended while the endpoint was down: "
+                                     "its exit code is not known", time.time())
+            else:
+                self.watcher.advance(job_id, "COMPLETED" if code == 0 else "FAILED", code,
+                                     "ended while the endpoint was down", time.time())
             return False
         runner = self.executors.get(executor)
         psij_job = psij.Job(specs.build(record["spec"], executor, record["stdout_path"], record["stderr_path"]))

@@ -10,11 +10,18 @@ does (pre-launch, the command with the spec's stdin/stdout/stderr, post-launch, 
 without the log, and quotes the stdin/stdout/stderr paths, so they may hold spaces. It is
 written into the executor's work dir (psij deploys it from there like its own), so nothing
 but Python files ships.
+
+It also records the command's exit code in a file (``expect_exit`` names it before the
+submit; the job manager keeps it next to the job's output): a job re-attached after an
+endpoint restart is no longer the endpoint's child, so psij reports exit code 0 whatever
+it was, and a job that ended while the endpoint was down is not seen ending at all; both
+read their exit code from that file.
 """
 import logging
 import os
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, Optional
 
 log = logging.getLogger("radical_orbit.plugins.psij")
 
@@ -22,24 +29,55 @@ NAME = "orbit_single_launch.sh"
 SCRIPT = """#!/bin/bash
 # ORBIT's launcher for psij's local executor (radical_orbit/plugins/psij/quicklaunch.py).
 # Arguments as psij passes them to a launcher: job id, launcher log, pre-launch script,
-# post-launch script, stdin, stdout, stderr, then the command. No launcher log is kept.
+# post-launch script, stdin, stdout, stderr, then ORBIT's exit code file (may be empty),
+# then the command. No launcher log is kept.
 set -e
 _ORBIT_PRE=$3
 _ORBIT_POST=$4
 _ORBIT_IN=$5
 _ORBIT_OUT=$6
 _ORBIT_ERR=$7
-shift 7
+_ORBIT_EXIT=$8
+shift 8
 if [ -n "$_ORBIT_PRE" ]; then . "$_ORBIT_PRE"; fi
 set +e
 "$@" <"$_ORBIT_IN" >"$_ORBIT_OUT" 2>"$_ORBIT_ERR"
 _ORBIT_STATUS=$?
 set -e
 if [ -n "$_ORBIT_POST" ]; then . "$_ORBIT_POST"; fi
+# written whole (renamed into place), so a reader never sees half a number
+if [ -n "$_ORBIT_EXIT" ]; then
+    { echo "$_ORBIT_STATUS" >"$_ORBIT_EXIT.tmp" && mv -f "$_ORBIT_EXIT.tmp" "$_ORBIT_EXIT"; } || true
+fi
 # psij tells a launcher that failed before the command from one that ran it by this line
 echo _PSI_J_LAUNCHER_DONE
 exit "$_ORBIT_STATUS"
 """
+#: psij job id -> the exit code file its launch writes (taken when the launch command is made)
+_exit_files: Dict[str, str] = {}
+_exit_lock = threading.Lock()
+
+
+def expect_exit(psij_job_id: str, path: str) -> None:
+    """The job about to be submitted records its exit code in ``path`` (if this launcher
+    starts it; call ``forget`` once the submit returned)."""
+    with _exit_lock:
+        _exit_files[psij_job_id] = path
+
+
+def forget(psij_job_id: str) -> None:
+    with _exit_lock:
+        _exit_files.pop(psij_job_id, None)
+
+
+def read_exit(path: str) -> Optional[int]:
+    """The exit code a job's launcher recorded in ``path``; None when it wrote none (still
+    running, killed, or started by another launcher)."""
+    try:
+        with open(path) as f:
+            return int(f.read(32).strip())
+    except (OSError, ValueError):
+        return None
 
 
 def install(executor: Any) -> bool:
@@ -63,6 +101,10 @@ def install(executor: Any) -> bool:
         class QuickSingleLauncher(SingleLauncher):
             def __init__(self, config: Any = None) -> None:
                 ScriptBasedLauncher.__init__(self, script, config)
+
+            def get_additional_args(self, job: Any) -> Any:
+                with _exit_lock:
+                    return [_exit_files.pop(job.id, "")]
 
         with executor._launchers_lock:
             executor._launchers["single"] = QuickSingleLauncher(config)

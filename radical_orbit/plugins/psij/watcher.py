@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from . import output
+from . import output, quicklaunch
 from .store import TERMINAL, JobStore
 
 log = logging.getLogger("radical_orbit.plugins.psij")
@@ -39,16 +39,20 @@ def describe(record: Dict[str, Any]) -> Dict[str, Any]:
 
 
 class Watcher:
-    def __init__(self, store: JobStore, notes: Any, tail_bytes: int = output.TAIL_BYTES):
-        """``notes``: the store's open durable stream (radical_orbit.plugin.DurableNotes)."""
+    def __init__(self, store: JobStore, notes: Any, tail_bytes: int = output.TAIL_BYTES,
+                 exit_path: Optional[Callable[[str], str]] = None):
+        """``notes``: the store's open durable stream (radical_orbit.plugin.DurableNotes);
+        ``exit_path(job_id)``: where a local job's launcher records its exit code."""
         self.store = store
+        self.exit_path = exit_path
         self.notes = notes
         self.tail_bytes = tail_bytes
         self._lock = threading.Lock()
         #: psij job id -> ORBIT job id, for every job a callback may come for
         self._ids: Dict[str, str] = {}
         self._listeners: List[Callable[[Dict[str, Any]], None]] = []
-        #: local jobs attached after a restart: psij reports exit code 0 whatever it was
+        #: local jobs attached after a restart: psij reports exit code 0 whatever it was,
+        #: so their end is told by the exit code their launcher recorded
         self.exit_unknown: set = set()
 
     def track(self, psij_job: Any, job_id: str) -> None:
@@ -93,8 +97,12 @@ class Watcher:
             if state in TERMINAL and job_id in self.exit_unknown:
                 self.exit_unknown.discard(job_id)
                 if state != "CANCELED":
-                    exit_code = None
-                    message = "re-attached after the endpoint restarted: the exit code is not known"
+                    exit_code = quicklaunch.read_exit(self.exit_path(job_id)) if self.exit_path else None
+                    if exit_code is None:
+                        message = "re-attached after the endpoint restarted: the exit code is not known"
+                    else:
+                        state = "COMPLETED" if exit_code == 0 else "FAILED"
+                        message = None
             # psij stamps some states with when it saw them, others with when it made them up
             # (an ACTIVE it never polled, before COMPLETED): the history must not go backwards
             started = None
