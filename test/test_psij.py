@@ -375,6 +375,43 @@ def test_a_batch_command_is_killed_with_its_children_and_keeps_the_locale(tmp_pa
     assert timed_run_command(5)(["/bin/sh", "-c", "echo $LC_ALL"]).strip() == "C.UTF-8"
 
 
+def test_jobs_that_ended_longer_ago_than_keep_days_are_pruned_with_their_files(orbit, bc):
+    """Records and output files were kept for ever. With ``keep_days`` an ended job is
+    forgotten with its files, periodically and at load; a job still running never is, and
+    0 keeps everything."""
+    def start(keep_days):
+        return orbit.start_endpoint("keeper", "-p", "psij", "--plugin-config",
+                                    'psij={"poll_interval": 0.5, "keep_days": %s}' % keep_days)
+    outputs = os.path.join(state_dir(orbit, "keeper"), "output")
+    start(0.00003)          # 2.6 s
+    with bc.get_endpoint_client("keeper").get_plugin("psij") as keeper:
+        running = keeper.submit_job({"executable": "/bin/sleep", "arguments": ["60"]})
+        wait_for(lambda: keeper.get_job_status(running["job_id"])["state"] == "ACTIVE", 10, "the job to run")
+        done = keeper.submit_job({"executable": "/bin/echo", "arguments": ["pruned"]})
+        wait_for(lambda: keeper.get_job_status(done["job_id"])["state"] == "COMPLETED", 10, "the job to end")
+        assert os.path.exists(os.path.join(outputs, done["job_id"] + ".out"))
+        wait_for(lambda: done["job_id"] not in [j["job_id"] for j in keeper.list_jobs()], 20,
+                 "the ended job to be pruned")
+        assert not [f for f in os.listdir(outputs) if f.startswith(done["job_id"])]
+        # older than keep_days too, but running: kept
+        assert keeper.get_job_status(running["job_id"])["state"] == "ACTIVE"
+        keeper.cancel_job(running["job_id"])
+        wait_for(lambda: keeper.get_job_status(running["job_id"])["state"] == "CANCELED", 10, "the cancel")
+    orbit.endpoints.pop("keeper").stop()
+    db = sqlite3.connect(os.path.join(state_dir(orbit, "keeper"), "jobs.sqlite"))
+    try:
+        db.execute("UPDATE jobs SET updated = updated - 40 * 86400 WHERE job_id = ?", (running["job_id"],))
+        db.commit()
+    finally:
+        db.close()
+    for keep_days, kept in ((0, True), (30, False)):
+        start(keep_days)
+        with bc.get_endpoint_client("keeper").get_plugin("psij") as keeper:
+            assert (running["job_id"] in [j["job_id"] for j in keeper.list_jobs()]) is kept
+        orbit.endpoints.pop("keeper").stop()
+    assert not [f for f in os.listdir(outputs) if f.startswith(running["job_id"])]
+
+
 def test_the_store_keeps_its_notification_stream_and_numbers_across_a_reopen(tmp_path):
     from radical_orbit import protocol
     from radical_orbit.plugins.psij.store import JobStore

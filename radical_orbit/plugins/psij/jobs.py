@@ -26,6 +26,10 @@ log = logging.getLogger("radical_orbit.plugins.psij")
 MAX_KEY = 200
 #: the most jobs one ``list_jobs`` returns (newest first)
 MAX_LIST = 1000
+#: days a job in a final state is kept (its record and output files); 0 keeps every job
+KEEP_DAYS = 30.0
+#: seconds between two prunes at most (shorter when ``keep_days`` is under a few hours)
+PRUNE_INTERVAL = 3600.0
 #: psij exceptions that mean "the executor or scheduler refused this job" (400, its message kept)
 _REFUSALS = ("SubmitException", "InvalidJobException")
 
@@ -33,7 +37,8 @@ _REFUSALS = ("SubmitException", "InvalidJobException")
 class JobManager:
     def __init__(self, state_dir: str, open_notes: Any, poll_interval: float = POLL_INTERVAL,
                  command_timeout: float = COMMAND_TIMEOUT, allowed: Optional[List[str]] = None,
-                 default_executor: str = "local", tail_bytes: int = output.TAIL_BYTES):
+                 default_executor: str = "local", tail_bytes: int = output.TAIL_BYTES,
+                 keep_days: float = KEEP_DAYS):
         self.state_dir = state_dir
         self.output_dir = os.path.join(state_dir, "output")
         os.makedirs(self.output_dir, mode=0o700, exist_ok=True)
@@ -52,6 +57,42 @@ class JobManager:
         self._live: Dict[str, Any] = {}             # job id -> psij Job (for cancel)
         self._submitting = threading.Condition()    # a keyed submit finished
         self.watcher.add_listener(self._forget_ended)
+        self.keep_days = keep_days
+        self._closed = threading.Event()
+        self._pruner: Optional[threading.Thread] = None
+        if keep_days > 0:
+            self.prune()
+            self._pruner = threading.Thread(target=self._prune_every, name="psij-prune", daemon=True)
+            self._pruner.start()
+
+    # -- pruning ---------------------------------------------------------------------
+    def prune(self) -> int:
+        """Forget the jobs that ended more than ``keep_days`` ago and remove their output
+        files (those in the output dir: a path the spec named is the user's); a job not yet
+        ended is never touched. Returns how many."""
+        if self.keep_days <= 0:
+            return 0
+        pruned = self.store.prune(time.time() - self.keep_days * 86400.0)
+        for record in pruned:
+            for path in (record["stdout_path"], record["stderr_path"], self.exit_path(record["job_id"])):
+                if os.path.dirname(os.path.abspath(path)) == os.path.abspath(self.output_dir):
+                    try:
+                        os.unlink(path)
+                    except FileNotFoundError:
+                        pass
+                    except OSError as exc:
+                        log.warning("cannot remove %s of pruned job %s: %s", path, record["job_id"], exc)
+        if pruned:
+            log.info("forgot %d job(s) that ended more than %g day(s) ago", len(pruned), self.keep_days)
+        return len(pruned)
+
+    def _prune_every(self) -> None:
+        interval = min(PRUNE_INTERVAL, max(1.0, self.keep_days * 86400.0 / 2))
+        while not self._closed.wait(interval):
+            try:
+                self.prune()
+            except Exception:
+                log.exception("pruning old jobs failed")
 
     def exit_path(self, job_id: str) -> str:
         """Where a local job's launcher records its exit code (quicklaunch.py)."""
@@ -63,6 +104,9 @@ class JobManager:
             self._live.pop(record["job_id"], None)
 
     def close(self) -> None:
+        self._closed.set()
+        if self._pruner is not None:
+            self._pruner.join(5.0)
         self.wakeup.stop()
         self.executors.stop()
         self.notes.close()

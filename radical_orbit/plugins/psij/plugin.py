@@ -12,7 +12,8 @@ of a batch executor), ``command_timeout`` (s any scheduler command may take),
 ``executors`` (the executors allowed here; default: all psij has), ``default_executor``
 (``local``), ``state_dir`` (job store, work and output files; default
 ``<config dir>/psij/<endpoint>/<instance>``), ``tail_bytes`` (output in a terminal
-notification).
+notification), ``keep_days`` (a job that ended longer ago is forgotten with its output
+files, at load and periodically; 0 keeps every job).
 """
 import os
 import sys
@@ -24,7 +25,7 @@ from ...errors import BadRequest
 from ...plugin import Plugin, PluginContext, PluginSession, Request, route
 from . import launch, output
 from .executors import COMMAND_TIMEOUT, POLL_INTERVAL
-from .jobs import MAX_LIST, JobManager
+from .jobs import KEEP_DAYS, MAX_LIST, JobManager
 
 #: the largest output offset a status call accepts (beyond any file a job writes)
 MAX_OFFSET = 2 ** 62
@@ -50,7 +51,8 @@ class PsijPlugin(Plugin):
             poll_interval=_positive(settings, "poll_interval", POLL_INTERVAL),
             command_timeout=_positive(settings, "command_timeout", COMMAND_TIMEOUT),
             allowed=allowed, default_executor=str(settings.get("default_executor", "local")),
-            tail_bytes=int(_positive(settings, "tail_bytes", output.TAIL_BYTES)))
+            tail_bytes=int(_positive(settings, "tail_bytes", output.TAIL_BYTES)),
+            keep_days=_not_negative(settings, "keep_days", KEEP_DAYS))
         self.jobs.executors.check_name(self.jobs.default_executor)
 
     def start(self) -> None:
@@ -119,6 +121,13 @@ def _positive(settings: Dict[str, Any], name: str, default: float) -> float:
     value = settings.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError("psij setting %r must be a positive number" % name)
+    return float(value)
+
+
+def _not_negative(settings: Dict[str, Any], name: str, default: float) -> float:
+    value = settings.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6:
+        raise ValueError("psij setting %r must be a number of at least 0" % name)
     return float(value)
 
 

@@ -107,6 +107,18 @@ class JobStore:
         with self._lock:
             self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
 
+    def prune(self, before: float) -> List[Dict[str, Any]]:
+        """Forget the jobs in a final state whose last change is older than ``before``
+        (epoch s); returns them (their files are the caller's). A job not yet ended is
+        never touched."""
+        query = ("SELECT %s FROM jobs WHERE state IN ('COMPLETED', 'FAILED', 'CANCELED') AND updated < ?"
+                 % ", ".join(_COLUMNS))
+        with self._lock:
+            rows = [dict(zip(_COLUMNS, r)) for r in self._db.execute(query, (before,)).fetchall()]
+            self._db.execute("DELETE FROM jobs WHERE state IN ('COMPLETED', 'FAILED', 'CANCELED')"
+                             " AND updated < ?", (before,))
+        return [_public(r) for r in rows]
+
     def set_native(self, job_id: str, native_id: str, process_started: Optional[float] = None) -> None:
         with self._lock:
             self._db.execute("UPDATE jobs SET native_id = COALESCE(native_id, ?),"
