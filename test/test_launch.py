@@ -156,6 +156,34 @@ def test_bad_bodies_are_refused_with_400(world):
     assert r.status_code == 409 and "already connected" in r.json()["detail"], r.text
 
 
+def test_launches_beyond_max_launches_are_503_with_retry_after(world):
+    """Nothing capped submit_tunneled: each call is a batch job, a handoff dir and perhaps a
+    tunnel. With ``max_launches`` 1 a second launch while the first is not ended is a 503
+    with Retry-After, and once it ended the next one is accepted."""
+    o = world["orbit"]
+    o.start_endpoint("capped", "-p", "psij", "--plugin-config", 'psij={"poll_interval": 0.5, "max_launches": 1}')
+    sid = o.get("capped/psij/register_session", "POST").json()["sid"]
+    url = "capped/psij/submit_tunneled/%s" % sid
+    body = {"executor": "local", "plugins": "sysinfo", "setup": "sleep 600", "timeout": 60}
+    try:
+        first = o.get(url, "POST", data=json.dumps(body), timeout=60)
+        assert first.status_code == 200, first.text
+        again = o.get(url, "POST", data=json.dumps(body), timeout=60)
+        assert again.status_code == 503 and "max_launches" in again.json()["detail"], again.text
+        assert int(again.headers["Retry-After"]) >= 1
+        o.get("capped/psij/cancel/%s/%s" % (sid, first.json()["job_id"]), "POST")
+        name = first.json()["name"]
+        wait_for(lambda: o.get("capped/psij/tunnel_status/%s" % name).json()["state"] in ("ended", "failed"),
+                 30, "the first launch to end")
+        body["setup"] = "exit 3"
+        third = o.get(url, "POST", data=json.dumps(body), timeout=60)
+        assert third.status_code == 200, third.text
+        wait_for(lambda: o.get("capped/psij/tunnel_status/%s" % third.json()["name"]).json()["state"]
+                 in ("ended", "failed"), 30, "the third launch to end")
+    finally:
+        o.endpoints.pop("capped").stop()
+
+
 def test_forward_tunnel_launch_carries_the_child_link(world):
     sshd = world["sshd"] or pytest.skip("no sshd here")
     launch = submit(world, executor="local", name="fwdkid", plugins="sysinfo", tunnel="forward",

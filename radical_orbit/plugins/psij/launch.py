@@ -38,7 +38,7 @@ import requests
 
 from ...command import run_bounded
 from ...endpoint.handoff import ENV_HANDOFF, current_access, launch_root, remove_dir, write_handoff
-from ...errors import BadRequest, Conflict, NotFound, OrbitError
+from ...errors import BadRequest, Conflict, NotFound, OrbitError, Unavailable
 from ...names import is_name, is_reserved
 from ...tunnel import Tunnel, parse_via, reverse_argv
 from ...tunnel.child import MODES, bridge_hostport
@@ -50,6 +50,11 @@ WRAPPER = "radical-orbit-endpoint-wrapper.sh"
 #: seconds a running job's child has to register before the launch fails and the job is cancelled
 REGISTER_TIMEOUT = 300.0
 MAX_REGISTER_TIMEOUT = 86400.0
+#: launches not yet ended (pending, starting, connected) one instance holds at once
+#: (``max_launches``); beyond, submit_tunneled is a 503 with Retry-After
+MAX_LAUNCHES = 16
+#: seconds a refused launch is told to wait
+LAUNCH_RETRY_AFTER = 30.0
 #: seconds between two looks at the bridge's endpoint list while launches are in flight
 MONITOR_INTERVAL = 1.0
 #: seconds for one request to the bridge
@@ -248,6 +253,10 @@ class Launches:
         executor = body.get("executor")
         listed = self._listed()         # an HTTP call: not under the lock psij's watcher needs
         with self._lock:
+            limit = getattr(self.plugin, "max_launches", MAX_LAUNCHES)
+            if sum(1 for l in self._launches.values() if l.state in ACTIVE) >= limit:
+                raise Unavailable("%d launched endpoints are not ended yet (max_launches): try again "
+                                  "when one has ended" % limit, retry_after=LAUNCH_RETRY_AFTER)
             name = self._child_name(body.get("name"), listed)
             directory = os.path.join(launch_root(), "%s-%s" % (name, uuid.uuid4().hex[:8]))
             launch = Launch(name, executor or self.plugin.jobs.default_executor, tunnel, timeout, directory)

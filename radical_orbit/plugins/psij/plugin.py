@@ -13,7 +13,8 @@ of a batch executor), ``command_timeout`` (s any scheduler command may take),
 (``local``), ``state_dir`` (job store, work and output files; default
 ``<config dir>/psij/<endpoint>/<instance>``), ``tail_bytes`` (output in a terminal
 notification), ``keep_days`` (a job that ended longer ago is forgotten with its output
-files, at load and periodically; 0 keeps every job).
+files, at load and periodically; 0 keeps every job), ``max_launches`` (launched child
+endpoints not yet ended; a further ``submit_tunneled`` is a 503 with Retry-After).
 """
 import os
 import sys
@@ -54,6 +55,7 @@ class PsijPlugin(Plugin):
             tail_bytes=int(_positive(settings, "tail_bytes", output.TAIL_BYTES)),
             keep_days=_not_negative(settings, "keep_days", KEEP_DAYS))
         self.jobs.executors.check_name(self.jobs.default_executor)
+        self.max_launches = int(_positive(settings, "max_launches", launch.MAX_LAUNCHES))
 
     def start(self) -> None:
         """Jobs left running by an earlier run are watched again, off the loading thread
