@@ -131,7 +131,7 @@ class Request:
             return {}
         try:
             return json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:      # RecursionError: nested too deep
             raise BadRequest("request body is not valid JSON: %s" % exc)
         except RecursionError:
             raise BadRequest("request body is JSON nested too deeply")

@@ -332,20 +332,53 @@ def test_the_child_wakeup_pokes_psij_when_a_watched_process_exits(monkeypatch):
 
 
 def test_a_scheduler_command_that_hangs_is_cut_by_the_command_timeout(orbit, bc, tmp_path):
-    """A fake sbatch that never answers: the submit fails after command_timeout with a 504
-    naming it, and nothing is recorded."""
+    """A fake sbatch that takes the job and then never answers: the submit fails after
+    command_timeout with a 504 naming it. The job may be queued, so it stays recorded
+    (FAILED, saying so): the SDK's retry with the same key, which used to run sbatch again
+    (a job twice), answers that job."""
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "sbatch").write_text("#!/bin/sh\nexec sleep 60\n")
+    calls = tmp_path / "calls"
+    (fake / "sbatch").write_text("#!/bin/sh\necho sbatch >> %s\nexec sleep 60\n" % calls)
     (fake / "sbatch").chmod(0o755)
     orbit.start_endpoint("slowsched", "-p", "psij", "--plugin-config", 'psij={"command_timeout": 1}',
                          PATH="%s:%s" % (fake, os.environ["PATH"]))
     with bc.get_endpoint_client("slowsched").get_plugin("psij") as slow:
-        r = orbit.get("slowsched/psij/submit/%s" % slow.sid, "POST",
-                      json={"job_spec": {"executable": "/bin/true"}, "executor": "slurm"})
+        body = {"job_spec": {"executable": "/bin/true"}, "executor": "slurm", "key": "once"}
+        r = orbit.get("slowsched/psij/submit/%s" % slow.sid, "POST", json=body)
         assert r.status_code == 504 and "sbatch did not answer within 1 s" in r.json()["detail"]
-        assert slow.list_jobs() == []
+        [job] = slow.list_jobs()
+        assert job["state"] == "FAILED" and "not known" in job["message"], job
+        again = orbit.get("slowsched/psij/submit/%s" % slow.sid, "POST", json=body)
+        assert again.status_code == 200 and again.json()["job_id"] == job["job_id"], again.text
+        assert calls.read_text().count("sbatch") == 1
     orbit.endpoints.pop("slowsched").stop()
+
+
+def test_output_paths_a_spec_names_are_the_ones_status_reads(pi, notes, tmp_path):
+    """A job_spec's own stdout_path: status and the terminal notification read the default
+    file the job never wrote, so its output looked empty."""
+    out = str(tmp_path / "mine.out")
+    job = pi.submit_job({"executable": "/bin/echo", "arguments": ["in my file"], "stdout_path": out})
+    final = notes.final(job["job_id"])
+    assert final["stdout_tail"] == "in my file\n"
+    assert pi.get_job_status(job["job_id"])["stdout"]["data"] == "in my file\n"
+
+
+def test_hostile_specs_and_bodies_are_400_naming_the_field(orbit, pi):
+    url = "ep/psij/submit/%s" % pi.sid
+    for job_spec, words in (
+            ({"executable": "/bin/true", "environment": {"A": "x\u0000y"}}, "environment.A"),
+            ({"executable": "/bin/true", "environment": {"A": "x" * 200000}}, "environment.A"),
+            ({"executable": "/bin/true", "resources": {"process_count": 10 ** 6}}, "process_count"),
+            ({"executable": "/bin/true", "launcher": "multiple", "resources": {"processes_per_node": 10 ** 6}},
+             "processes_per_node")):
+        r = orbit.get(url, "POST", json={"job_spec": job_spec})
+        assert r.status_code == 400 and words in r.json()["detail"], r.text
+    r = orbit.get(url, "POST", data='{"job_spec": {"executable": "/bin/true", "environment": {"A": Infinity}}}')
+    assert r.status_code == 400 and "environment.A" in r.json()["detail"], r.text
+    r = orbit.get(url, "POST", data='{"job_spec": ' + "[" * 100000 + "]" * 100000 + "}")
+    assert r.status_code == 400 and "not valid JSON" in r.json()["detail"], r.text
 
 
 def test_a_batch_command_is_killed_with_its_children_and_keeps_the_locale(tmp_path, monkeypatch):

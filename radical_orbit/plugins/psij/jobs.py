@@ -124,8 +124,10 @@ class JobManager:
         runner = self.executors.get(executor)
         for _ in range(3):
             job_id = uuid.uuid4().hex[:16]
-            stdout = os.path.join(self.output_dir, job_id + ".out")
-            stderr = os.path.join(self.output_dir, job_id + ".err")
+            # where the job's output lands (a path the spec names wins): status and the
+            # terminal notification read it there
+            stdout, stderr = specs.output_paths(spec, os.path.join(self.output_dir, job_id + ".out"),
+                                                os.path.join(self.output_dir, job_id + ".err"))
             try:
                 self.store.insert(job_id, key, executor, spec, stdout, stderr, sid)
             except KeyTaken:
@@ -169,13 +171,20 @@ class JobManager:
             runner.submit(psij_job)
         except Exception as exc:
             self._live.pop(job_id, None)
-            self.store.delete(job_id)
-            _drop_script(runner, psij_job)
             detail = _psij_message(exc)
-            if isinstance(exc.__context__, CommandTimedOut) or isinstance(exc, CommandTimedOut):
-                raise Timeout("the %s executor: %s" % (executor, detail))
-            if type(exc).__name__ in _REFUSALS or isinstance(exc, (TypeError, ValueError)):
+            timed_out = isinstance(exc.__context__, CommandTimedOut) or isinstance(exc, CommandTimedOut)
+            if not timed_out and (type(exc).__name__ in _REFUSALS or isinstance(exc, (TypeError, ValueError))):
+                self.store.delete(job_id)
+                _drop_script(runner, psij_job)
                 raise BadRequest("the %s executor refused the job: %s" % (executor, detail))
+            # the scheduler may have queued it (sbatch timed out after the controller took
+            # the job): the record stays, FAILED with what is not known, so a retry with the
+            # same key answers this job instead of submitting a second one
+            self.watcher.advance(job_id, "FAILED", None, "the %s executor's submit did not complete (%s): "
+                                 "whether the scheduler queued the job is not known; look in its "
+                                 "queue before submitting again" % (executor, detail), time.time())
+            if timed_out:
+                raise Timeout("the %s executor: %s" % (executor, detail))
             log.exception("submit of job %s to %s failed", job_id, executor)
             raise OrbitError("submitting to the %s executor failed: %s" % (executor, detail), 502)
         finally:

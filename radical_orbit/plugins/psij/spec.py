@@ -6,6 +6,7 @@ executor), and a job that silently loses its account or constraint spends the wr
 allocation. ``check`` returns the normalised spec (plain JSON, stored with the job), and
 ``build`` makes the psij objects from it, the same way at submit and after a restart.
 """
+import math
 import re
 from datetime import timedelta
 from typing import Any, Dict, List, Optional
@@ -38,6 +39,8 @@ DIRECTIVE_SAFE = re.compile(r"^[\w@%+=:,./-]+$", re.ASCII)
 #: limits on what one spec may carry (a spec is stored and echoed in every listing)
 MAX_ARGUMENTS = 4096
 MAX_STRING = 8192
+#: processes one local job may start (each is a process on the endpoint's own host)
+MAX_LOCAL_PROCESSES = 256
 #: the longest walltime accepted (a typo such as 1000000 minutes is refused, not queued)
 MAX_DURATION_S = 366 * 86400
 _CLOCK = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
@@ -93,13 +96,21 @@ def _environment(env: Any) -> Dict[str, str]:
         return {}
     if not isinstance(env, dict):
         raise BadRequest("job_spec.environment must be an object of NAME: value")
+    if len(env) > MAX_ARGUMENTS:
+        raise BadRequest("job_spec.environment has more than %d variables" % MAX_ARGUMENTS)
     out = {}
     for name, value in env.items():
         if not ENV_NAME.match(name):
             raise BadRequest("job_spec.environment.%s is not a valid variable name" % name[:80])
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None            # JSON's Infinity / NaN: no number a variable could hold
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise BadRequest("job_spec.environment.%s must be a string or a number" % name)
-        out[name] = str(value)
+        value = str(value)
+        if len(value) > MAX_STRING or "\x00" in value:
+            raise BadRequest("job_spec.environment.%s must be at most %d characters, without NUL"
+                             % (name, MAX_STRING))
+        out[name] = value
     return out
 
 
@@ -225,6 +236,10 @@ def _resources(res: Any, attrs: Dict[str, Any], executor: str) -> Dict[str, Any]
                                  % (key, attrs[key], key, out[key]))
             out[key] = attrs.pop(key)
     if executor == "local":
+        for key in ("process_count", "processes_per_node"):
+            if out.get(key, 1) > MAX_LOCAL_PROCESSES:
+                raise BadRequest("job_spec.resources.%s: the local executor starts at most %d "
+                                 "processes on this host" % (key, MAX_LOCAL_PROCESSES))
         for key in ("node_count",):
             if out.get(key, 1) != 1:
                 raise BadRequest("job_spec.resources.%s: the local executor runs on one node" % key)
