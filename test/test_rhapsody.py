@@ -2,6 +2,7 @@
 concurrent backend, the SDK over real sockets. One bridge and endpoint for the module."""
 import fractions
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -382,6 +383,39 @@ def test_an_endpoint_can_forbid_pickled_tasks(bc):
                 rc.submit_tasks([executable_task("/bin/true")] * 6, batch_size=6)
     finally:
         ec.unload_plugin("nopickle")
+
+
+class Hostile:
+    """A pickle that runs code when loaded: it makes the directory ``path``."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_a_hostile_pickle_is_never_loaded_where_pickles_are_forbidden(orbit, bc, tmp_path):
+    """``args_list`` was unpickled before the allow_pickle check (and before the Python
+    version check): a hostile client ran code on an endpoint that forbids pickles."""
+    ec = bc.get_endpoint_client(ENDPOINT)
+    ec.load_plugin("rhapsody", name="nopickle2", config={"allow_pickle": False})
+    try:
+        with ec.get_plugin("nopickle2") as rc:
+            for i, body in enumerate([
+                    {"template": {"function": b"x"}, "args_list": None},
+                    {"template": {"executable": "/bin/true"}, "args_list": None},
+                    {"tasks": [{"executable": "/bin/true"}], "args_list": None},
+                    {"template": {"executable": "/bin/true"}, "items": [{}], "args_list": None}]):
+                marker = str(tmp_path / ("ran-%d" % i))
+                body["args_list"] = pickle.dumps(Hostile(marker))
+                resp = orbit.get("%s/nopickle2/submit/%s" % (ENDPOINT, rc.sid), "POST",
+                                 data=msgpack.packb(body, use_bin_type=True),
+                                 headers={"Content-Type": "application/msgpack"})
+                assert resp.status_code in (400, 403), resp.text
+                assert not os.path.exists(marker), "the endpoint ran the client's pickle (%s)" % body
+    finally:
+        ec.unload_plugin("nopickle2")
 
 
 def test_a_bad_plugin_setting_refuses_the_load(bc):

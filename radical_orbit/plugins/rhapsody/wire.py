@@ -133,11 +133,23 @@ def parse_submit(body: Dict[str, Any], max_tasks: int, allow_pickle: bool,
     unknown = sorted(set(body) - {"tasks", "template", "items", "args_list", "python"})
     if unknown:
         raise BadRequest("unknown submit fields %s (known: tasks, template, items, args_list, python)" % unknown)
-    raw = _raw_tasks(body, max_tasks)
-    if any(field in task for task in raw for field in PICKLED) or "args_list" in body:
+    if _carries_pickles(body):
         _check_pickles(body.get("python"), allow_pickle, endpoint_python)
+    raw = _raw_tasks(body, max_tasks)
     functions: Dict[bytes, Any] = {}
     return [_spec(task, i, functions) for i, task in enumerate(raw)]
+
+
+def _carries_pickles(body: Dict[str, Any]) -> bool:
+    """Whether any part of the body is a pickle, judged before a byte of one is loaded:
+    loading a pickle runs code, so allow_pickle and the Python version come first."""
+    if "args_list" in body:
+        return True
+    maps = [body.get("template")]
+    for key in ("tasks", "items"):
+        if isinstance(body.get(key), list):
+            maps.extend(body[key])
+    return any(isinstance(m, dict) and any(field in m for field in PICKLED) for m in maps)
 
 
 def _raw_tasks(body: Dict[str, Any], max_tasks: int) -> List[Dict[str, Any]]:
