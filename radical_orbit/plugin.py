@@ -133,8 +133,6 @@ class Request:
             return json.loads(raw)
         except (ValueError, RecursionError) as exc:      # RecursionError: nested too deep
             raise BadRequest("request body is not valid JSON: %s" % exc)
-        except RecursionError:
-            raise BadRequest("request body is JSON nested too deeply")
 
 
 def body_str(body: Dict[str, Any], name: str, what: str = "a non-empty string") -> str:
