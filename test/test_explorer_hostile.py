@@ -315,3 +315,23 @@ def test_the_bridge_answering_errors_and_urls_that_would_run(hostile, chromium):
         assert page.evaluate("OrbitExplorer.el('a', {href: '#/x'}).getAttribute('href')") == "#/x"
     finally:
         page.context.close()
+
+
+def test_a_flood_of_notifications_from_ever_new_sources_stays_bounded(hostile, chromium):
+    """600 notifications, each from a plugin name never seen before: the panel keeps
+    the newest 200, and its filter menus list only the sources of those it keeps."""
+    orbit, fake = hostile
+    page = new_page(chromium, DESKTOP)
+    try:
+        log_in(page, orbit)
+        for i in range(600):
+            fake.notify("p%04d-%s" % (i, XSS), "t", {"i": i})
+        expect(page.locator("#notifications li").first).to_contain_text('"i":599', timeout=T)
+        expect(page.locator("#notes-count")).to_have_text("200")
+        assert page.locator("#notes-plugin option").count() == 201       # "all plugins" + 200
+        page.click("#notes-toggle")
+        page.select_option("#notes-plugin", "p0599-" + XSS)
+        expect(page.locator("#notifications li:visible")).to_have_count(1)
+        assert_safe(page, "flood")
+    finally:
+        page.context.close()

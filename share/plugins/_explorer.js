@@ -293,8 +293,8 @@
     view: null,              // the open view: overview, endpoint, bridge or plugin page
     registry: new Map(),     // type -> {title, render, summary}
     modules: new Map(),      // ui_module -> Promise
-    noteEndpoints: new Set(),
-    notePlugins: new Set()
+    noteEndpoints: new Map(),   // endpoint -> notifications kept from it
+    notePlugins: new Map()      // plugin -> notifications kept from it
   };
 
   function showBanner(text, kind) {
@@ -754,8 +754,8 @@
       el('span', {class: 'data'}, text));
     li.hidden = !noteShown(li);
     list.insertBefore(li, list.firstChild);
-    while (list.children.length > MAX_NOTES) list.removeChild(list.lastChild);
-    addNoteSource(ep, plugin);
+    countNoteSource(li, 1);
+    while (list.children.length > MAX_NOTES) countNoteSource(list.removeChild(list.lastChild), -1);
     updateNotesCount(true);
     pageNoteListeners.forEach(function (fn) {
       try { fn(n); } catch (err) { console.error('notification listener failed', err); }
@@ -767,17 +767,32 @@
     return (!ep || li.getAttribute('data-ep') === ep) && (!plugin || li.getAttribute('data-from') === plugin);
   }
 
-  function addNoteSource(ep, plugin) {
-    if (!state.noteEndpoints.has(ep)) { state.noteEndpoints.add(ep); fillFilter('notes-endpoint', state.noteEndpoints, 'all endpoints'); }
-    if (!state.notePlugins.has(plugin)) { state.notePlugins.add(plugin); fillFilter('notes-plugin', state.notePlugins, 'all plugins'); }
+  /** The filter menus list the sources of the notifications kept (at most MAX_NOTES),
+   * counted as they come and go: a flood from ever new sources keeps them bounded. */
+  function countNoteSource(li, delta) {
+    if (countIn(state.noteEndpoints, li.getAttribute('data-ep'), delta)) {
+      fillFilter('notes-endpoint', state.noteEndpoints, 'all endpoints');
+    }
+    if (countIn(state.notePlugins, li.getAttribute('data-from'), delta)) {
+      fillFilter('notes-plugin', state.notePlugins, 'all plugins');
+    }
+  }
+
+  /** counts[key] += delta; true when the key came or went. */
+  function countIn(counts, key, delta) {
+    var n = (counts.get(key) || 0) + delta;
+    if (n > 0) counts.set(key, n);
+    else counts.delete(key);
+    return n === delta || n <= 0;
   }
 
   function fillFilter(id, values, allLabel) {
     var select = $(id), keep = select.value;
-    replace(select, el('option', {value: ''}, allLabel), Array.from(values).sort().map(function (v) {
+    replace(select, el('option', {value: ''}, allLabel), Array.from(values.keys()).sort().map(function (v) {
       return el('option', {value: v}, v);
     }));
     select.value = values.has(keep) ? keep : '';
+    if (select.value !== keep) filterNotes();    // the chosen source is gone: show all
   }
 
   function filterNotes() {
