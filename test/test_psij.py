@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -14,6 +15,7 @@ from psij_helpers import (bc, client, notes, pi, start_endpoint,  # noqa: F401 (
                           start_orbit, state_dir)
 
 from radical_orbit import BadRequest, Conflict, NotFound, Unavailable
+from radical_orbit.errors import OrbitError
 from radical_orbit.plugins import psij_client
 
 pytest.importorskip("psij")
@@ -311,6 +313,40 @@ def test_a_cancel_the_scheduler_reports_as_completed_or_failed_is_canceled(tmp_p
                                                           ("b", "QUEUED"), ("b", "CANCELED")]
     assert "the scheduler reported COMPLETED" in sent[1]["message"]
     store.close()
+
+
+def test_a_cancel_asked_before_a_restarted_endpoint_reattached_the_job_is_carried_out(tmp_path):
+    """After a restart jobs are attached again on a thread of their own; a cancel that came
+    first found no psij job, did nothing, and the job ran to its end (then shown CANCELED).
+    Now the attach carries the recorded cancel out, and once every job is attached a job
+    that could not be is a 502 saying how to cancel it, not a silent no-op."""
+    from radical_orbit.plugin import DurableNotes
+    from radical_orbit.plugins.psij.jobs import JobManager
+    from radical_orbit.plugins.psij.watcher import process_started
+
+    def notes(stream, acked, on_acked):
+        return DurableNotes(lambda topic, data: None, on_acked)
+    sleeper = subprocess.Popen(["/bin/sleep", "30"])
+    jobs = JobManager(str(tmp_path), notes, poll_interval=0.5)
+    try:
+        jobs.store.insert("j1", None, "local", {"executable": "/bin/sleep", "arguments": ["30"]},
+                          str(tmp_path / "j1.out"), str(tmp_path / "j1.err"), "s")
+        jobs.store.set_native("j1", str(sleeper.pid), process_started("local", str(sleeper.pid)))
+        jobs.watcher.advance("j1", "ACTIVE", None, None, time.time())
+        assert jobs.cancel("j1")["cancel_requested"] is True        # before the attach
+        jobs.resume()
+        sleeper.wait(10)
+        wait_for(lambda: jobs.get("j1")["state"] == "CANCELED", 10, "the job to be CANCELED")
+        jobs.store.insert("j2", None, "slurm", {"executable": "/bin/true"}, "/dev/null", "/dev/null", "s")
+        jobs.store.set_native("j2", "4242")
+        jobs.watcher.advance("j2", "QUEUED", None, None, time.time())      # recorded, not attached
+        with pytest.raises(OrbitError, match="not watched by this endpoint"):
+            jobs.cancel("j2")
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
+        jobs.close()
 
 
 def test_the_child_wakeup_pokes_psij_when_a_watched_process_exits(monkeypatch):

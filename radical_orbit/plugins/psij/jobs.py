@@ -56,6 +56,7 @@ class JobManager:
         self.wakeup = ChildWakeup()
         self._live: Dict[str, Any] = {}             # job id -> psij Job (for cancel)
         self._submitting = threading.Condition()    # a keyed submit finished
+        self._resumed = threading.Event()           # the jobs of an earlier run are attached again
         self.watcher.add_listener(self._forget_ended)
         self.keep_days = keep_days
         self._closed = threading.Event()
@@ -218,7 +219,11 @@ class JobManager:
     def _cancel_live(self, job_id: str, runner: Any) -> None:
         psij_job = self._live.get(job_id)
         if psij_job is None:
-            return
+            if not self._resumed.is_set():
+                return          # re-attached after a restart: resume cancels it then (the flag is set)
+            raise OrbitError("job %s is not watched by this endpoint (re-attaching it after a restart "
+                             "failed: see the endpoint's log); cancel it with the scheduler (queue_info's "
+                             "cancel, native id %s)" % (job_id, self.store.get(job_id)["native_id"]), 502)
         try:
             runner.cancel(psij_job)
         except Exception as exc:
@@ -251,15 +256,19 @@ class JobManager:
 
     # -- after a restart -------------------------------------------------------------
     def resume(self) -> int:
-        """Watch again every job the store has not seen end; returns how many."""
+        """Watch again every job the store has not seen end; returns how many. A cancel
+        asked for before (or while) a job is attached again is carried out once it is."""
         count = 0
-        for record in self.store.all(10 ** 9, unfinished_only=True):
-            try:
-                if self._resume_one(record):
-                    count += 1
-            except Exception as exc:
-                log.error("job %s (%s %s) could not be watched again: %s: %s", record["job_id"],
-                          record["executor"], record["native_id"], type(exc).__name__, exc)
+        try:
+            for record in self.store.all(10 ** 9, unfinished_only=True):
+                try:
+                    if self._resume_one(record):
+                        count += 1
+                except Exception as exc:
+                    log.error("job %s (%s %s) could not be watched again: %s: %s", record["job_id"],
+                              record["executor"], record["native_id"], type(exc).__name__, exc)
+        finally:
+            self._resumed.set()
         if count:
             log.info("watching %d job(s) again after a restart", count)
         return count
@@ -285,10 +294,14 @@ class JobManager:
         if executor == "local":
             self.watcher.exit_unknown.add(job_id)
         self.watcher.track(psij_job, job_id)
-        self._live[job_id] = psij_job
         runner.attach(psij_job, native)
+        self._live[job_id] = psij_job
         if executor == "local":
             self.wakeup.watch(int(native))
+        current = self.store.get(job_id)
+        if current is not None and current["cancel_requested"] and current["state"] not in TERMINAL:
+            log.info("job %s: carrying out the cancel asked for while it was re-attached", job_id)
+            self._cancel_live(job_id, runner)
         return True
 
 
