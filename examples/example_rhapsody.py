@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Run tasks through ORBIT: Python functions and executables on a rhapsody session.
 
-Run a bridge first (``radical-orbit-bridge``, no arguments: it hosts the rhapsody plugin
-itself), then this script, also without arguments: URL, cert and token come from the
+Run a bridge first (``radical-orbit-bridge``, no arguments: where rhapsody-py is installed,
+Python 3.9+, it hosts the rhapsody plugin itself), then this script, also without arguments: URL, cert and token come from the
 environment or from ``~/.radical/orbit/``. Pass an endpoint name to run the tasks there.
 """
+import argparse
 import sys
 import time
 
@@ -21,7 +22,9 @@ def lookup(key: str) -> str:
 
 
 def main() -> int:
-    endpoint = sys.argv[1] if len(sys.argv) > 1 else "bridge"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("endpoint", nargs="?", default="bridge", help="the endpoint to run the tasks on (default: the bridge itself)")
+    endpoint = parser.parse_args().endpoint
     with BridgeClient() as bc:
         with bc.get_endpoint_client(endpoint).get_plugin("rhapsody") as rc:
             print("session %s on %s (Python %s)" % (rc.sid, rc.session_info["backend"], rc.python_version))

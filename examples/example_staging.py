@@ -6,6 +6,7 @@ without arguments: it uses the bridge's own staging (the embedded default). Pass
 endpoint name to use another endpoint. It writes a few MiB under /tmp on the endpoint
 and removes what it made.
 """
+import argparse
 import hashlib
 import os
 import sys
@@ -17,7 +18,9 @@ SIZE = 3 * 2**20 + 12345
 
 
 def main() -> int:
-    endpoint = sys.argv[1] if len(sys.argv) > 1 else "bridge"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("endpoint", nargs="?", default="bridge", help="the endpoint to move the file to and back (default: the bridge itself)")
+    endpoint = parser.parse_args().endpoint
     with tempfile.TemporaryDirectory() as here, BridgeClient() as bc:
         local = os.path.join(here, "data.bin")
         with open(local, "wb") as f:

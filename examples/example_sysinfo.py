@@ -5,6 +5,7 @@ Run a bridge first (``radical-orbit-bridge``, no arguments), then this script,
 also without arguments: URL, cert and token come from the environment or from
 ``~/.radical/orbit/``. Pass an endpoint name to ask another endpoint.
 """
+import argparse
 import sys
 
 from radical_orbit import BridgeClient, OrbitError
@@ -18,7 +19,9 @@ def human(n: float) -> str:
 
 
 def main() -> int:
-    endpoint = sys.argv[1] if len(sys.argv) > 1 else "bridge"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("endpoint", nargs="?", default="bridge", help="the endpoint to ask (default: the bridge itself)")
+    endpoint = parser.parse_args().endpoint
     with BridgeClient() as bc:
         print("endpoints:", ", ".join(bc.list_endpoints()))
         with bc.get_endpoint_client(endpoint).get_plugin("sysinfo") as si:

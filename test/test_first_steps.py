@@ -2,6 +2,8 @@
 error on a fresh install says what to do."""
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -64,3 +66,16 @@ def test_the_readme_command_tables_name_every_flag_and_no_other(command):
         command, sorted(flags - synopsis), sorted(synopsis - flags))
     assert table == flags, "README table of %s: missing %s, extra %s" % (
         command, sorted(flags - table), sorted(table - flags))
+
+
+EXAMPLES = sorted(f for f in os.listdir(os.path.join(REPO, "examples")) if f.endswith(".py"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_every_example_explains_itself_without_a_bridge(tmp_path, example):
+    """`example_sysinfo.py --help` asked the bridge for an endpoint named '--help'."""
+    env = dict(os.environ, RADICAL_ORBIT_HOME=str(tmp_path), PYTHONPATH=REPO)
+    env.pop("RADICAL_ORBIT_BRIDGE_URL", None)
+    out = subprocess.run([sys.executable, os.path.join(REPO, "examples", example), "--help"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("usage: "), out.stdout + out.stderr
