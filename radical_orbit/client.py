@@ -202,10 +202,10 @@ def _missing_plugin(endpoint: str, name: str, loaded: Iterable[str]) -> NotFound
     an extra (the usual cause on a fresh install), what to install."""
     from .plugins import BUILTIN
     detail = "endpoint %s has no plugin %r (loaded: %s)" % (endpoint, name, ", ".join(sorted(loaded)) or "none")
-    extra = next((d.extra for d in BUILTIN if d.name == name and d.extra), None)
-    if extra:
-        detail += ("; to add it, pip install '%s' where %s runs, then restart it or load the plugin "
-                   "(EndpointClient.load_plugin)" % (extra, endpoint))
+    builtin = next((d for d in BUILTIN if d.name == name and d.extra), None)
+    if builtin:
+        detail += ("; to add it, pip install '%s' where %s runs%s, then restart it or load the plugin "
+                   "(EndpointClient.load_plugin)" % (builtin.extra, endpoint, builtin.python_hint()))
     return NotFound(detail, 404)
 
 

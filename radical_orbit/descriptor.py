@@ -37,6 +37,8 @@ class PluginDescriptor:
     ``extra``: what to install for its dependencies, e.g. ``radical.orbit[psij]``.
     ``requires``: top-level modules it imports; looked for (not imported) before loading,
     so that a missing one is named in the log line.
+    ``min_python``: the oldest Python its dependencies run on, e.g. ``(3, 9)``: on an older
+    one the log line says so, instead of naming an ``extra`` that installs nothing there.
     ``client_class``: dotted path of its SDK class.
     """
 
@@ -48,6 +50,7 @@ class PluginDescriptor:
     extra: Optional[str] = None
     requires: Tuple[str, ...] = ()
     client_class: str = DEFAULT_CLIENT
+    min_python: Optional[Tuple[int, int]] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "default_roles", tuple(self.default_roles))
@@ -67,6 +70,10 @@ class PluginDescriptor:
         if self.ui_package is not None and not (self.ui_module and owns_module(name, self.ui_module)):
             raise ValueError("plugin %s: the ui_module a package ships is named %s.js (or %s.<part>.js)"
                              % (name, name, name))
+
+    def python_hint(self) -> str:
+        """`` (Python 3.9 or newer)`` for a plugin with a ``min_python``, else nothing."""
+        return " (Python %d.%d or newer)" % tuple(self.min_python) if self.min_python else ""
 
     def missing(self) -> List[str]:
         """The ``requires`` modules that cannot be found (found without importing them)."""

@@ -13,6 +13,7 @@ import fnmatch
 import importlib.util
 import logging
 import os
+import sys
 from typing import Any, Dict, List, Optional, Type, Union
 
 from .descriptor import UI_MODULE_RE, PluginDescriptor, owns_module
@@ -86,6 +87,9 @@ class PluginUnavailable(Exception):
 
 def import_class(descriptor: PluginDescriptor) -> Type[Plugin]:
     """Import the plugin's class; PluginUnavailable says why that is not possible here."""
+    if descriptor.min_python and sys.version_info[:2] < tuple(descriptor.min_python):
+        raise PluginUnavailable("it needs Python %d.%d or newer, this is %d.%d"
+                                % (tuple(descriptor.min_python) + sys.version_info[:2]))
     hint = " (pip install '%s')" % descriptor.extra if descriptor.extra else ""
     missing = descriptor.missing()
     if missing:

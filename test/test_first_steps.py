@@ -79,3 +79,18 @@ def test_every_example_explains_itself_without_a_bridge(tmp_path, example):
     out = subprocess.run([sys.executable, os.path.join(REPO, "examples", example), "--help"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("usage: "), out.stdout + out.stderr
+
+
+def test_a_plugin_for_a_newer_python_says_so_not_which_extra_to_install():
+    """On Python 3.8, `-p rhapsody` said `pip install 'radical.orbit[rhapsody]'`, which
+    installs nothing there (rhapsody-py is 3.9+)."""
+    from radical_orbit.descriptor import PluginDescriptor
+    from radical_orbit.registry import PluginUnavailable, import_class
+    future = PluginDescriptor("future", "radical_orbit.plugins.echo:EchoPlugin", extra="radical.orbit[future]",
+                              min_python=(99, 0))
+    with pytest.raises(PluginUnavailable) as err:
+        import_class(future)
+    assert str(err.value) == "it needs Python 99.0 or newer, this is %d.%d" % sys.version_info[:2]
+    with pytest.raises(NotFound) as missing:
+        EndpointClient(_Bridge("hpc1", ["sysinfo"]), "hpc1").get_plugin("rhapsody")
+    assert "pip install 'radical.orbit[rhapsody]' where hpc1 runs (Python 3.9 or newer)" in missing.value.detail

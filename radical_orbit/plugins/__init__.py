@@ -42,6 +42,6 @@ BUILTIN = (
       extra="radical.orbit[psij]", requires=("psij",),
       client_class="radical_orbit.plugins.psij_client.PSIJClient"),
     P("rhapsody", "radical_orbit.plugins.rhapsody:RhapsodyPlugin", RHAPSODY_ROLES, ui_module="rhapsody.js",
-      extra="radical.orbit[rhapsody]", requires=("rhapsody",),
+      extra="radical.orbit[rhapsody]", requires=("rhapsody",), min_python=(3, 9),
       client_class="radical_orbit.plugins.rhapsody_client.RhapsodyClient"),
 )
