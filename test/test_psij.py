@@ -408,7 +408,8 @@ def test_hostile_specs_and_bodies_are_400_naming_the_field(orbit, pi):
             ({"executable": "/bin/true", "environment": {"A": "x" * 200000}}, "environment.A"),
             ({"executable": "/bin/true", "resources": {"process_count": 10 ** 6}}, "process_count"),
             ({"executable": "/bin/true", "launcher": "multiple", "resources": {"processes_per_node": 10 ** 6}},
-             "processes_per_node")):
+             "processes_per_node"),
+            ({"executable": "/bin/echo", "stdout_path": "out.txt"}, "stdout_path must be an absolute path")):
         r = orbit.get(url, "POST", json={"job_spec": job_spec})
         assert r.status_code == 400 and words in r.json()["detail"], r.text
     r = orbit.get(url, "POST", data='{"job_spec": {"executable": "/bin/true", "environment": {"A": Infinity}}}')

@@ -30,6 +30,8 @@ RESOURCE_FIELDS = {"node_count": int, "process_count": int, "processes_per_node"
                    "exclusive_node_use": bool, "memory": int}
 STRING_FIELDS = ("directory", "name", "stdin_path", "stdout_path", "stderr_path",
                  "pre_launch", "post_launch", "launcher")
+#: paths the job reads or writes, which status reads too: absolute only
+OUTPUT_FIELDS = ("stdin_path", "stdout_path", "stderr_path")
 TOP_FIELDS = ("executable", "arguments", "environment", "inherit_environment", "attributes",
               "resources") + STRING_FIELDS
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -63,8 +65,10 @@ def check(job_spec: Any, executor: str) -> Dict[str, Any]:
     for name in STRING_FIELDS:
         if job_spec.get(name) is not None:
             out[name] = _string(job_spec[name], name)
-    if "directory" in out and not out["directory"].startswith("/"):
-        raise BadRequest("job_spec.directory must be an absolute path, not %r" % out["directory"][:80])
+    # a relative path would be read from the endpoint's directory but written in the job's
+    for name in ("directory",) + OUTPUT_FIELDS:
+        if name in out and not out[name].startswith("/"):
+            raise BadRequest("job_spec.%s must be an absolute path, not %r" % (name, out[name][:80]))
     if "name" in out and executor in NAME_DIRECTIVE:
         _directive_value(out["name"], "name", executor)
     out["environment"] = _environment(job_spec.get("environment"))
