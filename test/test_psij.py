@@ -204,6 +204,21 @@ def test_wait_job_of_a_job_already_ended_has_the_output_tails(pi, notes):
     notes.final(running["job_id"])
 
 
+def test_wait_job_refuses_absurd_timeouts_and_bounds_its_poll(pi, notes, monkeypatch):
+    """wait_job(timeout=nan) waited for ever and poll=0 (or below) sent status calls in a
+    tight loop."""
+    job = pi.submit_job({"executable": "/bin/sleep", "arguments": ["0.5"]})
+    for bad in (float("nan"), -1, "10", None):
+        with pytest.raises(ValueError):
+            pi.wait_job(job["job_id"], timeout=bad)
+    calls = []
+    real = pi.get_job_status
+    monkeypatch.setattr(pi, "get_job_status", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(psij_client, "STREAM_CONNECT_WAIT", 0.0)
+    assert pi.wait_job(job["job_id"], timeout=1e300, poll=-5)["state"] == "COMPLETED"
+    assert len(calls) < 20, len(calls)
+
+
 def test_the_bridge_hosts_psij_with_the_local_executor(bc):
     with bc.get_endpoint_client("bridge").get_plugin("psij") as bp:
         job = bp.submit_job({"executable": "/bin/echo", "arguments": ["from the bridge"]})

@@ -18,6 +18,8 @@ SUBMIT_TRIES = 5
 RETRY_PAUSE = 0.5
 #: seconds between two status polls while ``wait_job`` also listens for notifications
 WAIT_POLL = 5.0
+#: the shortest poll interval ``wait_job`` accepts
+MIN_POLL = 0.1
 #: seconds ``wait_job`` waits for the event stream to connect before relying on polls
 STREAM_CONNECT_WAIT = 5.0
 
@@ -62,7 +64,12 @@ class PSIJClient(PluginClient):
     def wait_job(self, job_id: str, timeout: float = 3600.0, poll: float = WAIT_POLL) -> Dict[str, Any]:
         """Block until the job ends; returns its terminal status. Driven by the ``job_status``
         notifications, with a status poll every ``poll`` s, so it ends even when the event
-        stream was cut. Raises the Timeout kind after ``timeout`` s."""
+        stream was cut. Raises the Timeout kind after ``timeout`` s (ValueError for a
+        ``timeout`` that is not a number of seconds, NaN included); ``poll`` is at least
+        MIN_POLL s, so a zero or negative one cannot flood the endpoint with status calls."""
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+            raise ValueError("wait_job timeout must be a number of seconds >= 0, not %r" % (timeout,))
+        poll = max(float(poll), MIN_POLL) if poll == poll else WAIT_POLL
         done = threading.Event()
         final: Dict[str, Any] = {}
 
