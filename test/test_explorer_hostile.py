@@ -42,6 +42,7 @@ def hostile_ui_config():
             {"kind": "monitor", "title": "kv", "path": "kv", "every": 1},
             {"kind": "notifications", "title": HOSTILE_UI, "columns": [{"key": "a", "label": HOSTILE_UI}]},
             {"kind": XSS, "title": HOSTILE_UI},
+            {"kind": "valueOf"}, {"kind": "constructor"},
         ],
     }
 
@@ -51,6 +52,9 @@ PLUGINS = {
     "queues": {"type": "queue_info", "ui_module": "queue_info.js"},
     "gen": {"type": "thirdparty", "version": XSS, "ui_config": hostile_ui_config()},
     "nomodule": {"type": XSS, "ui_module": "nothing_here.js", "ui_config": {"title": JS}},
+    # types named like Object's members: no built-in overview part, no page of their own
+    "objmember": {"type": "valueOf"},
+    "objmember2": {"type": "constructor"},
 }
 ENDPOINT = {"type": HOSTILE, "role": HOSTILE, "hostname": HOSTILE, "python_version": RLO + XSS,
             "version": JS, "address": HOSTILE}
@@ -74,7 +78,7 @@ def hostile_answer(path: str):
         return {"backend": HOSTILE, "queues": {HOSTILE: {"state": XSS, "default": True,
                                                          "nodes": {"idle": XSS, "total": LONG}}}}
     if "/list_all_jobs/" in path or "/list_jobs/" in path:
-        return {"jobs": [{"state": HOSTILE, "name": XSS, "id": LONG}]}
+        return {"jobs": [{"state": HOSTILE, "name": XSS, "id": LONG}, {"state": "constructor"}]}
     if "/rows" in path:
         return {"rows": [{"a": HOSTILE, "b": XSS}, {"a": {"x": XSS}, "b": 1e308}]}
     if "/kv" in path:
@@ -209,8 +213,14 @@ def test_hostile_names_and_answers_stay_text_and_fit(hostile, chromium, size):
                 expect(page.locator("#sysinfo-hostname")).to_contain_text(XSS, timeout=T)
             if view.endswith("/gen"):
                 expect(page.locator("[data-generic=monitor] td").first).to_contain_text(XSS, timeout=T)
+                # kinds named like Object's members are unknown kinds, and the page goes on
+                for kind in ("valueOf", "constructor"):
+                    expect(page.locator("[data-generic=unknown]", has_text="unknown section kind " + kind)) \
+                        .to_have_count(1)
             if view == "#/":
                 expect(page.locator('[data-card="%s"] [data-testid=cpu]' % NAME)).to_be_visible(timeout=T)
+                for inst in ("objmember", "objmember2"):
+                    expect(page.locator('[data-summary="%s/%s"]' % (NAME, inst))).to_have_count(0)
             page.wait_for_timeout(300)
             assert_safe(page, view)
         page.click("#notes-toggle")

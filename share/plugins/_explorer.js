@@ -990,7 +990,8 @@
   function summarizerFor(info) {
     var spec = state.registry.get(info.type);
     if (spec && spec.summary) return Promise.resolve(spec.summary);
-    if (SUMMARIES[info.type]) return Promise.resolve(SUMMARIES[info.type]);
+    var builtIn = ownValue(SUMMARIES, info.type);   // a type "constructor" is no built-in part
+    if (builtIn) return Promise.resolve(builtIn);
     if (spec || !info.ui_module) return Promise.resolve(null);
     return loadModule(info.ui_module).then(function () {
       var loaded = state.registry.get(info.type);
@@ -1039,7 +1040,7 @@
 
   /** {state: n} of a list of records by their `state` (SLURM's "CANCELLED by 0" counts as CANCELLED). */
   function countStates(records) {
-    var counts = {};
+    var counts = Object.create(null);       // a state may be called "constructor"
     arr(records).forEach(function (r) {
       var st = toText(obj(r).state).split(/[ +]/)[0] || 'UNKNOWN';
       counts[st] = (counts[st] || 0) + 1;
@@ -1120,7 +1121,7 @@
       return ctx.api('GET', 'list_sessions', null, {timeout: SUMMARY_TIMEOUT_MS}).then(function (answer) {
         if (!ctx.active) return;
         var sessions = arr(obj(answer).sessions).map(obj);
-        var counts = {}, total = 0, byCount = false;
+        var counts = Object.create(null), total = 0, byCount = false;
         sessions.forEach(function (sess) {
           var c = obj(sess.counts);
           Object.keys(c).forEach(function (k) {

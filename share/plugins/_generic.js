@@ -15,6 +15,11 @@
   function isNum(v) { return typeof v === 'number' && isFinite(v); }
   function obj(v) { return v && typeof v === 'object' && !Array.isArray(v) ? v : {}; }
   function arr(v) { return Array.isArray(v) ? v : []; }
+  /** table[key] if the table has it as its own: a ui_config's "kind": "constructor" or a
+   * column keyed "toString" must not reach Object's members. */
+  function own(table, key) {
+    return table && Object.prototype.hasOwnProperty.call(table, key) ? table[key] : undefined;
+  }
   function append(node, children) {
     children.forEach(function (c) { if (c) node.appendChild(c); });
   }
@@ -60,7 +65,7 @@
       return el('pre', {class: 'json'}, toText(answer, 2));
     }
     if (show === 'table') {
-      var rows = typeof s.items === 'string' ? obj(answer)[s.items] : answer;
+      var rows = typeof s.items === 'string' ? own(obj(answer), s.items) : answer;
       if (!Array.isArray(rows) && rows && typeof rows === 'object') {
         rows = Object.keys(rows).map(function (k) { return Object.assign({key: k}, obj(rows[k])); });
       }
@@ -69,7 +74,7 @@
       return table(cols.map(function (c) { return {label: typeof c.label === 'string' ? c.label : c.key, num: !!c.num}; }),
         rows.map(function (r) {
           r = obj(r);
-          return cols.map(function (c) { return formatCell(r[c.key], c.format); });
+          return cols.map(function (c) { return formatCell(own(r, c.key), c.format); });
         }), {empty: typeof s.empty === 'string' ? s.empty : 'nothing'});
     }
     return kvTable(answer);
@@ -84,7 +89,8 @@
     var needsSid = false;
     var filled = path.replace(PLACEHOLDER_RE, function (m, key) {
       if (key === 'sid') { needsSid = true; return m; }
-      return encodeURIComponent(params[key] === undefined ? '' : String(params[key]));
+      var value = own(params, key);
+      return encodeURIComponent(value === undefined ? '' : String(value));
     });
     var qs = query.length ? '?' + query.map(function (kv) {
       return encodeURIComponent(kv[0]) + '=' + encodeURIComponent(kv[1]);
@@ -131,7 +137,7 @@
       append(grid, [el('label', {for: id}, (typeof f.label === 'string' && f.label ? f.label : f.name) + (f.required ? ' *' : '')),
         input, typeof f.help === 'string' ? el('div', {class: 'help'}, f.help) : null]);
       var where = f['in'] === 'path' || f['in'] === 'query' || f['in'] === 'body' ? f['in']
-        : (slots[f.name] ? 'path' : (method === 'GET' || method === 'DELETE' ? 'query' : 'body'));
+        : (own(slots, f.name) ? 'path' : (method === 'GET' || method === 'DELETE' ? 'query' : 'body'));
       return {f: f, type: type, input: input, where: where};
     });
     var result = el('div', {class: 'result', 'data-testid': 'generic-result', 'aria-live': 'polite'});
@@ -205,7 +211,7 @@
       if (topics.length && topics.indexOf(topic) < 0) return;
       var data = n.data;
       var cells = cols.length ? cols.map(function (c) {
-        return el('td', {class: c.num ? 'num' : null}, formatCell(obj(data)[c.key], c.format));
+        return el('td', {class: c.num ? 'num' : null}, formatCell(own(obj(data), c.key), c.format));
       }) : el('td', {class: 'mono'}, toText(data));
       tbody.insertBefore(el('tr', null, el('td', {class: 'mono'}, fmtTime()), el('td', null, topic), cells), tbody.firstChild);
       while (tbody.children.length > max) tbody.removeChild(tbody.lastChild);
@@ -224,7 +230,7 @@
     var cfg = obj(info.ui_config);
     var sections = arr(cfg.sections).slice(0, MAX_SECTIONS).map(function (s, i) {
       s = obj(s);
-      var make = SECTION_KINDS[s.kind];
+      var make = own(SECTION_KINDS, s.kind);
       return make ? make(s, ctx, i)
         : sectionCard(s, 'unknown', i, el('div', {class: 'error-box'}, 'ui_config: unknown section kind ' + toText(s.kind)));
     });

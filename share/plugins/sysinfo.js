@@ -105,7 +105,7 @@
           return [el('span', {class: 'mono'}, txt(d.mount)),
                   el('span', {class: 'mono muted'}, txt(d.device)),
                   txt(d.fstype),
-                  el('span', {class: 'badge ' + (DISK_BADGE[kind] || '')}, kind),
+                  el('span', {class: 'badge ' + (Object.prototype.hasOwnProperty.call(DISK_BADGE, kind) ? DISK_BADGE[kind] : '')}, kind),
                   u.fmtBytes(d.used) + ' / ' + u.fmtBytes(d.total),
                   u.fmtBytes(d.free),
                   el('div', {class: 'sysinfo-usage'}, u.bar(d.percent), el('span', null, u.fmtPercent(d.percent)))];
