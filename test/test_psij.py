@@ -497,6 +497,30 @@ def test_jobs_that_ended_longer_ago_than_keep_days_are_pruned_with_their_files(o
     assert not [f for f in os.listdir(outputs) if f.startswith(running["job_id"])]
 
 
+def test_pruning_a_batch_job_removes_what_psij_left_in_its_work_dir(tmp_path):
+    """psij's batch executors keep ``<native id>.out`` of every job that completed in their
+    work dir: a pruned job takes it along, unless a job still watched has that native id."""
+    from radical_orbit.plugin import DurableNotes
+    from radical_orbit.plugins.psij.jobs import JobManager
+
+    jobs = JobManager(str(tmp_path), lambda stream, acked, on_acked: DurableNotes(lambda t, d: None, on_acked),
+                      keep_days=1)
+    try:
+        work = tmp_path / "work" / "slurm"
+        work.mkdir(parents=True)
+        for job_id, native, final in (("old", "101", True), ("reused", "202", True), ("running", "202", False)):
+            jobs.store.insert(job_id, None, "slurm", {"executable": "/bin/true"}, "/dev/null", "/dev/null", "s")
+            jobs.store.set_native(job_id, native)
+            jobs.watcher.advance(job_id, "COMPLETED" if final else "ACTIVE", 0, None, time.time())
+            (work / (native + ".out")).write_text("launcher output")
+        jobs.store._db.execute("UPDATE jobs SET updated = updated - 2 * 86400")
+        assert jobs.prune() == 2
+        assert sorted(os.listdir(str(work))) == ["202.out"]
+        assert [j["job_id"] for j in jobs.list()] == ["running"]
+    finally:
+        jobs.close()
+
+
 def test_the_store_keeps_its_notification_stream_and_numbers_across_a_reopen(tmp_path):
     from radical_orbit import protocol
     from radical_orbit.plugins.psij.store import JobStore

@@ -8,6 +8,7 @@ its job, so the scheduler sees one job.
 """
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -30,6 +31,8 @@ MAX_LIST = 1000
 KEEP_DAYS = 30.0
 #: seconds between two prunes at most (shorter when ``keep_days`` is under a few hours)
 PRUNE_INTERVAL = 3600.0
+#: what psij's batch executors leave behind per job in ``work/<executor>/<native id>``
+BATCH_AUX_FILES = (".out", ".ec", ".nodefile")
 #: psij exceptions that mean "the executor or scheduler refused this job" (400, its message kept)
 _REFUSALS = ("SubmitException", "InvalidJobException")
 
@@ -74,15 +77,27 @@ class JobManager:
         if self.keep_days <= 0:
             return 0
         pruned = self.store.prune(time.time() - self.keep_days * 86400.0)
+        if pruned:
+            # a batch scheduler may hand out a native id again (a reinstalled cluster): the
+            # files of a job still watched under that id stay
+            live = {(r["executor"], r["native_id"]) for r in self.store.all(10 ** 9, unfinished_only=True)}
         for record in pruned:
-            for path in (record["stdout_path"], record["stderr_path"], self.exit_path(record["job_id"])):
-                if os.path.dirname(os.path.abspath(path)) == os.path.abspath(self.output_dir):
-                    try:
-                        os.unlink(path)
-                    except FileNotFoundError:
-                        pass
-                    except OSError as exc:
-                        log.warning("cannot remove %s of pruned job %s: %s", path, record["job_id"], exc)
+            paths = [p for p in (record["stdout_path"], record["stderr_path"], self.exit_path(record["job_id"]))
+                     if os.path.dirname(os.path.abspath(p)) == os.path.abspath(self.output_dir)]
+            native = record["native_id"]
+            if record["executor"] != "local" and native and (record["executor"], native) not in live \
+                    and re.match(r"\A[\w.\[\]-]+\Z", native):
+                # psij's batch executors leave the launcher's output and the node file of
+                # every job in their work dir, named by the native id
+                work = os.path.join(self.executors.work_dir, record["executor"])
+                paths += [os.path.join(work, native + suffix) for suffix in BATCH_AUX_FILES]
+            for path in paths:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    log.warning("cannot remove %s of pruned job %s: %s", path, record["job_id"], exc)
         if pruned:
             log.info("forgot %d job(s) that ended more than %g day(s) ago", len(pruned), self.keep_days)
         return len(pruned)
