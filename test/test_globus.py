@@ -365,6 +365,35 @@ def test_an_answer_that_is_not_globuss_document_is_502_on_every_route(gc, fake):
     assert not wrong, "\n".join(map(str, wrong))
 
 
+def test_a_token_answer_that_globus_sdk_cannot_read_is_502(bc, fake):
+    """Globus Auth answering garbage to a token grant (at login, or at the refresh after a
+    401) made globus-sdk raise KeyError or TypeError: a 500 internal error."""
+    ec = bc.get_endpoint_client("hpc1")
+    answers = [{"raw": "<html>sign-in portal</html>", "status": 200},
+               {"raw": "{}", "status": 200, "content_type": "application/json"},
+               {"raw": '{"access_token": "x", "resource_server": "transfer.api.globus.org", "expires_in": "soon"}',
+                "status": 200, "content_type": "application/json"}]
+    try:
+        for answer in answers:
+            fake.control("inject", dict(answer, path="/token$"))
+            with pytest.raises(OrbitError) as err:
+                GlobusClient(ec, "globus", refresh_token=fake.refresh_token, client_id=fake.client_id)
+            assert err.value.status_code == 502 and "could not use Globus's answer" in err.value.detail, \
+                err.value.detail
+        gc = GlobusClient(ec, "globus", refresh_token=fake.refresh_token, client_id=fake.client_id)
+        try:
+            fake.control("expire", {})                    # the next call refreshes its token
+            fake.control("inject", dict(answers[1], path="/token$"))
+            with pytest.raises(OrbitError) as err:
+                gc.tasks()
+            assert err.value.status_code == 502 and "could not use Globus's answer" in err.value.detail
+            assert isinstance(gc.tasks(), list)          # the next refresh is served
+        finally:
+            gc.close()
+    finally:
+        fake.control("uninject", {})
+
+
 def test_an_unreachable_globus_is_502(bc, fake, tmp_path):
     """A second plugin instance whose transfer URL is a closed port."""
     ec = bc.get_endpoint_client("hpc1")

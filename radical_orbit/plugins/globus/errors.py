@@ -21,6 +21,9 @@ KEPT = (401, 403, 404, 409, 429)
 #: the envelope's ``kind`` of a consent-required 401 (the SDK raises GlobusConsentRequired)
 CONSENT_KIND = "GlobusConsentRequired"
 CONSENT_MARK = "required scopes: "
+#: what globus-sdk raises when an answer of Globus is not what it reads (a token answer
+#: without its fields, an HTML page where JSON belongs): Globus's doing, never the caller's
+UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)
 #: characters of an answer that is not Globus's document a detail quotes
 SNIPPET = 200
 
@@ -67,7 +70,8 @@ def translate(exc: BaseException) -> OrbitError:
         return GlobusFailure("cannot reach Globus: %s" % _short(exc), 502)
     if isinstance(exc, OrbitError):
         return exc
-    return GlobusFailure("globus-sdk failed: %s: %s" % (type(exc).__name__, _short(exc)), 502)
+    return GlobusFailure("globus-sdk could not use Globus's answer (a proxy or a network in between?): "
+                         "%s: %s" % (type(exc).__name__, _short(exc)), 502)
 
 
 def _api_error(exc: "globus_sdk.GlobusAPIError") -> OrbitError:
@@ -120,11 +124,12 @@ def _short(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def globus_errors() -> Iterator[None]:
-    """Run a Globus call; its failure leaves as the ORBIT error, without the SDK's
-    exception chained to it (a traceback of it would be logged for a 5xx)."""
+    """Run a Globus call (nothing else: what it raises is Globus's doing); its failure
+    leaves as the ORBIT error, without the SDK's exception chained to it (a traceback
+    of it would be logged for a 5xx)."""
     try:
         yield
     except OrbitError:
         raise
-    except (globus_sdk.GlobusError, ValueError) as exc:
+    except (globus_sdk.GlobusError,) + UNREADABLE as exc:
         raise translate(exc) from None
