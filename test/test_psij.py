@@ -521,6 +521,20 @@ def test_pruning_a_batch_job_removes_what_psij_left_in_its_work_dir(tmp_path):
         jobs.close()
 
 
+def test_a_relative_state_dir_gives_jobs_absolute_output_and_exit_paths(tmp_path, monkeypatch):
+    """A relative ``state_dir`` setting made relative output paths, which a job with its
+    own ``directory`` wrote there while status read them from the endpoint's directory."""
+    from radical_orbit.plugin import DurableNotes
+    from radical_orbit.plugins.psij.jobs import JobManager
+    monkeypatch.chdir(tmp_path)
+    jobs = JobManager("rel", lambda stream, acked, on_acked: DurableNotes(lambda t, d: None, on_acked))
+    try:
+        assert os.path.isabs(jobs.output_dir) and os.path.isabs(jobs.exit_path("x"))
+        assert jobs.output_dir == str(tmp_path / "rel" / "output")
+    finally:
+        jobs.close()
+
+
 def test_the_store_keeps_its_notification_stream_and_numbers_across_a_reopen(tmp_path):
     from radical_orbit import protocol
     from radical_orbit.plugins.psij.store import JobStore

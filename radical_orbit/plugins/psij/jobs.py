@@ -42,7 +42,8 @@ class JobManager:
                  command_timeout: float = COMMAND_TIMEOUT, allowed: Optional[List[str]] = None,
                  default_executor: str = "local", tail_bytes: int = output.TAIL_BYTES,
                  keep_days: float = KEEP_DAYS):
-        self.state_dir = state_dir
+        # absolute: a job with its own directory writes its output and exit code there
+        self.state_dir = state_dir = os.path.abspath(state_dir)
         self.output_dir = os.path.join(state_dir, "output")
         os.makedirs(self.output_dir, mode=0o700, exist_ok=True)
         self.store = JobStore(os.path.join(state_dir, "jobs.sqlite"))
