@@ -416,6 +416,24 @@ def test_output_paths_a_spec_names_are_the_ones_status_reads(pi, notes, tmp_path
     assert pi.get_job_status(job["job_id"])["stdout"]["data"] == "in my file\n"
 
 
+def test_an_output_path_that_is_a_fifo_blocks_neither_status_nor_notifications(pi, notes, tmp_path):
+    """A spec may name a FIFO as its stdout: once the job had ended, the terminal
+    notification's tail opened it and waited for a writer for ever (psij's thread: no job
+    ended after that), and so did every status call. Only regular files are read now."""
+    fifo = str(tmp_path / "out.fifo")
+    os.mkfifo(fifo)
+    job = pi.submit_job({"executable": "/bin/echo", "arguments": ["into the fifo"], "stdout_path": fifo})
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)      # lets the job's launcher open it
+    try:
+        final = notes.final(job["job_id"], timeout=20)
+    finally:
+        os.close(reader)
+    assert final["state"] == "COMPLETED" and final["stdout_tail"] == ""
+    assert pi.get_job_status(job["job_id"])["stdout"]["data"] == ""
+    after = pi.submit_job({"executable": "/bin/true"})
+    assert notes.final(after["job_id"])["state"] == "COMPLETED"
+
+
 def test_hostile_specs_and_bodies_are_400_naming_the_field(orbit, pi):
     url = "ep/psij/submit/%s" % pi.sid
     for job_spec, words in (
