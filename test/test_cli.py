@@ -203,7 +203,8 @@ def test_port_in_use_and_unknown_plugin_are_one_line_errors(tmp_path):
         s.listen(1)
         port = s.getsockname()[1]
         r = run_cmd("radical_orbit.bridge", ["--port", str(port)], clean_env(str(tmp_path)))
-        assert r.returncode == 1 and "already in use" in one_error_line(r.stderr)
+        line = one_error_line(r.stderr)
+        assert r.returncode == 1 and "already in use: stop what listens there, or give --port" in line, line
     r = run_cmd("radical_orbit.bridge", ["--port", "0", "-p", "nosuchplugin"], clean_env(str(tmp_path)))
     assert r.returncode == 1 and "unknown plugin 'nosuchplugin'" in one_error_line(r.stderr)
 

@@ -125,7 +125,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         fatal(str(exc))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            fatal("port %d on %s is already in use" % (args.port, args.host))
+            fatal("port %d on %s is already in use: stop what listens there, or give --port "
+                  "(0 picks a free one)" % (args.port, args.host))
         fatal("cannot start the bridge: %s" % exc)
     if token and len(token.value) < config.WEAK_TOKEN_LENGTH:
         log.warning("the token has only %d characters: anyone who guesses it controls every "
