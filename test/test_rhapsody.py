@@ -468,6 +468,24 @@ def test_unknown_backends_and_options_are_400(bc):
     assert backends["default"] == "concurrent" and {"concurrent", "dask", "noop"} <= set(backends["available"])
 
 
+def test_a_session_that_cannot_start_leaves_nothing_behind(bc):
+    """A RhapsodyClient whose session was refused, or whose backend failed to start,
+    raised with no object to close: its notification callback stayed registered on the
+    BridgeClient and the failed session open on the endpoint for an hour."""
+    ec = bc.get_endpoint_client(ENDPOINT)
+    ec.load_plugin("rhapsody", name="nostart", config={"init_timeout": 1})
+    try:
+        callbacks = len(bc._events._callbacks) if bc._events else 0
+        with pytest.raises(BadRequest):
+            RhapsodyClient(ec, "nostart", backend="no-such-backend")
+        with pytest.raises(OrbitError, match="backend dask failed to start"):
+            RhapsodyClient(ec, "nostart", backend="dask", dask_scheduler="tcp://127.0.0.1:9")
+        assert len(bc._events._callbacks) == callbacks
+        assert ec.request("GET", "nostart/list_sessions")["sessions"] == []
+    finally:
+        ec.unload_plugin("nostart")
+
+
 def test_the_noop_backend_is_offered_too(bc):
     with RhapsodyClient(bc.get_endpoint_client(ENDPOINT), "rhapsody", backend="noop") as rc:
         uids = rc.submit_tasks([function_task(double, (1,))] * 5)

@@ -117,14 +117,19 @@ class RhapsodyClient(PluginClient):
     # -- session -----------------------------------------------------------------------
     def open_session(self, ready_timeout: float = READY_TIMEOUT, **options: Any) -> Dict[str, Any]:
         """Register a session (options: ``backend``, ``dask_scheduler``, ``workers``,
-        ``backend_kwargs``) and wait until its backend is ready."""
+        ``backend_kwargs``) and wait until its backend is ready. When it cannot start (or
+        not in ``ready_timeout``), the session is closed again before the error is raised."""
         if self._handle is None:
             self._handle = self.endpoint.bridge.register_callback(
                 self._on_note, endpoint_id=self.endpoint.name, plugin_name=self.name)
-        self.session_info = self.post("register_session", json=_drop_none(options))
-        self.sid = self.session_info["sid"]
-        self.state = self.session_info.get("state")
-        self.wait_ready(ready_timeout)
+        try:
+            self.session_info = self.post("register_session", json=_drop_none(options))
+            self.sid = self.session_info["sid"]
+            self.state = self.session_info.get("state")
+            self.wait_ready(ready_timeout)
+        except BaseException:
+            self.close()
+            raise
         return self.session_info
 
     @property
