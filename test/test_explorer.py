@@ -224,7 +224,8 @@ def test_explorer_files_build_no_html_from_strings():
         assert not sinks.search(code), "%s: %s" % (path, sinks.search(code).group(0))
     with open(os.path.join(share, "index.html"), encoding="utf-8") as f:
         html = f.read()
-    assert re.findall(r"<script\b[^>]*>", html) == ['<script src="/plugins/_explorer.js" defer>']
+    assert re.findall(r"<script\b[^>]*>", html) == ['<script src="/plugins/%s" defer>' % name for name in (
+        "_dom.js", "_explorer.js", "_overview.js", "_bridge_page.js")]
     assert not re.search(r"\son[a-z]+\s*=", html), "inline event handler in index.html"
 
 
