@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from . import router
 from .descriptor import PluginDescriptor
@@ -256,7 +256,7 @@ class PluginContext:
         #: on the bridge: its ``open_call`` to endpoints (radical_orbit.bridge.calls.BridgeCalls);
         #: None on an endpoint
         self.bridge = bridge
-        #: the host's ``open_durable(plugin, stream, acked, on_acked)`` (see DurableNotes);
+        #: the host's ``open_durable(plugin, stream, acked, on_acked, read)`` (see DurableNotes);
         #: None where the host has none (a plugin built by hand in a test)
         self.open_durable = open_durable
 
@@ -271,7 +271,14 @@ class DurableNotes:
     ``on_acked(seq)``: everything up to ``seq`` may be forgotten. After a restart the
     plugin opens the stream again (same id, the last acknowledged number) and sends every
     recorded one again: the bridge drops a number it already logged. This base class is
-    what a host without that machinery gives: published at once, acknowledged at once."""
+    what a host without that machinery gives: published at once, acknowledged at once.
+
+    A plugin that can read its records back gives ``read(after, limit)``: up to ``limit``
+    recorded ``(seq, topic, data)`` with ``seq > after``, ascending (called from another
+    thread, never while the host holds a lock the plugin's ``send`` takes). The endpoint
+    then holds only a bounded number of unacknowledged notifications in memory and reads
+    the rest back when it resends them after the bridge was away; without ``read`` it
+    holds every unacknowledged one."""
 
     def __init__(self, notify: Callable[[str, Any], None], on_acked: Callable[[int], None]):
         self._notify = notify
@@ -340,13 +347,16 @@ class Plugin:
         """Publish a notification to SSE listeners; safe from any thread."""
         self.context._notify(self.name, topic, data)
 
-    def durable_notes(self, stream: str, acked: int, on_acked: Callable[[int], None]) -> DurableNotes:
+    def durable_notes(self, stream: str, acked: int, on_acked: Callable[[int], None],
+                      read: Optional[Callable[[int, int], List[Tuple[int, str, Any]]]] = None
+                      ) -> DurableNotes:
         """Open the durable notification stream ``stream`` (an id of at most 64 characters,
         unique to what the plugin keeps on disk, e.g. a random one stored there), whose
-        numbers up to ``acked`` the bridge already acknowledged; see DurableNotes."""
+        numbers up to ``acked`` the bridge already acknowledged; ``read`` reads recorded
+        ones back (bounding the endpoint's memory); see DurableNotes."""
         if self.context.open_durable is None:
             return DurableNotes(self.notify, on_acked)
-        return self.context.open_durable(self.name, stream, acked, on_acked)
+        return self.context.open_durable(self.name, stream, acked, on_acked, read)
 
     # -- sessions ----------------------------------------------------------
     def get_session(self, sid: str) -> PluginSession:

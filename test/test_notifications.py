@@ -8,10 +8,12 @@ import socket
 import stat
 import threading
 
+import psutil
 import pytest
 import requests
 import websocket
 
+import durable_plugin
 from orbit_procs import wait_for
 from radical_orbit import BridgeClient, protocol
 from radical_orbit.client import _socket_of
@@ -141,6 +143,50 @@ def test_ten_thousand_notifications_survive_three_kill_9s_of_the_bridge(orbit_pl
     assert len(got) == total and got == list(range(total)), (
         "missing %s, twice %s" % (sorted(set(range(total)) - set(got))[:10],
                                   sorted(i for i in set(got) if got.count(i) > 1)[:10]))
+
+
+def test_a_durable_backlog_waits_on_the_plugins_disk_not_in_memory(orbit_plain, tmp_path):
+    """A plugin's durable stream (Plugin.durable_notes with ``read``) while the bridge is
+    away: the endpoint holds at most --durable-note-memory of them in memory and reads the
+    rest back from the plugin's disk when it resends; each arrives once, in order, also
+    when the bridge dies again in the middle of the resend."""
+    count, size, held = 3000, 10000, 50
+    orbit_plain.start_bridge()
+    site = durable_plugin.install(str(tmp_path / "site"))
+    ep = orbit_plain.start_endpoint(
+        "hpc1", "-p", durable_plugin.NAME, "--durable-note-memory", str(held),
+        "--plugin-config", '%s={"db": "%s"}' % (durable_plugin.NAME, tmp_path / "notes.sqlite"),
+        PYTHONPATH=site + os.pathsep + orbit_plain.env()["PYTHONPATH"])
+    bc = BridgeClient(url=orbit_plain.url, token=orbit_plain.token)
+    got, dropped = [], []
+    bc.register_callback(lambda e, p, t, d: got.append((t, d["i"])), endpoint_id="hpc1")
+    bc.register_callback(lambda e, p, t, d: dropped.append(d), plugin_name="_orbit")
+    wait_for(lambda: bc._events.connected.is_set(), 10, "the SDK's event stream")
+    base = "hpc1/%s/emit/" % durable_plugin.NAME
+    assert orbit_plain.get(base + "live?count=3", "POST").status_code == 200
+    wait_for(lambda: len(got) == 3, 20, "three live notifications")
+    assert orbit_plain.get(base + "away?count=%d&size=%d&delay_ms=1000" % (count, size), "POST").status_code == 200
+    rss = psutil.Process(ep.pid).memory_info().rss
+    kill_bridge(orbit_plain)
+    wait_for(lambda: "emitted %d notification(s) on away" % count in ep.output(), 60, "the backlog recorded")
+    grown = psutil.Process(ep.pid).memory_info().rss - rss
+    assert grown < count * size * 0.4, "the endpoint grew %.1f MiB for %.1f MiB of notifications" % (
+        grown / 2**20, count * size / 2**20)
+    orbit_plain.start_bridge()
+    wait_for(lambda: len(got) >= 3 + count // 3, 60, "the resend under way")
+    if len(got) < 3 + count:
+        kill_bridge(orbit_plain)            # again, in the middle of the resend
+        orbit_plain.start_bridge()
+    wait_for(lambda: len(got) >= 3 + count, 60, "every notification (have %d)" % len(got))
+    assert orbit_plain.get(base + "after?count=2", "POST").status_code == 200
+    wait_for(lambda: len(got) >= 5 + count, 20, "the live ones after the backlog")
+    wait_for(lambda: orbit_plain.get(base.replace("emit/", "pending")).json()["pending"] == 0, 20,
+             "the plugin to learn that the bridge has them all")
+    bc.close()
+    assert dropped == []
+    expected = [("live", i) for i in range(3)] + [("away", i) for i in range(count)] + [("after", 0), ("after", 1)]
+    assert got == expected, "missing %s, twice %s" % (
+        [e for e in expected if e not in got][:5], sorted({e for e in got if got.count(e) > 1})[:5])
 
 
 def test_resent_duplicates_are_dropped_also_after_a_bridge_restart(orbit_plain):

@@ -147,10 +147,11 @@ class Bridge:
         self.local.load_spec(self.plugin_spec or "default", self.plugin_config)
         self.topology.set_local(self.local)
 
-    def _open_durable(self, plugin: str, stream: str, acked: int,
-                      on_acked: Callable[[int], None]) -> DurableNotes:
+    def _open_durable(self, plugin: str, stream: str, acked: int, on_acked: Callable[[int], None],
+                      read: Any = None) -> DurableNotes:
         """A bridge plugin's durable notification stream: straight into the event log,
-        acknowledged when there (a number the log already has is dropped)."""
+        acknowledged when there (a number the log already has is dropped); nothing waits
+        in memory, so ``read`` is not needed."""
         self.hub.stream_acked(stream, acked)
         return LoggedNotes(self.hub, plugin, stream, on_acked)
 

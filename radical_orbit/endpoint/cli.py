@@ -56,6 +56,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--note-buffer", type=cli.count, default=DEFAULT_SETTINGS["note_buffer"],
                    help="notifications kept until the bridge acknowledges them; beyond, the oldest "
                         "are dropped and reported (default %(default)s)")
+    p.add_argument("--durable-note-memory", type=cli.count, default=DEFAULT_SETTINGS["durable_note_memory"],
+                   help="per durable stream of a plugin (psij's job_status): unacknowledged "
+                        "notifications held in memory; the rest wait on the plugin's disk and are "
+                        "read back when resent (default %(default)s)")
     p.add_argument("--role", choices=[r for r in ROLES if r != "bridge"],
                    help="override the detected host role (login, compute, standalone)")
     p.add_argument("--tunnel", choices=MODES, default=None,
@@ -125,6 +129,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                   role, sources=sources, plugin_config=cli.plugin_configs(args.plugin_config),
                                   workers=args.workers,
                                   queue_size=args.queue_size, note_buffer=args.note_buffer,
+                                  durable_note_memory=args.durable_note_memory,
                                   backoff_max=backoff_max)
         service.load_plugins()
         tunnel, service.address = child_tunnel(

@@ -8,6 +8,7 @@ Threads: the service thread reads the link; ``worker-N`` run plugin handlers;
 ``endpoint-pinger`` pings; plugins may notify from any thread.
 """
 import collections
+import functools
 import io
 import logging
 import os
@@ -15,7 +16,7 @@ import random
 import secrets
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs
 
 from .. import __version__, protocol
@@ -24,7 +25,7 @@ from ..host import host_facts
 from ..plugin import Request, Response
 from ..plugin_host import PluginHost, error_response
 from ..streams import ReceiveStream, SendWindow, pump, with_last
-from .durable import DurableOutbox
+from .durable import DurableOutbox, Reader
 from .link import Fatal, Link, Retry, dial
 from .workers import WorkerPool
 
@@ -35,11 +36,15 @@ DEFAULT_SETTINGS = {
     "queue_size": 64,             # requests waiting for a worker before 503
     "note_buffer": 10000,         # notifications kept until acknowledged (beyond, oldest dropped)
     "note_buffer_bytes": 64 * 2**20,  # ... and the bytes they may take
+    "durable_note_memory": 1000,  # a durable stream's unacknowledged notes held in memory (the
+    "durable_note_memory_bytes": 16 * 2**20,  # rest are read back from the plugin's disk)
     "backoff_initial": 0.25,
     "backoff_max": 5.0,           # RADICAL_ORBIT_RECONNECT_MAX overrides (see endpoint/cli.py)
     "stream_idle_timeout": 60.0,
 }
 DROP_LOG_INTERVAL = 10.0          # s between "outbox full" warnings
+RESEND_BATCH = 256                # durable notes read back from a plugin's disk at a time
+READ_RETRY_S = 1.0                # s before reading a plugin's durable notes again after a failure
 RETRY_LOG_INTERVAL = 60.0         # s between warnings while the bridge stays unreachable
 
 
@@ -254,22 +259,23 @@ class EndpointService:
             for _seq, message in self._notes:
                 if not link.send_encoded(message):
                     return
-            for box in self._durable.values():
-                for _seq, message in box.notes:
-                    if not link.send_encoded(message):
-                        return
             if not link.acks:
                 self._notes.clear()
                 self._notes_bytes = 0
+            boxes = list(self._durable.values())
+            for box in boxes:
+                box.attach()
             self._link = link
-            delivered = [] if link.acks else [(b, b.notes[-1][0]) for b in self._durable.values() if b.notes]
-        for box, seq in delivered:          # a bridge that does not acknowledge: sent is delivered
-            self._durable_acked(box, seq)
+        if boxes:
+            threading.Thread(target=self._resend_durable, args=(link, boxes), name="durable-resend",
+                             daemon=True).start()
 
     def _detach(self, link: Link) -> None:
         with self._note_lock:
             if self._link is link:
                 self._link = None
+                for box in self._durable.values():
+                    box.live = False
         with self._streams_lock:
             streams = [s for s in self._streams.values() if s.link is link]
             for s in streams:
@@ -448,16 +454,18 @@ class EndpointService:
         while self._notes and self._notes[0][0] <= acked:
             self._notes_bytes -= len(self._notes.popleft()[1])
 
-    def open_durable(self, plugin: str, stream: str, acked: int,
-                     on_acked: Callable[[int], None]) -> DurableOutbox:
+    def open_durable(self, plugin: str, stream: str, acked: int, on_acked: Callable[[int], None],
+                     read: Optional[Reader] = None) -> DurableOutbox:
         """A plugin's durable notification stream (radical_orbit.plugin.DurableNotes)."""
         if not isinstance(stream, str) or not 0 < len(stream) <= protocol.MAX_STREAM_ID:
             raise ValueError("a durable stream id is a str of 1 to %d characters" % protocol.MAX_STREAM_ID)
-        box = DurableOutbox(plugin, stream, acked, on_acked, self._send_durable, self._close_durable)
+        box = DurableOutbox(plugin, stream, acked, on_acked, self._send_durable, self._close_durable, read,
+                            self.settings["durable_note_memory"], self.settings["durable_note_memory_bytes"])
         with self._note_lock:
             if stream in self._durable or len(self._durable) >= protocol.MAX_DURABLE_STREAMS:
                 raise ValueError("durable stream %s is open already, or %d are" % (stream, len(self._durable)))
             self._durable[stream] = box
+            box.live = self._link is not None       # nothing to catch up with yet
         return box
 
     def _close_durable(self, box: DurableOutbox) -> None:
@@ -465,24 +473,90 @@ class EndpointService:
             if self._durable.get(box.stream) is box:
                 del self._durable[box.stream]
 
-    def _send_durable(self, box: DurableOutbox, seq: int, topic: str, data: Any) -> None:
-        """Keep it until acknowledged and send it now if connected. One too large for a
-        message is not kept (the bridge will report the gap); the plugin still has it."""
+    def _durable_message(self, box: DurableOutbox, seq: int, topic: str, data: Any) -> Optional[bytes]:
+        """The note message; None (logged) for one too large for a message: the bridge will
+        report the gap, the plugin still has it."""
         message = protocol.encode(protocol.NOTE, plugin=box.plugin, topic=topic, data=data,
                                   ts=time.time(), stream=box.stream, seq=seq)
         if len(message) > protocol.MAX_MESSAGE:
             log.warning("durable notification %s/%s #%d dropped: %d bytes exceed the %d-byte message "
                         "limit", box.plugin, topic, seq, len(message), protocol.MAX_MESSAGE)
-            return
+            return None
+        return message
+
+    def _send_durable(self, box: DurableOutbox, seq: int, topic: str, data: Any) -> None:
+        """Keep it until acknowledged (in memory within the box's bounds, else on the
+        plugin's disk only) and send it now if the link has everything before it."""
+        message = self._durable_message(box, seq, topic, data)
         with self._note_lock:
             if self._durable.get(box.stream) is not box or seq <= box.acked:
                 return
-            box.notes.append((seq, message))
             link = self._link
-            sent = link is not None and link.send_encoded(message)
+            sent = box.take(seq, message) and link is not None and link.send_encoded(message)
+            if sent:
+                box.sent = seq
             delivered = sent and not link.acks
         if delivered:
             self._durable_acked(box, seq)
+
+    def _resend_durable(self, link: Link, boxes: List[DurableOutbox]) -> None:
+        """Thread ``durable-resend`` of a new link: every durable stream's unacknowledged
+        notes again, in order, before its new ones go out live. Off the link's reader, so
+        acks free memory while a long backlog is read back from a plugin's disk."""
+        for box in boxes:
+            try:
+                self._catch_up(link, box)
+            except Exception:
+                log.exception("resending durable notifications of %s failed", box.stream)
+
+    def _catch_up(self, link: Link, box: DurableOutbox) -> None:
+        encode = functools.partial(self._durable_message, box)
+        failed = False
+        while True:
+            with self._note_lock:
+                if self._link is not link or self._durable.get(box.stream) is not box:
+                    return
+                for seq, message in box.next_held():
+                    if not link.send_encoded(message):
+                        return
+                    box.sent = seq
+                if box.sent >= box.last or not box.reads_back:
+                    box.live = True
+                    delivered = None if link.acks or box.sent <= box.acked else box.sent
+                    break
+                after = box.sent
+            try:
+                rows = box.read_back(after, RESEND_BATCH, encode)
+            except Exception:
+                if not failed:
+                    log.exception("plugin %s failed to read back durable notifications of %s: "
+                                  "trying again every %.0f s", box.plugin, box.stream, READ_RETRY_S)
+                failed = True
+                if self._stopping.wait(READ_RETRY_S):
+                    return
+                continue
+            with self._note_lock:
+                if self._link is not link or self._durable.get(box.stream) is not box:
+                    return
+                for seq, message in rows:
+                    if seq <= box.sent:
+                        continue
+                    if seq > box.last:
+                        break
+                    if message is not None and not link.send_encoded(message):
+                        return
+                    box.sent = seq
+                if box.sent == after:
+                    # neither sent nor acknowledged meanwhile: the plugin's disk has nothing
+                    # before what memory holds next (or the last one): gone, and the bridge
+                    # will report the gap
+                    later = [seq for seq in box.held if seq > box.sent]
+                    skipped_to = later[0] - 1 if later else box.last
+                    log.warning("plugin %s has no record of durable notifications %d-%d of %s",
+                                box.plugin, box.sent + 1, skipped_to, box.stream)
+                    box.sent = skipped_to
+        if delivered is not None:           # a bridge that does not acknowledge: sent is delivered
+            self._durable_acked(box, delivered)
 
     def _durable_acked(self, box: DurableOutbox, seq: int) -> None:
         with self._note_lock:

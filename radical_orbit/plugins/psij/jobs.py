@@ -33,6 +33,8 @@ KEEP_DAYS = 30.0
 PRUNE_INTERVAL = 3600.0
 #: what psij's batch executors leave behind per job in ``work/<executor>/<native id>``
 BATCH_AUX_FILES = (".out", ".ec", ".nodefile")
+#: recorded notifications read at a time when resending them after a restart
+NOTES_BATCH = 256
 #: psij exceptions that mean "the executor or scheduler refused this job" (400, its message kept)
 _REFUSALS = ("SubmitException", "InvalidJobException")
 
@@ -48,10 +50,17 @@ class JobManager:
         os.makedirs(self.output_dir, mode=0o700, exist_ok=True)
         self.store = JobStore(os.path.join(state_dir, "jobs.sqlite"))
         # open_notes is Plugin.durable_notes; what an earlier run recorded but the bridge
-        # never acknowledged goes first (the bridge drops any it has)
-        self.notes = open_notes(self.store.stream, self.store.acked, self.store.notes_acked)
-        for seq, topic, data in self.store.pending_notes():
-            self.notes.send(seq, topic, data)
+        # never acknowledged goes first (the bridge drops any it has), read a batch at a time
+        self.notes = open_notes(self.store.stream, self.store.acked, self.store.notes_acked,
+                                read=self.store.pending_notes)
+        after = self.store.acked
+        while True:
+            pending = self.store.pending_notes(after, NOTES_BATCH)
+            for seq, topic, data in pending:
+                self.notes.send(seq, topic, data)
+            if len(pending) < NOTES_BATCH:
+                break
+            after = pending[-1][0]
         self.watcher = Watcher(self.store, self.notes, tail_bytes, self.exit_path)
         self.executors = Executors(os.path.join(state_dir, "work"), self.watcher.on_status,
                                    poll_interval, command_timeout, allowed)

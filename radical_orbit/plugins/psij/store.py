@@ -165,10 +165,12 @@ class JobStore:
             self._seq = seq
             return record, seq, topic, data
 
-    def pending_notes(self) -> List[Tuple[int, str, Any]]:
-        """The notifications the bridge has not acknowledged, in order: (seq, topic, data)."""
+    def pending_notes(self, after: int = 0, limit: int = -1) -> List[Tuple[int, str, Any]]:
+        """The notifications the bridge has not acknowledged, in order: (seq, topic, data),
+        those after ``after``, at most ``limit`` (-1: all); the durable stream's ``read``."""
         with self._lock:
-            rows = self._db.execute("SELECT seq, topic, data FROM notes ORDER BY seq").fetchall()
+            rows = self._db.execute("SELECT seq, topic, data FROM notes WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (after, limit)).fetchall()
         return [(seq, topic, json.loads(data)) for seq, topic, data in rows]
 
     def notes_acked(self, acked: int) -> None:
