@@ -156,7 +156,7 @@ def test_a_durable_backlog_waits_on_the_plugins_disk_not_in_memory(orbit_plain, 
     ep = orbit_plain.start_endpoint(
         "hpc1", "-p", durable_plugin.NAME, "--durable-note-memory", str(held),
         "--plugin-config", '%s={"db": "%s"}' % (durable_plugin.NAME, tmp_path / "notes.sqlite"),
-        PYTHONPATH=site + os.pathsep + orbit_plain.env()["PYTHONPATH"])
+        PYTHONPATH=os.pathsep.join(filter(None, [site, orbit_plain.env().get("PYTHONPATH")])))
     bc = BridgeClient(url=orbit_plain.url, token=orbit_plain.token)
     got, dropped = [], []
     bc.register_callback(lambda e, p, t, d: got.append((t, d["i"])), endpoint_id="hpc1")
