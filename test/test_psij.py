@@ -339,7 +339,7 @@ def test_a_cancel_asked_before_a_restarted_endpoint_reattached_the_job_is_carrie
     from radical_orbit.plugins.psij.jobs import JobManager
     from radical_orbit.plugins.psij.watcher import process_started
 
-    def notes(stream, acked, on_acked):
+    def notes(stream, acked, on_acked, read=None):
         return DurableNotes(lambda topic, data: None, on_acked)
     sleeper = subprocess.Popen(["/bin/sleep", "30"])
     jobs = JobManager(str(tmp_path), notes, poll_interval=0.5)
