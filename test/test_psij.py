@@ -521,7 +521,7 @@ def test_pruning_a_batch_job_removes_what_psij_left_in_its_work_dir(tmp_path):
     from radical_orbit.plugin import DurableNotes
     from radical_orbit.plugins.psij.jobs import JobManager
 
-    jobs = JobManager(str(tmp_path), lambda stream, acked, on_acked: DurableNotes(lambda t, d: None, on_acked),
+    jobs = JobManager(str(tmp_path), lambda stream, acked, on_acked, read=None: DurableNotes(lambda t, d: None, on_acked),
                       keep_days=1)
     try:
         work = tmp_path / "work" / "slurm"
@@ -545,7 +545,7 @@ def test_a_relative_state_dir_gives_jobs_absolute_output_and_exit_paths(tmp_path
     from radical_orbit.plugin import DurableNotes
     from radical_orbit.plugins.psij.jobs import JobManager
     monkeypatch.chdir(tmp_path)
-    jobs = JobManager("rel", lambda stream, acked, on_acked: DurableNotes(lambda t, d: None, on_acked))
+    jobs = JobManager("rel", lambda stream, acked, on_acked, read=None: DurableNotes(lambda t, d: None, on_acked))
     try:
         assert os.path.isabs(jobs.output_dir) and os.path.isabs(jobs.exit_path("x"))
         assert jobs.output_dir == str(tmp_path / "rel" / "output")
