@@ -341,27 +341,55 @@ def test_a_cancel_asked_before_a_restarted_endpoint_reattached_the_job_is_carrie
 
     def notes(stream, acked, on_acked, read=None):
         return DurableNotes(lambda topic, data: None, on_acked)
-    sleeper = subprocess.Popen(["/bin/sleep", "30"])
+    import psutil
+    # not this process's child (as a job of an earlier run is not): psij alone reaps it
+    pid = int(subprocess.check_output(["/bin/sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $!"]))
     jobs = JobManager(str(tmp_path), notes, poll_interval=0.5)
+
+    def gone():
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return True
     try:
         jobs.store.insert("j1", None, "local", {"executable": "/bin/sleep", "arguments": ["30"]},
                           str(tmp_path / "j1.out"), str(tmp_path / "j1.err"), "s")
-        jobs.store.set_native("j1", str(sleeper.pid), process_started("local", str(sleeper.pid)))
+        jobs.store.set_native("j1", str(pid), process_started("local", str(pid)))
         jobs.watcher.advance("j1", "ACTIVE", None, None, time.time())
         assert jobs.cancel("j1")["cancel_requested"] is True        # before the attach
         jobs.resume()
-        sleeper.wait(10)
+        wait_for(gone, 10, "the re-attached job's process to be killed")
         wait_for(lambda: jobs.get("j1")["state"] == "CANCELED", 10, "the job to be CANCELED")
+        # psij's reaper, which kills the cancelled job at every pass, still sees jobs end
+        time.sleep(0.3)     # a few reaper passes with the cancelled process gone
+        after = jobs.submit({"executable": "/bin/true"})
+        wait_for(lambda: jobs.get(after["job_id"])["state"] == "COMPLETED", 10, "a later local job to end")
         jobs.store.insert("j2", None, "slurm", {"executable": "/bin/true"}, "/dev/null", "/dev/null", "s")
         jobs.store.set_native("j2", "4242")
         jobs.watcher.advance("j2", "QUEUED", None, None, time.time())      # recorded, not attached
         with pytest.raises(OrbitError, match="not watched by this endpoint"):
             jobs.cancel("j2")
     finally:
-        if sleeper.poll() is None:
-            sleeper.kill()
-            sleeper.wait()
+        if not gone():
+            os.kill(pid, signal.SIGKILL)
         jobs.close()
+
+
+def test_psij_reaper_survives_killing_a_reattached_job_that_is_gone(tmp_path):
+    """psij's reaper kills a cancelled job at every pass until it sees it end; for a job
+    attached by pid the kill raised once the process was gone, so the pass never reached
+    the check that the job ended (the job stayed in the reaper, and every local job after
+    it was never seen ending). The executor ORBIT makes has that kill fixed."""
+    import psutil
+    from radical_orbit.plugins.psij.executors import Executors
+    executor = Executors(str(tmp_path), lambda job, status: None).get("local")
+    entry_class = type(executor).attach.__globals__["_AttachedProcessEntry"]
+    gone = subprocess.Popen(["/bin/true"])
+    process = psutil.Process(gone.pid)
+    gone.wait()
+    entry = entry_class.__new__(entry_class)
+    entry.process = process
+    entry.kill()
 
 
 def test_the_child_wakeup_pokes_psij_when_a_watched_process_exits(monkeypatch):

@@ -1,10 +1,11 @@
 """psij executors, one instance per name, made on first use with ORBIT's settings.
 
-Two things psij leaves to its caller are fixed here: its batch executors poll the queue
+Things psij leaves to its caller are fixed here: its batch executors poll the queue
 every 30 s by default (a job looks stuck for half a minute), and they run ``sbatch``,
 ``squeue`` and ``scancel`` without a timeout (a hung controller would hold an endpoint
 worker, or psij's poll thread, for ever). Each batch executor gets ``poll_interval`` and
-a ``_run_command`` with ``command_timeout``.
+a ``_run_command`` with ``command_timeout``. The local executor's reaper stalled once a
+cancelled re-attached job was gone (``_fix_attached_kill``).
 """
 import logging
 import os
@@ -69,6 +70,33 @@ def timed_run_command(timeout: float) -> Callable[[List[str]], str]:
     return run
 
 
+def _fix_attached_kill(executor: Any) -> None:
+    """psij's reaper kills a cancelled job at every pass until it sees it end, and for a job
+    attached by pid (one an earlier run of the endpoint started) its kill raises once the
+    process is gone (``psutil.Process(pid)``): the pass stops there, before any job is
+    seen ending, so the cancelled job and every local job after it were never reported
+    ended, and the reaper thread itself could die. A process already gone is killed.
+    (psij loads its executors' modules apart from ``import psij.executors.local``: the
+    class is looked up in the module the executor's own class comes from.)"""
+    import psutil
+    entry_class = getattr(type(executor).attach, "__globals__", {}).get("_AttachedProcessEntry")
+    if entry_class is None or not callable(getattr(entry_class, "kill", None)):
+        log.info("psij has no _AttachedProcessEntry.kill here: its reaper is left as it is")
+        return
+    _AttachedProcessEntry = entry_class
+    if getattr(_AttachedProcessEntry.kill, "_orbit_fixed", False):
+        return
+    original = _AttachedProcessEntry.kill
+
+    def kill(self: Any) -> None:
+        try:
+            original(self)
+        except psutil.NoSuchProcess:
+            pass
+    kill._orbit_fixed = True  # type: ignore[attr-defined]
+    _AttachedProcessEntry.kill = kill
+
+
 class Executors:
     """The psij executors of one plugin instance; all share one status callback."""
 
@@ -123,6 +151,7 @@ class Executors:
             raise BadRequest("executor %s cannot run here: %s: %s" % (name, type(exc).__name__, exc))
         if name == "local":
             quicklaunch.install(executor)
+            _fix_attached_kill(executor)
         if hasattr(executor, "_run_command"):
             executor._run_command = timed_run_command(self.command_timeout)
         executor.set_job_status_callback(self.on_status)
