@@ -264,6 +264,32 @@ def test_mkdir_rename_remove(staging):
     assert os.listdir(st.root) == []
 
 
+def test_two_plugins_writing_one_file_system_never_interleave_one_upload(staging):
+    """The bridge's staging and an endpoint's both reach this directory (/tmp): while
+    one uploads a path, the other's upload to it is 409, not a second writer of the same
+    partial (truncating it, then committing a mix of both)."""
+    st = staging
+    target = st.path("shared.bin")
+    raw = Raw(st.orbit)
+    raw.start("PUT", upload_url(st, target), 2 * MiB)
+    raw.send(BLOCK)
+    wait_for(lambda: os.path.exists(st.path(".shared.bin.orbit-partial")) and
+             os.path.getsize(st.path(".shared.bin.orbit-partial")) == MiB, 20, "the first MiB held")
+    http = st.orbit.session()
+    base = "%s/bridge/staging" % st.orbit.url
+    sid = http.post(base + "/register_session", verify=st.orbit.verify, timeout=10).json()["sid"]
+    resp = http.put("%s/upload/%s" % (base, sid), params={"path": target, "overwrite": "true"},
+                    data=b"other" * 1000, verify=st.orbit.verify, timeout=30)
+    assert resp.status_code == 409 and "in progress" in resp.json()["detail"], resp.text
+    raw.send(BLOCK)
+    status, body = raw.answer()
+    raw.conn.close()
+    assert status == 200, body
+    with open(target, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == hashlib.sha256(BLOCK * 2).hexdigest()
+    assert os.listdir(st.root) == ["shared.bin"]
+
+
 def test_names_at_the_length_limit_upload_resume_and_download(staging):
     """A name may take all 255 bytes a file system allows: its partial (a longer name)
     must still be one the file system takes, and the same one when the upload resumes."""

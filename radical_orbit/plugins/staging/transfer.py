@@ -9,6 +9,7 @@ renames; without ``overwrite`` it links (``EEXIST`` if the target appeared meanw
 so that an existing file is never replaced by accident.
 """
 import errno
+import fcntl
 import hashlib
 import os
 import stat
@@ -128,6 +129,7 @@ class Upload:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise BadRequest("%s: the partial upload is not a regular file" % self.target.path)
+            _lock_partial(fd, self.target.path)
             if self.offset == 0:
                 os.ftruncate(fd, 0)
         except BaseException:
@@ -442,6 +444,20 @@ def _rename_no_replace(src: str, dst: str, dir_fd: int) -> None:
         os.rename(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         return
     os.unlink(src, dir_fd=dir_fd)
+
+
+def _lock_partial(fd: int, shown: str) -> None:
+    """Hold the partial for this upload alone. The plugin turns away a second upload to
+    a path it is writing, but another plugin instance or endpoint writing the same file
+    system (the bridge's staging and a local endpoint's both have /tmp; login nodes share
+    $HOME) cannot see that: the lock on the file itself can (released when it is closed)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise Conflict("%s: another upload to this path is in progress (here or on another "
+                       "endpoint writing this file system)" % shown)
+    except OSError:
+        pass        # a file system without locks: the plugin's own check still holds
 
 
 def _write_all(fd: int, data: Any) -> None:
