@@ -169,6 +169,32 @@ def test_a_resume_onto_a_held_part_that_is_not_the_files_start_starts_over(orbit
     bc.close()
 
 
+def test_a_directory_larger_than_one_answer_is_listed_whole_by_name(orbit, tmp_path):
+    """An answer holds the first max_list entries by name (not any max_list in the
+    directory's own order), ``next`` and ``after`` page on, and the SDK's list follows
+    them: nothing is dropped silently."""
+    orbit.start_bridge()
+    orbit.start_endpoint("ep1", "-p", "staging", "--plugin-config", 'staging={"max_list": 50}')
+    bc = BridgeClient(url=orbit.url, cert=orbit.tls["cert"], token=orbit.token)
+    st = staging(bc, "ep1")
+    big = tmp_path / "big"
+    big.mkdir()
+    names = ["f%03d" % i for i in range(120)]
+    for name in reversed(names):
+        (big / name).write_bytes(b"x")
+    first = st._call("POST", "list", json={"path": str(big)})
+    assert [e["name"] for e in first["entries"]] == names[:50]
+    assert first["truncated"] is True and first["next"] == names[49]
+    second = st._call("POST", "list", json={"path": str(big), "after": first["next"], "limit": 30})
+    assert [e["name"] for e in second["entries"]] == names[50:80] and second["next"] == names[79]
+    assert [e["name"] for e in st.list(str(big))] == names
+    for bad in ({"limit": 0}, {"limit": 51}, {"limit": "5"}, {"after": 3}):
+        with pytest.raises(BadRequest):
+            st._call("POST", "list", json=dict(bad, path=str(big)))
+    st.close()
+    bc.close()
+
+
 def test_an_interrupted_get_resumes_the_local_partial(orbit, tmp_path):
     bc = start(orbit, "ep1")
     st = staging(bc, "ep1")

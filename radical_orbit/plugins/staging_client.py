@@ -46,8 +46,16 @@ class StagingClient(PluginClient):
         return self._call("GET", "roots")
 
     def list(self, path: str = "~") -> List[Dict[str, Any]]:
-        """The entries of a directory: name, type (file, dir, link, other), size, mtime, mode."""
-        return self._call("POST", "list", json={"path": path})["entries"]
+        """All entries of a directory, by name: name, type (file, dir, link, other), size,
+        mtime, mode. A directory larger than one answer holds is read page by page."""
+        entries: List[Dict[str, Any]] = []
+        query: Dict[str, Any] = {"path": path}
+        while True:
+            answer = self._call("POST", "list", json=query)
+            entries.extend(answer["entries"])
+            if not answer.get("truncated") or not isinstance(answer.get("next"), str):
+                return entries
+            query["after"] = answer["next"]
 
     def stat(self, path: str) -> Dict[str, Any]:
         return self._call("POST", "stat", json={"path": path})

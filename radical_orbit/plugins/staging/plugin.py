@@ -9,6 +9,7 @@ import base64
 import binascii
 import errno
 import hashlib
+import heapq
 import math
 import os
 import stat
@@ -28,7 +29,8 @@ from .paths import Roots, Target, fs_error, lstat_at, open_below
 
 #: the largest file ``put`` and ``get`` carry as JSON (decoded bytes); beyond: stream it
 JSON_FILE_CAP = 8 * 2**20
-#: the most entries ``list`` returns (sorted by name); beyond, ``truncated`` is true
+#: the most entries one ``list`` answer holds (the first by name; config ``max_list``);
+#: beyond, ``truncated`` is true and ``next`` is the name to pass as ``after`` for the rest
 MAX_LIST = 100000
 #: how often (s) one directory's abandoned partial uploads are looked for
 SWEEP_EVERY = 3600.0
@@ -55,6 +57,9 @@ class StagingPlugin(Plugin):
         config = context.config
         self.roots = Roots(config.get("roots"))
         self.json_cap = int(config.get("json_cap", JSON_FILE_CAP))
+        self.max_list = int(config.get("max_list", MAX_LIST))
+        if self.max_list < 1:
+            raise ValueError("staging: max_list must be at least 1")
         self.max_transfers = int(config.get("max_transfers", MAX_TRANSFERS))
         if self.max_transfers < 1:
             raise ValueError("staging: max_transfers must be at least 1")
@@ -78,30 +83,40 @@ class StagingPlugin(Plugin):
 
     @route("POST", "list/{sid}")
     def list_dir(self, req: Request, session: PluginSession) -> Dict[str, Any]:
-        target = self.roots.check(body_str(req.json_object(), "path", "a path"))
+        """The first ``limit`` entries by name (after the name ``after``, for the next
+        page): a directory of any size is read in one pass holding only those names."""
+        body = req.json_object()
+        target = self.roots.check(body_str(body, "path", "a path"))
+        limit = body.get("limit", self.max_list)
+        if type(limit) is not int or not 1 <= limit <= self.max_list:
+            raise BadRequest("limit must be a whole number from 1 to %d" % self.max_list)
+        after = body.get("after")
+        if after is not None and not isinstance(after, str):
+            raise BadRequest("after must be a name (the 'next' of the page before)")
         fd = open_below(target.root, target.path)
         entries: List[Dict[str, Any]] = []
-        truncated = False
         try:
             with os.scandir(fd) as found:
-                for entry in found:
-                    if len(entries) >= MAX_LIST:
-                        truncated = True
-                        break
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    info = describe(entry.name, st)
-                    if transfer.is_partial(entry.name) and info["type"] == "file":
-                        # maybe an upload's (running or resumable), maybe the user's own
-                        # file of that name: shown either way, never hidden
-                        info["partial"] = True
-                    entries.append(info)
+                names = heapq.nsmallest(limit + 1, (e.name for e in found if after is None or e.name > after))
+            for name in names[:limit]:
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except OSError:
+                    continue            # removed since it was read
+                info = describe(name, st)
+                if transfer.is_partial(name) and info["type"] == "file":
+                    # maybe an upload's (running or resumable), maybe the user's own
+                    # file of that name: shown either way, never hidden
+                    info["partial"] = True
+                entries.append(info)
+        except OSError as exc:
+            raise fs_error(exc, target.path)
         finally:
             os.close(fd)
-        entries.sort(key=lambda e: e["name"])
-        return {"path": target.path, "entries": entries, "truncated": truncated}
+        answer = {"path": target.path, "entries": entries, "truncated": len(names) > limit}
+        if answer["truncated"]:
+            answer["next"] = names[limit - 1]
+        return answer
 
     @route("POST", "stat/{sid}")
     def stat_path(self, req: Request, session: PluginSession) -> Dict[str, Any]:
