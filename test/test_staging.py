@@ -302,11 +302,20 @@ def test_names_at_the_length_limit_upload_resume_and_download(staging):
         wait_for(lambda: st.call("GET", "upload_status", params={"path": target}).json().get("offset") == MiB,
                  20, "the first MiB of %d-character name held" % len(name))
         raw.cut()
-        raw = Raw(st.orbit)
-        raw.start("PUT", upload_url(st, target, offset=MiB), MiB)
-        raw.send(BLOCK)
-        status, body = raw.answer()
-        raw.conn.close()
+
+        def resume():
+            """Until the endpoint noticed the cut, the first upload is still 'in progress'."""
+            raw = Raw(st.orbit)
+            try:
+                raw.start("PUT", upload_url(st, target, offset=MiB), MiB)
+                raw.send(BLOCK)
+                status, body = raw.answer()
+            except OSError:         # refused early, while sending
+                return None
+            finally:
+                raw.conn.close()
+            return None if status == 409 and b"in progress" in body else (status, body)
+        status, body = wait_for(resume, 30, "the resumed upload", interval=0.1)
         assert status == 200, body
         assert json.loads(body)["sha256"] == hashlib.sha256(BLOCK * 2).hexdigest()
         resp, got, size = stream_download(st, target)
