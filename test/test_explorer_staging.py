@@ -303,3 +303,34 @@ def test_cancelled_upload_resumes(orbit, page, home, tmp_path):
     assert "offset=" in puts[-1] and "offset=" not in puts[0]
     assert (home / "big.bin").read_bytes() == data
     assert not partial.exists()
+
+
+def test_an_upload_waits_while_the_endpoint_runs_all_its_transfers(orbit, page, home, tmp_path):
+    """The only transfer slot is held by a download nobody reads: the page says it waits
+    (a PUT now would be refused while sending, seen as a cut connection) and uploads once
+    the slot is free."""
+    (home / "held.bin").write_bytes(os.urandom(64 * 2**20))
+    orbit.start_bridge()
+    config = "staging=" + json.dumps({"roots": [str(home)], "max_transfers": 1})
+    orbit.start_endpoint("hpc1", "-p", "staging", "--plugin-config", config, HOME=str(home))
+    http = orbit.session()
+    base = "%s/hpc1/staging" % orbit.url
+    sid = http.post(base + "/register_session", verify=orbit.verify, timeout=10).json()["sid"]
+    held = http.get("%s/download/%s" % (base, sid), params={"path": str(home / "held.bin")}, stream=True,
+                    verify=orbit.verify, timeout=30)
+    assert held.status_code == 200
+    log_in(page, orbit)
+    if page.locator("#menu").is_visible():
+        page.click("#menu")
+    page.locator('[data-plugin="hpc1/staging"]').click()
+    expect(page.locator("[data-testid=staging-crumbs] .here")).to_have_text(os.path.realpath(str(home)), timeout=T)
+    data = os.urandom(300000)
+    src = tmp_path / "small.bin"
+    src.write_bytes(data)
+    page.locator("[data-testid=staging-picker]").set_input_files(str(src))
+    transfer = page.locator(".st-transfer[data-name='small.bin']")
+    expect(transfer.locator(".info")).to_contain_text("waiting: hpc1 runs as many transfers", timeout=T)
+    held.close()
+    expect(page.locator(".st-transfer.done[data-name='small.bin']")).to_be_visible(timeout=T)
+    assert (home / "small.bin").read_bytes() == data
+    assert page.errors == []

@@ -496,9 +496,8 @@
           if (err && err.status === 404) return false;
           throw err;
         }).then(function (overwrite) {
-          return ctx.withSession(function (sid) {
-            return ctx.api('GET', 'upload_status/' + u.seg(sid) + '?path=' + u.seg(t.path));
-          }).then(function (s) {
+          return uploadStatus(t).then(function (s) {
+            if (t.cancelled) throw new X.ApiError(0, 'cancelled', 'upload');
             var held = num(obj(s).offset) ? obj(s).offset : 0;
             var resume = held > 0 && held <= file.size &&
               window.confirm(u.fmtBytes(held) + ' of "' + file.name + '" are already on the endpoint from an ' +
@@ -517,6 +516,22 @@
           if (err === NOT_REPLACED) { finish(t, 'failed', 'not replaced'); return; }
           finish(t, 'failed', u.describeError(err));
           showError('Upload of ' + file.name + ' failed', err);
+        });
+      }
+
+      /** upload_status, asked again every retry_after s while the endpoint has no transfer
+       * slot free: a refusal would reach the browser, still sending, as a cut connection. */
+      function uploadStatus(t) {
+        return ctx.withSession(function (sid) {
+          return ctx.api('GET', 'upload_status/' + u.seg(sid) + '?path=' + u.seg(t.path));
+        }).then(function (s) {
+          s = obj(s);
+          if (s.free !== 0 || t.cancelled || !ctx.active) return s;
+          var wait = num(s.retry_after) && s.retry_after > 0 ? s.retry_after : 5;
+          t.info.textContent = 'waiting: ' + ctx.endpoint + ' runs as many transfers as it allows';
+          return new Promise(function (resolve) { setTimeout(resolve, wait * 1000); }).then(function () {
+            return uploadStatus(t);
+          });
         });
       }
 
