@@ -148,7 +148,7 @@ def error_for_status(status_code: int, detail: str,
     if by_kind is not None and by_kind.status_code == status_code:
         err = by_kind(detail, status_code)
     elif cls is Unavailable:
-        retry = (headers or {}).get("Retry-After")
+        retry = next((v for k, v in (headers or {}).items() if str(k).lower() == "retry-after"), None)
         try:
             retry_after = float(retry) if retry is not None else None
         except ValueError:

@@ -570,6 +570,16 @@ def test_put_and_get_over_real_sockets_wait_while_the_endpoint_runs_all_its_tran
         waiter.join(60)
     assert slept[:2] == [5, 5] and results["put"].get("sha256") == digest, (slept, results)
     assert results["get"].get("sha256") == digest, results
+    # a copy whose source is busy waits too (the bridge passes the mark on)
+    held = st._download(src, 0)
+    del slept[:]
+    copier = threading.Thread(target=lambda: results.update(copy=_outcome(
+        st.copy, "ep1", src, "bridge", str(tmp_path / "copied.bin"))), name="waiter-copy")
+    copier.start()
+    wait_for(lambda: slept or "copy" in results, 20, "the copy to be refused once")
+    held.close()
+    copier.join(60)
+    assert slept == [5] and results["copy"].get("sha256") == digest, (slept, results)
     st.close()
     bc.close()
 

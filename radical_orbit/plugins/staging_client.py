@@ -218,14 +218,15 @@ class StagingClient(PluginClient):
         """Copy a file from one endpoint to another (either may be ``bridge``), streamed
         through the bridge, never through this client. Runs on the bridge's staging
         plugin; the answer comes when the copy is done (``timeout`` s at most).
-        Returns ``{"path", "size", "sha256"}`` (checked equal at both ends by the bridge)."""
+        Returns ``{"path", "size", "sha256"}`` (checked equal at both ends by the bridge).
+        While either end runs as many transfers as it allows, this waits as ``put`` does."""
         body = {"src": {"endpoint": src_endpoint, "path": src_path},
                 "dst": {"endpoint": dst_endpoint, "path": dst_path}, "overwrite": overwrite}
         if self.endpoint.name == BRIDGE:
-            return self._call("POST", "copy", json=body, timeout=(CONNECT_TIMEOUT, timeout))
+            return _when_free(lambda: self._call("POST", "copy", json=body, timeout=(CONNECT_TIMEOUT, timeout)))
         bridge = self.endpoint.bridge.get_endpoint_client(BRIDGE).get_plugin(self.name)
         try:
-            return bridge._call("POST", "copy", json=body, timeout=(CONNECT_TIMEOUT, timeout))
+            return _when_free(lambda: bridge._call("POST", "copy", json=body, timeout=(CONNECT_TIMEOUT, timeout)))
         finally:
             bridge.close()
 
