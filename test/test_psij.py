@@ -431,6 +431,16 @@ def test_a_scheduler_command_that_hangs_is_cut_by_the_command_timeout(orbit, bc,
         again = orbit.get("slowsched/psij/submit/%s" % slow.sid, "POST", json=body)
         assert again.status_code == 200 and again.json()["job_id"] == job["job_id"], again.text
         assert calls.read_text().count("sbatch") == 1
+        # SLURM's own "socket timed out": the controller may have queued it too
+        (fake / "sbatch").write_text("#!/bin/sh\necho sbatch >> %s\necho 'sbatch: error: Batch job "
+                                     "submission failed: Socket timed out on send/recv operation' >&2\n"
+                                     "exit 1\n" % calls)
+        body["key"] = "socket"
+        r = orbit.get("slowsched/psij/submit/%s" % slow.sid, "POST", json=body)
+        assert r.status_code == 504 and "Socket timed out" in r.json()["detail"], r.text
+        again = orbit.get("slowsched/psij/submit/%s" % slow.sid, "POST", json=body)
+        assert again.status_code == 200 and again.json()["state"] == "FAILED", again.text
+        assert calls.read_text().count("sbatch") == 2
     orbit.endpoints.pop("slowsched").stop()
 
 

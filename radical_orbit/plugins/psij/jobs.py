@@ -35,6 +35,8 @@ PRUNE_INTERVAL = 3600.0
 BATCH_AUX_FILES = (".out", ".ec", ".nodefile")
 #: recorded notifications read at a time when resending them after a restart
 NOTES_BATCH = 256
+#: a scheduler's own words for "it may or may not have taken the job" (a refusal otherwise)
+_AMBIGUOUS = re.compile(r"timed out|time-out|timeout", re.I)
 #: psij exceptions that mean "the executor or scheduler refused this job" (400, its message kept)
 _REFUSALS = ("SubmitException", "InvalidJobException")
 
@@ -198,7 +200,9 @@ class JobManager:
         except Exception as exc:
             self._live.pop(job_id, None)
             detail = _psij_message(exc)
-            timed_out = isinstance(exc.__context__, CommandTimedOut) or isinstance(exc, CommandTimedOut)
+            # sbatch's "Socket timed out on send/recv operation": the controller may have the job
+            timed_out = isinstance(exc.__context__, CommandTimedOut) or isinstance(exc, CommandTimedOut) \
+                or bool(_AMBIGUOUS.search(detail))
             if not timed_out and (type(exc).__name__ in _REFUSALS or isinstance(exc, (TypeError, ValueError))):
                 self.store.delete(job_id)
                 _drop_script(runner, psij_job)
