@@ -52,6 +52,9 @@ PLUGINS = {
     "queues": {"type": "queue_info", "ui_module": "queue_info.js"},
     "gen": {"type": "thirdparty", "version": XSS, "ui_config": hostile_ui_config()},
     "nomodule": {"type": XSS, "ui_module": "nothing_here.js", "ui_config": {"title": JS}},
+    "jobs": {"type": "psij", "ui_module": "psij.js"},
+    "tasks": {"type": "rhapsody", "ui_module": "rhapsody.js"},
+    "files": {"type": "staging", "ui_module": "staging.js"},
     # types named like Object's members: no built-in overview part, no page of their own
     "objmember": {"type": "valueOf"},
     "objmember2": {"type": "constructor"},
@@ -78,7 +81,21 @@ def hostile_answer(path: str):
         return {"backend": HOSTILE, "queues": {HOSTILE: {"state": XSS, "default": True,
                                                          "nodes": {"idle": XSS, "total": LONG}}}}
     if "/list_all_jobs/" in path or "/list_jobs/" in path:
-        return {"jobs": [{"state": HOSTILE, "name": XSS, "id": LONG}, {"state": "constructor"}]}
+        return {"jobs": [{"state": HOSTILE, "name": XSS, "id": LONG, "job_id": XSS + LONG[:200],
+                          "executable": HOSTILE, "executor": XSS, "native_id": LONG, "exit_code": XSS,
+                          "created": XSS}, {"state": "constructor", "job_id": "constructor"}]}
+    if "/tasks/list_sessions" in path:
+        return {"sessions": [{"sid": XSS, "counts": {XSS: 1, "__proto__": 2}, "tasks": XSS, "backend": HOSTILE}]}
+    if "/statistics/" in path:
+        return {"total": 2, "counts": {HOSTILE: 1}}
+    if "/list_tasks/" in path:
+        return {"tasks": [{"uid": XSS + LONG[:200], "name": HOSTILE, "kind": XSS, "state": HOSTILE,
+                           "exit_code": XSS, "finished": XSS}]}
+    if "/roots/" in path:
+        return {"roots": ["/" + XSS], "home": "/" + XSS}
+    if "/files/list/" in path:
+        return {"path": "/" + XSS, "entries": [{"name": HOSTILE, "type": "file", "size": 1e308, "mtime": XSS},
+                                               {"name": XSS, "type": "dir", "size": XSS, "mtime": 1e308}]}
     if "/rows" in path:
         return {"rows": [{"a": HOSTILE, "b": XSS}, {"a": {"x": XSS}, "b": 1e308}]}
     if "/kv" in path:
@@ -193,7 +210,7 @@ def assert_safe(page, where):
 
 
 VIEWS = ["#/", "#/" + NAME, "#/%s/sysinfo" % NAME, "#/%s/queues" % NAME, "#/%s/gen" % NAME,
-         "#/%s/nomodule" % NAME, "#/bridge"]
+         "#/%s/nomodule" % NAME, "#/%s/jobs" % NAME, "#/%s/tasks" % NAME, "#/%s/files" % NAME, "#/bridge"]
 
 
 @pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["phone", "desktop"])
@@ -217,6 +234,9 @@ def test_hostile_names_and_answers_stay_text_and_fit(hostile, chromium, size):
                 for kind in ("valueOf", "constructor"):
                     expect(page.locator("[data-generic=unknown]", has_text="unknown section kind " + kind)) \
                         .to_have_count(1)
+            if view.endswith(("/jobs", "/tasks", "/files")):
+                # the page read the hostile answers (and shows them as text)
+                expect(page.locator("[data-plugin-page]")).to_contain_text(XSS, timeout=T)
             if view == "#/":
                 expect(page.locator('[data-card="%s"] [data-testid=cpu]' % NAME)).to_be_visible(timeout=T)
                 for inst in ("objmember", "objmember2"):
