@@ -334,3 +334,23 @@ def test_an_upload_waits_while_the_endpoint_runs_all_its_transfers(orbit, page, 
     expect(page.locator(".st-transfer.done[data-name='small.bin']")).to_be_visible(timeout=T)
     assert (home / "small.bin").read_bytes() == data
     assert page.errors == []
+
+
+def test_a_name_that_is_not_utf8_is_listed_and_renamed_not_fatal(orbit, page, home, tmp_path):
+    """A Latin-1 name from an old archive comes as lone surrogates, which no URL can
+    carry: the page still lists the folder (it failed whole with 'URI malformed'), the
+    file has no download link, and a rename (JSON) gives it a name that has one."""
+    with open(os.path.join(os.fsencode(str(home)), b"caf\xe9.txt"), "wb") as f:
+        f.write(b"latin")
+    (home / "ok.txt").write_bytes(b"ok")
+    open_files(page, orbit, home)
+    expect(row(page, "ok.txt")).to_be_visible(timeout=T)
+    odd = page.locator("[data-testid=staging-listing] tr[data-name^=caf]")
+    expect(odd).to_have_count(1)
+    assert odd.locator("a").count() == 0 and "not valid UTF-8" in odd.locator(".lbl").get_attribute("title")
+    dialogs = Dialogs(page)
+    dialogs.answers = ["cafe.txt"]
+    odd.locator("[data-action=rename]").click()
+    expect(row(page, "cafe.txt").locator("a.lbl")).to_be_visible(timeout=T)
+    assert (home / "cafe.txt").read_bytes() == b"latin"
+    assert page.errors == []

@@ -77,6 +77,13 @@
 
   function obj(v) { return v && typeof v === 'object' && !Array.isArray(v) ? v : {}; }
   function num(v) { return typeof v === 'number' && isFinite(v); }
+  /** Whether a path can go into a URL: a name that is not UTF-8 on disk comes in JSON as
+   * lone surrogates, which no URL can carry (JSON calls carry it fine). */
+  function urlSafe(path) {
+    try { encodeURIComponent(path); return true; } catch (e) { return false; }
+  }
+  var NOT_UTF8 = 'this name is not valid UTF-8, so the browser cannot ask for it by URL ' +
+                 '(rename it here, or fetch it with the SDK)';
 
   /** dir + '/' + name without doubling the slash of '/' */
   function join(dir, name) { return dir.replace(/\/+$/, '') + '/' + name; }
@@ -333,6 +340,10 @@
        * the file is checked first with stat, on a live session, so a gone file or an
        * expired session shows an error here instead of a failed download. */
       function downloadLink(path, name, text, attrs) {
+        if (!urlSafe(path)) {
+          return el('span', Object.assign({}, attrs || {}, {class: ((attrs || {})['class'] || '') + ' muted',
+                                                            title: NOT_UTF8}), text);
+        }
         var a = el('a', Object.assign({href: st.sid ? downloadUrl(st.sid, path) : '#',
                                        download: name}, attrs || {}), text);
         a.addEventListener('click', function (ev) {
@@ -484,7 +495,9 @@
       function upload(t) {
         var file = t.file;
         t.info.textContent = 'checking…';
-        return call('stat', {path: t.path}).then(function (s) {
+        var checked = urlSafe(t.path) ? call('stat', {path: t.path})
+          : Promise.reject(new X.ApiError(400, 'cannot upload into ' + t.dir + ': ' + NOT_UTF8, 'upload'));
+        return checked.then(function (s) {
           s = obj(s);
           if (s.type === 'dir') throw new X.ApiError(409, '"' + file.name + '" is a folder here', 'stat');
           if (!window.confirm('"' + file.name + '" already exists in ' + t.dir + ' (' + u.fmtBytes(s.size) +
