@@ -45,9 +45,9 @@ set +e
 _ORBIT_STATUS=$?
 set -e
 if [ -n "$_ORBIT_POST" ]; then . "$_ORBIT_POST"; fi
-# written whole (renamed into place), so a reader never sees half a number
+# a builtin (no process per job); it is read only once this process has ended
 if [ -n "$_ORBIT_EXIT" ]; then
-    { echo "$_ORBIT_STATUS" >"$_ORBIT_EXIT.tmp" && mv -f "$_ORBIT_EXIT.tmp" "$_ORBIT_EXIT"; } || true
+    { echo "$_ORBIT_STATUS" >"$_ORBIT_EXIT"; } 2>/dev/null || true
 fi
 # psij tells a launcher that failed before the command from one that ran it by this line
 echo _PSI_J_LAUNCHER_DONE
