@@ -538,6 +538,7 @@ def test_jobs_that_ended_longer_ago_than_keep_days_are_pruned_with_their_files(o
         assert keeper.get_job_status(running["job_id"])["state"] == "ACTIVE"
         keeper.cancel_job(running["job_id"])
         wait_for(lambda: keeper.get_job_status(running["job_id"])["state"] == "CANCELED", 10, "the cancel")
+        wait_for(lambda: not _running(int(running["native_id"])), 10, "the canceled job's process to end")
     orbit.endpoints.pop("keeper").stop()
     db = sqlite3.connect(os.path.join(state_dir(orbit, "keeper"), "jobs.sqlite"))
     try:
@@ -589,6 +590,14 @@ def test_a_relative_state_dir_gives_jobs_absolute_output_and_exit_paths(tmp_path
         assert jobs.output_dir == str(tmp_path / "rel" / "output")
     finally:
         jobs.close()
+
+
+def _running(pid: int) -> bool:
+    import psutil
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def test_the_store_keeps_its_notification_stream_and_numbers_across_a_reopen(tmp_path):
