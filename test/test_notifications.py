@@ -1,11 +1,15 @@
 """Notifications lose nothing: endpoints keep each one until the bridge has it in its
 event log, resend after a reconnect, the bridge drops duplicates, and the log survives
 ``kill -9`` of the bridge so SSE listeners resume by id with nothing missing or twice."""
+import contextlib
+import errno
 import json
+import logging
 import os
 import signal
 import socket
 import stat
+import subprocess
 import threading
 
 import psutil
@@ -187,6 +191,83 @@ def test_a_durable_backlog_waits_on_the_plugins_disk_not_in_memory(orbit_plain, 
     expected = [("live", i) for i in range(3)] + [("away", i) for i in range(count)] + [("after", 0), ("after", 1)]
     assert got == expected, "missing %s, twice %s" % (
         [e for e in expected if e not in got][:5], sorted({e for e in got if got.count(e) > 1})[:5])
+
+
+@contextlib.contextmanager
+def small_disk(path, size="512k"):
+    """A tmpfs of ``size`` at ``path`` (root only; the test is skipped elsewhere)."""
+    os.makedirs(path)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs", path],
+                             capture_output=True, text=True, timeout=30)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (root only): %s" % mounted.stderr.strip())
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], capture_output=True, timeout=30)
+
+
+def fill_up(path):
+    """Take every free block of the file system at ``path``."""
+    fd = os.open(os.path.join(path, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, bytes(65536)):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_holds_back_acks_not_live_events(orbit_plain, tmp_path):
+    """The event log's disk fills up: listeners still get every notification at once, the
+    bridge says so once, and acknowledges none it could not write (the endpoint keeps
+    them). Once there is room again the held-back events are written, in order, and
+    acknowledged without waiting for the next notification; a restart replays them."""
+    with small_disk(str(tmp_path / "small")) as disk:
+        orbit_plain.start_bridge("--event-log-dir", os.path.join(disk, "events"), "--ping-interval", "1")
+        events = RawEvents(orbit_plain, "?topic=t")
+        fake = NumberedEndpoint(orbit_plain, "stream-full")
+        acks, errors = [], []
+
+        def read():                         # answers pings too: the endpoint stays alive
+            while True:
+                try:
+                    msg = fake.recv()
+                except Exception:
+                    return
+                (acks if msg["k"] == protocol.ACK else errors).append(msg)
+        threading.Thread(target=read, daemon=True).start()
+        for seq in (1, 2, 3):
+            fake.note(seq)
+        wait_for(lambda: acks and acks[-1]["seq"] == 3, 10, "the first three acknowledged")
+        before = events.last_id()
+        fill_up(disk)
+        pad = "x" * 20000                   # more than the free end of a page: each needs a new one
+        for seq in range(4, 14):
+            fake.send(protocol.NOTE, plugin="p", topic="t", data={"i": seq, "pad": pad}, ts=0,
+                      stream="stream-full", seq=seq)
+        wait_for(lambda: len(events.notes()) == 13, 10, "every notification live")
+        fake.send(protocol.NOTE, plugin="p", topic="t", data=1, ts=0, stream="stream-full", seq="x")
+        wait_for(lambda: errors, 10, "the answer to a bad note (behind any ack of the ones before)")
+        assert max(a["seq"] for a in acks) == 3, "acknowledged what the full disk did not take"
+        out = orbit_plain.bridge.output()
+        assert out.count("cannot write the event log") == 1 and "Traceback" not in out
+        os.unlink(os.path.join(disk, "filler"))
+        wait_for(lambda: acks[-1]["seq"] == 13, 15, "the held-back ones acknowledged once written")
+        assert "can be written again: 10 held-back event(s) written" in orbit_plain.bridge.output()
+        events.close()
+        fake.close()
+        kill_bridge(orbit_plain)
+        orbit_plain.start_bridge("--event-log-dir", os.path.join(disk, "events"))
+        resumed = RawEvents(orbit_plain, "?topic=t", last_id=before)
+        wait_for(lambda: len(resumed.notes()) >= 10, 10, "the replay from disk")
+        again = NumberedEndpoint(orbit_plain, "stream-full")
+        assert again.welcome["notes"] == {"acked": 13}
+        again.close()
+        resumed.close()
+        orbit_plain.bridge.stop()
+        assert [n[2]["i"] for n in resumed.notes()] == list(range(4, 14))
 
 
 def test_resent_duplicates_are_dropped_also_after_a_bridge_restart(orbit_plain):
@@ -450,3 +531,42 @@ def test_a_bridge_whose_log_cannot_be_written_runs_from_memory(orbit_plain, tmp_
     wait_for(lambda: events.notes(), 10, "the notification")
     events.close()
     fake.close()
+
+
+def test_a_failing_write_is_cut_back_held_and_written_in_order_later(tmp_path, monkeypatch, caplog):
+    """Without root (no tmpfs to fill): a writev that puts half a line on disk and then
+    fails. The torn half is cut off, the events are held back and not acknowledged, the
+    failure is one log line, and the next write puts them all on disk in order."""
+    directory = str(tmp_path / "events")
+    hub = reopened(directory, max_events=40)
+    assert hub.notify_once("ep", "p", "t", {"i": 1}, "s", 1) == 1
+
+    def torn(fd, pieces):
+        data = b"".join(bytes(p) for p in pieces)
+        os.write(fd, data[:len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "writev", torn)
+    with caplog.at_level(logging.ERROR, logger="radical_orbit.bridge.eventlog"):
+        acks = [hub.notify_once("ep", "p", "t", {"i": k}, "s", k) for k in range(2, 31)]
+    assert acks == [1] * 29
+    assert len(caplog.records) == 1 and "cannot write the event log" in caplog.records[0].getMessage()
+    assert not hub.retry_log()                      # still failing
+    monkeypatch.undo()
+    assert hub.retry_log() and hub.logged("s") == 30
+    hub.close()
+    hub = reopened(directory, max_events=40)
+    assert [note_of(e)["data"]["i"] for e in hub._ring] == list(range(1, 31))
+    hub.close()
+
+
+def test_a_backlog_beyond_the_log_bound_drops_the_oldest_and_never_acks_past_them(tmp_path, monkeypatch):
+    directory = str(tmp_path / "events")
+    hub = reopened(directory, max_events=10)
+    monkeypatch.setattr(os, "writev", lambda fd, pieces: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    for k in range(1, 26):
+        hub.notify_once("ep", "p", "t", {"i": k}, "s", k)
+    monkeypatch.undo()
+    assert hub.retry_log()
+    assert hub.logged("s") == 0, "1-15 never reached the disk: the endpoint must keep them"
+    assert hub.notify_once("ep", "p", "t", {"i": 26}, "s", 26) == 0
+    hub.close()

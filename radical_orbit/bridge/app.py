@@ -76,6 +76,8 @@ class Bridge:
         self.event_log_note: Optional[Tuple[int, str]] = None
         self.topology: Optional[Topology] = None
         self.local: Optional[PluginHost] = None
+        #: bridge plugins' durable streams, told when a failing event log caught up
+        self._logged_notes: List["LoggedNotes"] = []
         self.plugin_spec = plugins
         #: each bridge plugin's config from ``--plugin-config``, by plugin name
         self.plugin_config = dict(plugin_config or {})
@@ -153,7 +155,9 @@ class Bridge:
         acknowledged when there (a number the log already has is dropped); nothing waits
         in memory, so ``read`` is not needed."""
         self.hub.stream_acked(stream, acked)
-        return LoggedNotes(self.hub, plugin, stream, on_acked)
+        notes = LoggedNotes(self.hub, plugin, stream, on_acked, self._logged_notes.remove)
+        self._logged_notes.append(notes)
+        return notes
 
     def serve_forever(self) -> None:
         self.listen()
@@ -212,6 +216,11 @@ class Bridge:
                 pass
         if self.local is not None:
             self.local.expire_sessions()
+        if self.hub.retry_log():
+            for conn in self.topology.connections():
+                conn.ack_streams(self.hub.logged)
+            for notes in list(self._logged_notes):
+                notes.acknowledge()
 
     # -- endpoint registration -------------------------------------------------
     def register(self, handler) -> None:
@@ -306,12 +315,27 @@ class LoggedNotes(DurableNotes):
     """A bridge plugin's durable stream: each notification is logged (once per number)
     and acknowledged as it is sent."""
 
-    def __init__(self, hub: EventHub, plugin: str, stream: str, on_acked: Callable[[int], None]):
+    def __init__(self, hub: EventHub, plugin: str, stream: str, on_acked: Callable[[int], None],
+                 on_close: Callable[["LoggedNotes"], None]):
         super().__init__(lambda topic, data: None, on_acked)
         self._hub, self._plugin, self._stream = hub, plugin, stream
+        self._on_close = on_close
+
+    def close(self) -> None:
+        try:
+            self._on_close(self)
+        except ValueError:
+            pass                            # closed twice
 
     def send(self, seq: int, topic: str, data: Any) -> None:
         self._on_acked(self._hub.notify_once("bridge", self._plugin, topic, data, self._stream, seq))
+
+    def acknowledge(self) -> None:
+        """After the event log caught up: what it held back of this stream is there now."""
+        try:
+            self._on_acked(self._hub.logged(self._stream))
+        except Exception:
+            log.exception("plugin %s failed to record the acknowledgement of %s", self._plugin, self._stream)
 
 
 def _in_background(func, *args) -> threading.Thread:

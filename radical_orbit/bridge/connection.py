@@ -5,6 +5,7 @@ The connection's thread (the HTTP handler thread of ``/register``) reads every
 message and routes it to the waiting request by bridge-made id; HTTP handler
 threads of proxied calls send on the same socket under its write lock.
 """
+import collections
 import itertools
 import logging
 import threading
@@ -22,6 +23,9 @@ log = logging.getLogger("radical_orbit.bridge.connection")
 _request_ids = itertools.count(1)
 #: Notifications taken before an ack is sent even though more are waiting to be read.
 ACK_BATCH = 256
+#: Notification streams of one endpoint remembered for acks sent later (its own and its
+#: plugins' durable ones; a peer that invents more has the oldest forgotten)
+MAX_NOTE_STREAMS = protocol.MAX_DURABLE_STREAMS + 1
 
 
 def next_request_id() -> int:
@@ -113,6 +117,8 @@ class EndpointConnection:
         self.closed = False
         self._ack: Optional[Tuple[str, int]] = None     # (stream, seq) logged, not yet acked
         self._unacked = 0
+        #: the streams this endpoint sent numbered notifications on (see ack_streams)
+        self.note_streams: "collections.OrderedDict[str, None]" = collections.OrderedDict()
 
     # -- sending -------------------------------------------------------------
     def send(self, kind: str, **fields: Any) -> None:
@@ -203,6 +209,10 @@ class EndpointConnection:
         elif kind == protocol.NOTE:
             ack = on_note(self.name, msg)
             if ack is not None:
+                self.note_streams[ack[0]] = None
+                self.note_streams.move_to_end(ack[0])
+                if len(self.note_streams) > MAX_NOTE_STREAMS:
+                    self.note_streams.popitem(last=False)
                 if self._ack is not None and self._ack[0] != ack[0]:
                     self._send_ack()
                 self._ack = ack
@@ -214,6 +224,13 @@ class EndpointConnection:
             log.warning("endpoint %s reports a protocol error: %s", self.name, msg["detail"])
             if msg.get("id") is not None:
                 self._fail_stream(msg["id"], "endpoint %s refused the request: %s" % (self.name, msg["detail"]))
+
+    def ack_streams(self, logged: Callable[[str], int]) -> None:
+        """Acknowledge each stream as far as ``logged`` says: after an event log that could
+        not be written caught up, what it held back is acknowledged without waiting for
+        the endpoint's next notification."""
+        for stream in list(self.note_streams):
+            self.send_quietly(protocol.ACK, stream=stream, seq=logged(stream))
 
     def _send_ack(self) -> None:
         stream, seq = self._ack

@@ -22,6 +22,13 @@ Each event is one system call (``writev``) to the kernel, no fsync while running
 the bridge process dying; an OS crash may lose what the kernel had not yet written
 back. A clean stop fsyncs.
 
+A write that fails (a full disk, an I/O error) is cut back off the file and the event is held
+back, in order, with everything after it (bounded like the log); each later append and the
+bridge's housekeeping try again, and once a write succeeds the held-back events go to the
+disk first, in id order. ``streams`` holds only what is on disk, so the bridge never
+acknowledges a notification that is not (``mark``); the outage is logged when it begins, at
+most every ERROR_LOG_INTERVAL while it lasts, and when it ends.
+
 Bounded: a segment is closed after ``max_events / SEGMENTS`` events or
 ``max_bytes / SEGMENTS`` bytes; the oldest segment is deleted once the newer ones
 alone hold ``max_events`` events or ``max_bytes`` bytes. One bridge per directory:
@@ -46,7 +53,7 @@ SEGMENTS = 4                    # closed segments that make up the bound
 MAX_STREAMS = 4096              # endpoint streams whose high-water mark is remembered
 LOCK_FILE = "lock"
 SEGMENT_RE = re.compile(r"^segment-(\d{20})\.log$")
-ERROR_LOG_INTERVAL = 60.0       # s between repeated "cannot write" lines
+ERROR_LOG_INTERVAL = 600.0      # s between reminders that the log still cannot be written
 
 
 class LogBusy(Exception):
@@ -110,13 +117,23 @@ def remember(streams: "collections.OrderedDict[str, int]", stream: str, seq: int
 
 
 class Segment:
-    """One file; ``events`` and ``bytes`` count event lines only (not the header)."""
-    __slots__ = ("path", "origin", "events", "bytes", "sealed")
+    """One file; ``events`` and ``bytes`` count event lines only (not the header), ``size``
+    is where the last whole line ends (what a failed write is cut back to)."""
+    __slots__ = ("path", "origin", "events", "bytes", "size", "sealed")
 
     def __init__(self, path: str, origin: int):
         self.path, self.origin = path, origin
-        self.events = self.bytes = 0
+        self.events = self.bytes = self.size = 0
         self.sealed = False     # never append to it again (its damaged end could not be cut)
+
+
+class Held:
+    """An event whose line is not on disk yet: its pieces and the stream mark it carries."""
+    __slots__ = ("seq", "pieces", "size", "stream", "stream_seq")
+
+    def __init__(self, seq: int, pieces: List[Any], stream: Optional[str], stream_seq: Optional[int]):
+        self.seq, self.pieces, self.stream, self.stream_seq = seq, pieces, stream, stream_seq
+        self.size = sum(len(p) for p in pieces)
 
 
 class EventLog:
@@ -130,11 +147,20 @@ class EventLog:
         self.max_events, self.max_bytes = max_events, max_bytes
         self.segment_events = max(1, max_events // SEGMENTS)
         self.segment_bytes = max(1, max_bytes // SEGMENTS)
+        #: each endpoint stream's high-water mark among the notifications on disk
         self.streams: "collections.OrderedDict[str, int]" = collections.OrderedDict()
         self._segments: List[Segment] = []
         self._fd: Optional[int] = None
         self._lock_fd: Optional[int] = None
+        self._held: "collections.deque[Held]" = collections.deque()
+        self._held_bytes = 0
+        #: streams with a notification dropped from a full backlog: never on disk, so their
+        #: mark stays below it for this run (the endpoint resends it to the next bridge)
+        self._capped: Dict[str, int] = {}
+        self._failing: Optional[str] = None     # why writing fails, while it does
         self._last_error = 0.0
+        self._outage = [0, 0]                   # events held back, dropped since it began
+        self._recovered = False
 
     # -- opening ---------------------------------------------------------------------
     def open(self, start_id: int) -> Loaded:
@@ -154,7 +180,7 @@ class EventLog:
             loaded.last_id = max(loaded.last_id, start_id)
             self._start_segment(loaded.last_id)
         elif last.sealed or self._full(last):
-            self._roll(loaded.last_id)
+            self._start_segment(loaded.last_id)     # the bound is kept at the next roll
         else:
             self._fd = os.open(last.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         return loaded
@@ -198,6 +224,7 @@ class EventLog:
             if record is not None:
                 segment.events += 1
                 segment.bytes += pos - start
+        segment.size = good_end
         if good_end < len(data):
             log.warning("event log %s: cutting %d damaged byte(s) off the end", path, len(data) - good_end)
             try:
@@ -231,49 +258,122 @@ class EventLog:
     # -- appending ---------------------------------------------------------------------
     def append(self, seq: int, topic: str, payload: "bytes | memoryview", endpoint: Optional[str] = None,
                plugin: Optional[str] = None, ntopic: Optional[str] = None,
-               stream: Optional[str] = None, stream_seq: Optional[int] = None) -> None:
-        """One line, one write(). A failing disk is logged (once a minute), never raised:
-        the event still reaches the listeners, it is only not durable."""
+               stream: Optional[str] = None, stream_seq: Optional[int] = None) -> bool:
+        """One line, one write(); True when it is on disk. A failing disk is never raised:
+        the event is held back (after any held back before it) and written once the disk
+        takes it; the caller's listeners still get it at once."""
         meta: Dict[str, Any] = {"i": seq, "t": topic}
         if endpoint is not None:
             meta["e"], meta["p"], meta["n"] = endpoint, plugin, ntopic
         if stream is not None:
             meta["s"], meta["q"] = stream, stream_seq
-        if self._fd is None:
-            self._roll(seq - 1)             # the last roll failed: try again
-        written = self._write(encode_line(meta, payload))
-        if written:
+        self._held.append(Held(seq, encode_line(meta, payload), stream, stream_seq))
+        self._held_bytes += self._held[-1].size
+        self._flush()
+        if self._held and self._held[-1].seq == seq:
+            self._bound_held()
+            return False
+        return True
+
+    def retry(self) -> bool:
+        """Write what is held back, if anything; True when the log caught up after an
+        outage since the last call (acknowledgements held back may go out now)."""
+        if self._held:
+            self._flush()
+        recovered, self._recovered = self._recovered and not self._held, False
+        return recovered
+
+    def mark(self, stream: str) -> int:
+        """How far ``stream``'s notifications are on disk: what may be acknowledged."""
+        done = self.streams.get(stream, 0)
+        return min(done, self._capped.get(stream, done))
+
+    def claim(self, stream: str, acked: int) -> None:
+        """An endpoint says a bridge acknowledged ``stream`` up to ``acked`` (so a log had it)."""
+        remember(self.streams, stream, acked)
+
+    def marks(self) -> Dict[str, int]:
+        return {stream: self.mark(stream) for stream in self.streams}
+
+    def _flush(self) -> None:
+        """Write the held-back events in order until one fails."""
+        while self._held:
+            entry = self._held[0]
+            if self._fd is None:
+                self._roll(entry.seq - 1)       # the last roll failed: try again
+                if self._fd is None:
+                    return
+            if not self._write(entry.pieces):
+                return
+            self._held.popleft()
+            self._held_bytes -= entry.size
+            if entry.stream is not None:
+                remember(self.streams, entry.stream, entry.stream_seq)
             segment = self._segments[-1]
             segment.events += 1
-            segment.bytes += written
+            segment.bytes += entry.size
             if self._full(segment):
-                self._roll(seq)
+                self._roll(entry.seq)
+        if self._failing is not None and self._fd is not None:
+            held, dropped = self._outage
+            log.warning("event log %s can be written again: %d held-back event(s) written%s",
+                        self.directory, held - dropped,
+                        ", %d were dropped while it could not" % dropped if dropped else "")
+            self._failing, self._outage, self._recovered = None, [0, 0], True
+
+    def _bound_held(self) -> None:
+        """Beyond the log's own bounds the oldest held-back events are dropped: never on
+        disk, so their streams are never acknowledged past them in this run."""
+        self._outage[0] += 1
+        while len(self._held) > 1 and (len(self._held) > self.max_events or self._held_bytes > self.max_bytes):
+            entry = self._held.popleft()
+            self._held_bytes -= entry.size
+            self._outage[1] += 1
+            if entry.stream is not None:
+                self._capped[entry.stream] = min(self._capped.get(entry.stream, entry.stream_seq),
+                                                 entry.stream_seq - 1)
 
     def _full(self, segment: Segment) -> bool:
         return segment.events >= self.segment_events or segment.bytes >= self.segment_bytes
 
-    def _write(self, pieces: List[Any]) -> int:
-        """Bytes written (all of them), 0 on failure."""
-        if self._fd is None:
-            return 0
+    def _write(self, pieces: List[Any]) -> bool:
+        """All of one line, or nothing: a failed write is cut back off the file, so the
+        next line does not begin inside a torn one."""
+        segment = self._segments[-1]
         try:
             total = sum(len(p) for p in pieces)
             done = os.writev(self._fd, pieces)
-            if done < total:        # rare on a regular file: finish with plain writes
+            if done < total:        # a regular file writes short when the disk fills
                 rest = memoryview(b"".join(bytes(p) for p in pieces))[done:]
                 while rest:
                     rest = rest[os.write(self._fd, rest):]
-            return total
+            segment.size += total
+            return True
         except OSError as exc:
-            self._error("cannot write the event log in %s: %s; events are not durable until "
-                        "this is fixed", self.directory, exc)
-            return 0
+            self._failed(exc)
+        try:
+            os.ftruncate(self._fd, segment.size)
+        except OSError as exc:
+            log.warning("cannot cut a failed write off %s (%s): starting a new segment", segment.path, exc)
+            os.close(self._fd)
+            self._fd = None
+            segment.sealed = True
+        return False
 
-    def _error(self, msg: str, *args: Any) -> None:
+    def _failed(self, exc: Exception) -> None:
+        """Said when the outage begins, then at most every ERROR_LOG_INTERVAL."""
         now = time.monotonic()
-        if now - self._last_error > ERROR_LOG_INTERVAL:
+        if self._failing is None:
+            self._failing = str(exc)
             self._last_error = now
-            log.error(msg, *args)
+            log.error("cannot write the event log in %s: %s; new events still reach listeners, but "
+                      "notifications are not acknowledged to endpoints (which keep them) until it "
+                      "can be written; held back meanwhile (at most %d events, %d MiB)",
+                      self.directory, exc, self.max_events, self.max_bytes // 2**20)
+        elif now - self._last_error > ERROR_LOG_INTERVAL:
+            self._last_error = now
+            log.error("the event log in %s still cannot be written (%s): %d event(s) held back, %d "
+                      "dropped so far", self.directory, exc, len(self._held), self._outage[1])
 
     def _roll(self, last_id: int) -> None:
         """Close the current segment, start the next, delete what the bound no longer needs."""
@@ -283,7 +383,7 @@ class EventLog:
         try:
             self._start_segment(last_id)
         except OSError as exc:
-            self._error("cannot start a new event log segment in %s: %s", self.directory, exc)
+            self._failed(exc)
             return
         while len(self._segments) > 2:
             newer = self._segments[1:]
@@ -297,13 +397,27 @@ class EventLog:
                 log.warning("cannot delete old event log segment %s: %s", oldest.path, exc)
 
     def _start_segment(self, origin: int) -> None:
+        """A new segment file beginning with its header; OSError (and no file) when the
+        header cannot be written."""
         if self._segments and self._segments[-1].origin == origin:
             self._segments.pop()            # an empty segment with the same name: made anew
         path = os.path.join(self.directory, "segment-%020d.log" % origin)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        header = b"".join(encode_line({"h": 1, "origin": origin, "streams": self.marks()}, b""))
+        try:
+            if os.write(fd, header) != len(header):
+                raise OSError(errno.ENOSPC, "short write of a segment header")
+        except OSError:
+            os.close(fd)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            raise
         self._fd = fd
-        self._segments.append(Segment(path, origin))
-        self._write(encode_line({"h": 1, "origin": origin, "streams": dict(self.streams)}, b""))
+        segment = Segment(path, origin)
+        segment.size = len(header)
+        self._segments.append(segment)
 
     # -- closing -------------------------------------------------------------------------
     def close(self) -> None:

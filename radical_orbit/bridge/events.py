@@ -148,6 +148,7 @@ class EventHub:
         self._lock = threading.Lock()
         self._seq = self._run_start = int(time.time() * 1e6)
         self._log: Optional[EventLog] = None
+        self._marks: Optional[EventLog] = None      # the log whose marks say what is acknowledged
         self._streams: "collections.OrderedDict[str, int]" = collections.OrderedDict()
         self._topology_seq = 0                      # id of the newest topology event (or marker)
         self._topology: Optional[Event] = None      # the newest topology event of this run
@@ -160,8 +161,8 @@ class EventHub:
         events it gave back. Call before anything is published."""
         loaded = event_log.open(self._seq)
         with self._lock:
-            self._log = event_log
-            self._streams = event_log.streams
+            self._log = self._marks = event_log
+            self._streams = collections.OrderedDict(event_log.streams)
             self._seq = self._run_start = loaded.last_id
             for record in loaded.records:
                 self._remember(Event(record.seq, record.topic, record.payload, record.endpoint,
@@ -193,12 +194,13 @@ class EventHub:
         """An endpoint's notification number ``seq`` of ``stream``: published unless it
         already was (a resend after a reconnect), preceded by a ``_orbit`` /
         ``notifications_dropped`` event when numbers were skipped (the endpoint's outbox
-        overflowed). Returns the stream's high-water mark: what the endpoint may forget."""
+        overflowed). Returns how far the stream is in the event log: what the endpoint may
+        forget (with a log that cannot be written, less than what was published)."""
         payload = serialise(NOTIFICATION, _note(endpoint, plugin, topic, data))
         with self._lock:
             done = self._streams.get(stream, 0)
             if seq <= done or self._closed:
-                return done
+                return self._logged(stream)
             if seq > done + 1:
                 log.warning("endpoint %s dropped %d notification(s) before they reached the bridge",
                             endpoint, seq - done - 1)
@@ -207,14 +209,32 @@ class EventHub:
                              endpoint, DROPPED[0], DROPPED[1])
             remember(self._streams, stream, seq)
             self._append(NOTIFICATION, payload, endpoint, plugin, topic, stream, seq)
-            return seq
+            return self._logged(stream)
 
     def stream_acked(self, stream: str, acked: int) -> int:
         """A (re)connecting endpoint says how far its notifications were acknowledged;
-        returns how far this bridge has them (the larger)."""
+        returns how far this bridge has them in its log (the larger)."""
         with self._lock:
             remember(self._streams, stream, acked)
-            return self._streams.get(stream, 0)
+            if self._log is not None:
+                self._log.claim(stream, acked)
+            return self._logged(stream)
+
+    def logged(self, stream: str) -> int:
+        """How far ``stream`` may be acknowledged."""
+        with self._lock:
+            return self._logged(stream)
+
+    def _logged(self, stream: str) -> int:
+        """Without a log (none could be opened) the bridge runs from memory and
+        acknowledges what it published; with one, only what is on disk."""
+        return self._marks.mark(stream) if self._marks is not None else self._streams.get(stream, 0)
+
+    def retry_log(self) -> bool:
+        """Write what a failing log held back; True when it caught up since the last call
+        (held-back acknowledgements may go out)."""
+        with self._lock:
+            return self._log is not None and self._log.retry()
 
     def _append(self, topic: str, payload: str, endpoint: Optional[str], plugin: Optional[str],
                 ntopic: Optional[str], stream: Optional[str] = None,
