@@ -421,7 +421,10 @@ class EventLog:
 
     # -- closing -------------------------------------------------------------------------
     def close(self) -> None:
-        """A clean stop: the log reaches the disk, the lock is released."""
+        """A clean stop: the log reaches the disk (what is held back, if it now can: the
+        rest was never acknowledged), the lock is released."""
+        if self._held:
+            self._flush()
         if self._fd is not None:
             try:
                 os.fsync(self._fd)
