@@ -170,6 +170,9 @@ def test_a_running_job_is_canceled(pi, notes):
     job = pi.submit_job({"executable": "/bin/sleep", "arguments": ["30"]})
     answer = pi.cancel_job(job["job_id"])
     assert answer["cancel_requested"] is True
+    # the answer comes once the process is killed (psij killed it up to 0.1 s later, and an
+    # endpoint stopped in between left a CANCELED job running)
+    assert not _running(int(job["native_id"]))
     final = notes.final(job["job_id"])
     assert final["state"] == "CANCELED"
     assert pi.cancel_job(job["job_id"])["state"] == "CANCELED"     # again: nothing changes

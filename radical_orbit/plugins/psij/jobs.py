@@ -31,6 +31,8 @@ MAX_LIST = 1000
 KEEP_DAYS = 30.0
 #: seconds between two prunes at most (shorter when ``keep_days`` is under a few hours)
 PRUNE_INTERVAL = 3600.0
+#: seconds a local job's cancel waits for psij to kill its process
+CANCEL_WAIT = 2.0
 #: what psij's batch executors leave behind per job in ``work/<executor>/<native id>``
 BATCH_AUX_FILES = (".out", ".ec", ".nodefile")
 #: recorded notifications read at a time when resending them after a restart
@@ -261,6 +263,13 @@ class JobManager:
                               % (runner.name, job_id, _psij_message(exc)))
             raise OrbitError("the %s executor could not cancel job %s: %s"
                              % (runner.name, job_id, _psij_message(exc)), 502)
+        if runner.name == "local" and psij_job.native_id is not None:
+            # psij reports CANCELED at once and kills at its reaper's next pass: the answer
+            # waits for the kill, so an endpoint stopped right after cannot leave it running
+            self.wakeup.poke()
+            if not _process_gone(int(psij_job.native_id), CANCEL_WAIT):
+                log.warning("job %s (pid %s) still runs %.0f s after its cancel", job_id,
+                            psij_job.native_id, CANCEL_WAIT)
 
     def status(self, job_id: str, stdout_offset: int = 0, stderr_offset: int = 0) -> Dict[str, Any]:
         record = self._record(job_id)
@@ -352,6 +361,22 @@ def _drop_script(runner: Any, psij_job: Any) -> None:
             os.unlink(os.path.join(str(work), psij_job.id + ".job"))
         except OSError:
             pass
+
+
+def _process_gone(pid: int, timeout: float) -> bool:
+    """Whether ``pid`` has ended (or is a zombie) within ``timeout`` s; never reaps it
+    (psij's reaper must see its exit status)."""
+    import psutil
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
 
 
 def _same_process(native: str, started: Optional[float]) -> bool:

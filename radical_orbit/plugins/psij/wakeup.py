@@ -42,6 +42,14 @@ class ChildWakeup:
             self._poller = select.epoll()
             self._poller.register(self._wake_r, select.EPOLLIN)
 
+    def poke(self) -> None:
+        """Make psij's reaper look at its jobs now (a cancelled job is killed at its next
+        look, up to 0.1 s later otherwise)."""
+        if self._poke is None:
+            self._poke = _reaper_poke()
+        if self._poke is not None:
+            self._poke()
+
     def watch(self, pid: int) -> None:
         """Poke the reaper when ``pid`` exits (a pid already gone pokes it at once)."""
         if not self.enabled:
