@@ -290,6 +290,31 @@ def test_two_plugins_writing_one_file_system_never_interleave_one_upload(staging
     assert os.listdir(st.root) == ["shared.bin"]
 
 
+def test_a_recursive_remove_of_a_tree_of_any_depth(staging, tmp_path):
+    """A tree deeper than Python's recursion limit (and than a process's descriptors)
+    goes whole; links in it are removed, never followed."""
+    st = staging
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_bytes(b"keep")
+    top = os.open(st.root, os.O_RDONLY)
+    os.mkdir("deep", dir_fd=top)
+    cur = os.open("deep", os.O_RDONLY, dir_fd=top)
+    os.close(top)
+    for depth in range(1100):
+        os.close(os.open("a", os.O_CREAT | os.O_WRONLY, dir_fd=cur))
+        os.symlink(str(outside), "out", dir_fd=cur)
+        os.mkdir("side", dir_fd=cur)
+        os.mkdir("d", dir_fd=cur)
+        nxt = os.open("d", os.O_RDONLY, dir_fd=cur)
+        os.close(cur)
+        cur = nxt
+    os.close(cur)
+    assert st.post("remove", {"path": st.path("deep"), "recursive": True}) == {"path": st.path("deep"),
+                                                                               "removed": True}
+    assert os.listdir(st.root) == [] and os.listdir(str(outside)) == ["keep"]
+
+
 def test_names_at_the_length_limit_upload_resume_and_download(staging):
     """A name may take all 255 bytes a file system allows: its partial (a longer name)
     must still be one the file system takes, and the same one when the upload resumes."""

@@ -15,10 +15,10 @@ import os
 import stat
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from ... import protocol
-from ...errors import (BadRequest, Conflict, FileExists, InsufficientStorage, IsADirectory, OrbitError,
+from ...errors import (BadRequest, Conflict, FileExists, FileNotFound, InsufficientStorage, IsADirectory,
                        RangeNotSatisfiable)
 from .paths import Target, fs_error, lstat_at
 
@@ -30,6 +30,7 @@ NAME_MAX = 255
 #: a partial older than this (s) is abandoned: removed when its directory is next written
 STALE_PARTIAL_S = 24 * 3600.0
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _WRITE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 #: the answer header of a resume refused because the held part is not the sender's
@@ -403,32 +404,75 @@ def parse_range(header: Optional[str], size: int) -> Optional[Tuple[int, int]]:
 
 def remove_tree(name: str, dir_fd: int, shown: str) -> None:
     """Remove directory ``name`` below ``dir_fd`` and all it holds, by descriptors (a
-    link inside is removed, never followed)."""
+    link inside is removed, never followed). Iterative, with one directory open at a
+    time whatever the depth (a recursion ran out of stack, or of descriptors, on a deep
+    tree): it goes back up by ``..``, checked to be the directory it came from."""
+    cur = _open_dir_nofollow(name, dir_fd, shown)
+    # per level: its name, its identity, and its subdirectories still to remove
+    stack: List[Tuple[str, Tuple[int, int], List[str]]] = []
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
-                     dir_fd=dir_fd)
-    except OSError as exc:
-        raise fs_error(exc, shown)
-    try:
-        with os.scandir(fd) as entries:
-            children = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
-        for child, is_dir in children:
-            path = os.path.join(shown, child)
+        stack.append((name, _identity(cur), _clear(cur, shown)))
+        while True:
+            level, _, pending = stack[-1]
+            here = os.path.join(shown, *[s[0] for s in stack[1:]])
+            if pending:
+                child = pending.pop()
+                try:
+                    nxt = _open_dir_nofollow(child, cur, os.path.join(here, child))
+                except FileNotFound:
+                    continue                    # removed meanwhile
+                os.close(cur)
+                cur = nxt
+                stack.append((child, _identity(cur), _clear(cur, os.path.join(here, child))))
+                continue
+            if len(stack) == 1:
+                break
+            up = os.open("..", _DIR_FLAGS, dir_fd=cur)
+            os.close(cur)
+            cur = up
+            if _identity(cur) != stack[-2][1]:
+                raise Conflict("%s was moved while it was removed; stopped" % here)
             try:
-                if is_dir:
-                    remove_tree(child, fd, path)
-                else:
-                    os.unlink(child, dir_fd=fd)
-            except OrbitError:
-                raise
+                os.rmdir(level, dir_fd=cur)
             except OSError as exc:
-                raise fs_error(exc, path)
+                raise fs_error(exc, here)
+            stack.pop()
     finally:
-        os.close(fd)
+        os.close(cur)
     try:
         os.rmdir(name, dir_fd=dir_fd)
     except OSError as exc:
         raise fs_error(exc, shown)
+
+
+def _open_dir_nofollow(name: str, dir_fd: int, shown: str) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        raise fs_error(exc, shown)
+
+
+def _identity(fd: int) -> Tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _clear(fd: int, shown: str) -> List[str]:
+    """Unlink all but the subdirectories of the directory open as ``fd``; returns those."""
+    subdirs = []
+    with os.scandir(fd) as entries:
+        children = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+    for child, is_dir in children:
+        if is_dir:
+            subdirs.append(child)
+            continue
+        try:
+            os.unlink(child, dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise fs_error(exc, os.path.join(shown, child))
+    return subdirs
 
 
 def _rename_no_replace(src: str, dst: str, dir_fd: int) -> None:
