@@ -354,3 +354,25 @@ def test_a_name_that_is_not_utf8_is_listed_and_renamed_not_fatal(orbit, page, ho
     expect(row(page, "cafe.txt").locator("a.lbl")).to_be_visible(timeout=T)
     assert (home / "cafe.txt").read_bytes() == b"latin"
     assert page.errors == []
+
+
+def test_a_resume_onto_a_held_part_of_another_file_starts_over(orbit, page, home, tmp_path):
+    """The endpoint holds 1 MiB of an earlier upload of another big.bin; the user says
+    continue: the page sends its digest of its own first MiB, the endpoint finds they
+    differ and removes the part, and the page starts over (a mix was committed)."""
+    data = os.urandom(3 * 2**20)
+    (home / ".big.bin.orbit-partial").write_bytes(os.urandom(2**20))
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    open_files(page, orbit, home)
+    dialogs = Dialogs(page)
+    dialogs.answers = [True]
+    puts = []
+    page.on("request", lambda r: puts.append(r.url) if r.method == "PUT" else None)
+    page.locator("[data-testid=staging-picker]").set_input_files(str(src))
+    expect(page.locator(".st-transfer.done[data-name='big.bin']")).to_be_visible(timeout=T)
+    assert "Continue from there" in dialogs.messages[-1]
+    assert "held_sha256=" in puts[0] and "offset=" not in puts[-1], puts
+    assert (home / "big.bin").read_bytes() == data
+    assert not (home / ".big.bin.orbit-partial").exists()
+    assert page.errors == []

@@ -18,6 +18,9 @@
   var REFRESH_MS = 15000;
   /** an upload whose body stops moving for this long is abandoned (what was sent is kept for a resume) */
   var UPLOAD_STALL_MS = 120000;
+  /** a resumed upload's held part up to this size is checked against the file's start
+   * (read whole to hash it: WebCrypto has no streaming digest); beyond, the user decides */
+  var HELD_CHECK_MAX = 128 * 1024 * 1024;
   var TYPE_LABEL = {dir: 'folder', file: 'file', link: 'link', other: 'other'};
   var COLUMNS = [
     {key: 'name', label: 'Name'},
@@ -111,6 +114,11 @@
     function two(x) { return x < 10 ? '0' + x : String(x); }
     return d.getFullYear() + '-' + two(d.getMonth() + 1) + '-' + two(d.getDate()) + ' ' +
            two(d.getHours()) + ':' + two(d.getMinutes());
+  }
+  function hex(buffer) {
+    return Array.prototype.map.call(new Uint8Array(buffer), function (b) {
+      return (b < 16 ? '0' : '') + b.toString(16);
+    }).join('');
   }
   /** a name typed by the user: one path component */
   function badName(name) {
@@ -512,10 +520,20 @@
           return uploadStatus(t).then(function (s) {
             if (t.cancelled) throw new X.ApiError(0, 'cancelled', 'upload');
             var held = num(obj(s).offset) ? obj(s).offset : 0;
+            var checkable = held <= HELD_CHECK_MAX && window.crypto && window.crypto.subtle;
             var resume = held > 0 && held <= file.size &&
               window.confirm(u.fmtBytes(held) + ' of "' + file.name + '" are already on the endpoint from an ' +
-                             'earlier upload. Continue from there?\n\n(Cancel starts again from the beginning.)');
-            return send(t, overwrite, resume ? held : 0, true);
+                             'earlier upload. Continue from there?\n\n(Cancel starts again from the beginning.' +
+                             (checkable ? ')' : ' That part cannot be checked against this file here: continue ' +
+                                                'only if it is the same file.)'));
+            if (!resume) return send(t, overwrite, 0, true);
+            if (!checkable) return send(t, overwrite, held, true);
+            t.info.textContent = 'checking the ' + u.fmtBytes(held) + ' held…';
+            return file.slice(0, held).arrayBuffer().then(function (buf) {
+              return window.crypto.subtle.digest('SHA-256', buf);
+            }).then(function (digest) {
+              return send(t, overwrite, held, true, hex(digest));
+            });
           }, function () {
             return send(t, overwrite, 0, true);
           });
@@ -550,7 +568,7 @@
 
       /** The PUT itself: XHR, for its upload progress events. 409 (someone made the file
        * meanwhile) asks once; a 404/410 on the session registers a new one once. */
-      function send(t, overwrite, offset, retrySession) {
+      function send(t, overwrite, offset, retrySession, heldSha256) {
         return ctx.session().then(function (sid) {
           return new Promise(function (resolve, reject) {
             var file = t.file, body = offset ? file.slice(offset) : file;
@@ -562,7 +580,7 @@
             t.xhr = xhr;
             var url = '/' + u.seg(ctx.endpoint) + '/' + u.seg(ctx.instance) + '/upload/' + u.seg(sid) +
                       '?path=' + u.seg(t.path) + '&overwrite=' + (overwrite ? 'true' : 'false') +
-                      (offset ? '&offset=' + offset : '');
+                      (offset ? '&offset=' + offset : '') + (offset && heldSha256 ? '&held_sha256=' + heldSha256 : '');
             xhr.open('PUT', url);
             xhr.setRequestHeader('Content-Type', 'application/octet-stream');
             xhr.setRequestHeader('Accept', 'application/json');
@@ -584,7 +602,9 @@
                 reject(new X.ApiError(0, t.cancelled ? 'cancelled'
                   : 'the upload was interrupted (what arrived is kept: upload it again to resume)', 'upload'));
               } else {
-                reject(xhrError(xhr));
+                var err = xhrError(xhr);
+                err.resumeMismatch = xhr.getResponseHeader('X-Orbit-Resume') === 'mismatch';
+                reject(err);
               }
             });
             progress(t, offset, file.size, 0);
@@ -592,6 +612,10 @@
           });
         }).then(null, function (err) {
           if (!ctx.active || t.cancelled) throw err;
+          if (err.resumeMismatch && offset) {
+            // the held part was not this file's start: the endpoint removed it; start over
+            return send(t, overwrite, 0, retrySession);
+          }
           if (err.status === 409 && !overwrite && /exist/i.test(err.detail || '') &&
               window.confirm('"' + t.file.name + '" now exists in ' + t.dir + '. Replace it?')) {
             return send(t, true, 0, retrySession);
