@@ -355,3 +355,31 @@ def test_a_bridge_hosted_plugin_answer_cannot_run_as_a_page_or_set_cookies(orbit
     assert r.status_code == 200 and r.content == b"<script>x</script>"
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert r.headers["Content-Security-Policy"].startswith("sandbox")
+
+
+def test_an_answer_longer_than_its_length_is_cut_there_not_split_into_a_second(orbit_plain):
+    """An endpoint declares ``length`` 5 and sends more: what follows would be read as the
+    answer to the client's next (pipelined) request. The bridge stops at the length and
+    closes the connection."""
+    orbit_plain.start_bridge()
+    fake = FakeEndpoint(orbit_plain)
+    host, port = orbit_plain.url.rsplit("/", 1)[1].split(":")
+    client = socket.create_connection((host, int(port)), timeout=10)
+    ask = b"GET /fake/fake/a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % orbit_plain.token.encode()
+    client.sendall(ask + ask.replace(b"/fake/fake/a", b"/health"))      # pipelined
+    req = fake.next_request()
+    fake.send(protocol.RESPONSE, id=req["id"], status=200, headers={}, body=b"hello", end=False, length=5)
+    fake.send(protocol.DATA, id=req["id"], end=True,
+              body=b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 4\r\n\r\nevil")
+    received = b""
+    while True:
+        piece = client.recv(65536)
+        if not piece:
+            break
+        received += piece
+    client.close()
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert b"Content-Length: 5" in head and b"Connection: close" not in head
+    assert body == b"hello", received
+    assert fake.recv()["k"] == protocol.CANCEL          # the rest of the stream is abandoned
+    assert orbit_plain.get("health").status_code == 200

@@ -425,6 +425,15 @@ class Handler(BaseHTTPRequestHandler):
         for chunk in chunks:
             if not chunk:
                 continue
+            if length is not None and sent + len(chunk) > length:
+                # more than the Content-Length said: what follows it would be read as the
+                # next answer on this connection (response splitting by a plugin or endpoint)
+                log.warning("[%s] the answer's body is longer than its length %d: cut there, "
+                            "connection closed", getattr(self, "request_id", None) or "-", length)
+                self.wfile.write(chunk[:length - sent])
+                sent = length
+                self.close_connection = True
+                break
             sent += len(chunk)
             self.wfile.write(http_chunk(chunk) if chunked else chunk)
         if chunked:
