@@ -383,3 +383,32 @@ def test_an_answer_longer_than_its_length_is_cut_there_not_split_into_a_second(o
     assert body == b"hello", received
     assert fake.recv()["k"] == protocol.CANCEL          # the rest of the stream is abandoned
     assert orbit_plain.get("health").status_code == 200
+
+
+def test_refused_claimants_that_never_answer_the_close_do_not_hold_up_registration(orbit_plain):
+    """Each refusal waits (boundedly) for the claimant's close frame; it did so under the
+    registration lock, so ten claimants of a taken name that never read kept every other
+    endpoint from registering for about 30 s."""
+    orbit_plain.start_bridge()
+    FakeEndpoint(orbit_plain, name="taken")
+    claimants = []
+
+    def claim():
+        sock = websocket.WebSocket()
+        sock.connect(orbit_plain.url.replace("http", "ws", 1) + "/register",
+                     header=["Authorization: Bearer %s" % orbit_plain.token], timeout=10)
+        sock.send(protocol.encode(protocol.HELLO, name="taken", resume=None, pid=2, endpoint={},
+                                  plugins={}), websocket.ABNF.OPCODE_BINARY)
+        claimants.append(sock)                      # and never reads again
+    threads = [threading.Thread(target=claim) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    started = time.monotonic()
+    other = FakeEndpoint(orbit_plain, name="other")
+    took = time.monotonic() - started
+    assert other.welcome["k"] == protocol.WELCOME
+    assert took < 2.5, "another endpoint's registration took %.1f s" % took
+    for sock in claimants:
+        sock.close(timeout=1)

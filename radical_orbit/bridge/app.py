@@ -265,20 +265,26 @@ class Bridge:
             _send(sock, protocol.ERROR, detail=exc.detail, fatal=True)
             sock.close(ws.CLOSE_PROTOCOL_ERROR, "bad hello")
             return None
+        taken = None
         with self._register_lock:
             old = self.topology.holder(name)
             if old is not None and not old.closed:
                 if old.name != name:
-                    return self._refuse(sock, 409, "endpoint name %r is taken: a live endpoint is named %r "
-                                        "(names are compared case-insensitively)" % (name, old.name), retry=True)
-                if not hello.get("resume") or not secrets.compare_digest(
+                    taken = ("endpoint name %r is taken: a live endpoint is named %r (names are "
+                             "compared case-insensitively)" % (name, old.name))
+                elif not hello.get("resume") or not secrets.compare_digest(
                         hello["resume"].encode(), old.resume_key.encode()):
-                    return self._refuse(sock, 409, "endpoint name %r is taken by a live endpoint" % name,
-                                        retry=True)
-                log.info("endpoint %s reconnected: replacing its stale socket", name)
-            # welcome first: once listed, calls may be sent on this socket at once
-            _send(sock, protocol.WELCOME, resume=conn.resume_key, settings=settings, notes=notes)
-            self.topology.add(conn)
+                    taken = "endpoint name %r is taken by a live endpoint" % name
+                else:
+                    log.info("endpoint %s reconnected: replacing its stale socket", name)
+            if taken is None:
+                # welcome first: once listed, calls may be sent on this socket at once
+                _send(sock, protocol.WELCOME, resume=conn.resume_key, settings=settings, notes=notes)
+                self.topology.add(conn)
+        if taken is not None:
+            # outside the lock: the close waits (boundedly) for the claimant's close frame,
+            # and every other registration would wait behind it
+            return self._refuse(sock, 409, taken, retry=True)
         if old is not None:
             _in_background(old.shutdown, "replaced by a reconnect")
         return conn
