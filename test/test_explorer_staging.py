@@ -308,7 +308,7 @@ def test_cancelled_upload_resumes(orbit, page, home, tmp_path):
 def test_an_upload_waits_while_the_endpoint_runs_all_its_transfers(orbit, page, home, tmp_path):
     """The only transfer slot is held by a download nobody reads: the page says it waits
     (a PUT now would be refused while sending, seen as a cut connection) and uploads once
-    the slot is free."""
+    the slot is free; a download asked for meanwhile is refused on the page."""
     (home / "held.bin").write_bytes(os.urandom(64 * 2**20))
     orbit.start_bridge()
     config = "staging=" + json.dumps({"roots": [str(home)], "max_transfers": 1})
@@ -330,6 +330,12 @@ def test_an_upload_waits_while_the_endpoint_runs_all_its_transfers(orbit, page, 
     page.locator("[data-testid=staging-picker]").set_input_files(str(src))
     transfer = page.locator(".st-transfer[data-name='small.bin']")
     expect(transfer.locator(".info")).to_contain_text("waiting: hpc1 runs as many transfers", timeout=T)
+    # a download meanwhile says why it cannot start, on the page (not a failed download)
+    downloads = []
+    page.on("download", lambda d: downloads.append(d))
+    row(page, "held.bin").locator("[data-action=download]").click()
+    expect(page.locator("[data-testid=staging-error]")).to_contain_text("hpc1 runs as many transfers", timeout=T)
+    assert downloads == []
     held.close()
     expect(page.locator(".st-transfer.done[data-name='small.bin']")).to_be_visible(timeout=T)
     assert (home / "small.bin").read_bytes() == data

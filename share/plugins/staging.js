@@ -359,11 +359,20 @@
           ev.preventDefault();
           ctx.withSession(function (sid) {
             return ctx.api('POST', 'stat/' + u.seg(sid), {path: path}).then(function (s) {
-              return {sid: sid, stat: obj(s)};
+              // downloads share the endpoint's transfer slots with uploads: a refused one
+              // would only be a failed download in the browser's list
+              return ctx.api('GET', 'upload_status/' + u.seg(sid) + '?path=' + u.seg(path)).then(function (f) {
+                return {sid: sid, stat: obj(s), free: obj(f).free};
+              });
             });
           }).then(function (got) {
             if (!ctx.active) return;
             if (got.stat.type === 'dir') { go(path); return; }
+            if (got.free === 0) {
+              showError('Cannot download ' + name, new Error(ctx.endpoint + ' runs as many transfers as it ' +
+                                                             'allows; try again in a few seconds'));
+              return;
+            }
             st.sid = got.sid;
             var go2 = el('a', {href: downloadUrl(got.sid, path), download: name, hidden: true});
             document.body.appendChild(go2);
