@@ -375,14 +375,16 @@ def open_read(target: Target) -> Tuple[int, os.stat_result]:
 
 def parse_range(header: Optional[str], size: int) -> Optional[Tuple[int, int]]:
     """``(start, end)`` (end exclusive) of a single ``bytes=`` range, or None for the
-    whole file; 416 (with the size in ``Content-Range``) for one that does not fit."""
+    whole file; 416 (with the size in ``Content-Range``) for one that is malformed or does
+    not fit. As RFC 9110 14.2 allows, a Range of another unit (which a server must
+    ignore) or of several ranges (no multipart answers here) gets the whole file."""
     if header is None or not header.strip():
         return None
     unit, _, spec = header.strip().partition("=")
     bad = RangeNotSatisfiable("cannot serve Range %r of a %d-byte file (one bytes=N-, N-M or -K range)"
                               % (header[:80], size), headers={"Content-Range": "bytes */%d" % size})
     if unit.strip().lower() != "bytes" or "," in spec:
-        raise bad
+        return None
     first, dash, last = spec.strip().partition("-")
     if not dash:
         raise bad
