@@ -124,3 +124,15 @@ def test_concurrent_publishers_reach_every_listener_in_id_order():
         t.join()
     seqs = [e.seq for e in listener.take(1.0)]
     assert len(seqs) == 2000 and seqs == sorted(seqs)
+
+
+def test_one_event_larger_than_a_listener_queue_does_not_cut_the_listener():
+    """A 4 MiB notification of control characters is 24 MiB as JSON, more than a listener's
+    16 MiB: it cut every listener (again after each resume, since it is in the backlog)."""
+    hub = EventHub(listener_bytes=5000)
+    listener, _ = hub.subscribe(Filter(), None, lambda: {})
+    hub.notify("ep", "p", "huge", "\x01" * 2000)        # 12,000 bytes of JSON
+    assert not listener.overflowed and len(listener.take(0)) == 1
+    hub.notify("ep", "p", "huge", "\x01" * 2000)
+    hub.notify("ep", "p", "huge", "\x01" * 2000)         # a second one queued behind: too slow
+    assert listener.overflowed

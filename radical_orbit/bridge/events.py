@@ -79,6 +79,8 @@ class Filter:
 class Listener:
     """One SSE client's queue. Overflow disconnects it; it resumes by id.
 
+    The bounds hold what is queued before one more event is taken; an empty queue takes
+    any event (the bytes are the hub's, shared by every queue and the ring).
     A topology event is a whole snapshot, so a newer one replaces a queued older one,
     and it counts against neither bound: at most one is ever queued, and however
     large the topology, it alone never cuts a listener."""
@@ -100,8 +102,11 @@ class Listener:
             if event.topic == TOPOLOGY:
                 self._supersede_topology()
                 self.queue.append(event)
-            elif (len(self.queue) >= self.max_queue
-                    or self.queued_bytes + len(event.wire) > self.max_bytes):
+            elif self.queue and (len(self.queue) >= self.max_queue
+                                 or self.queued_bytes + len(event.wire) > self.max_bytes):
+                # an empty queue takes any one event: a notification whose JSON alone is
+                # over the bound (4 MiB of control characters is 24 MiB escaped) would
+                # otherwise cut every listener, and again after each resume
                 self.overflowed = True
             else:
                 self.queue.append(event)
