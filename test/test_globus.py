@@ -313,7 +313,8 @@ def test_a_429_that_persists_keeps_its_code_and_retry_after(bc, gc, fake):
 
 
 @pytest.mark.parametrize("status, code, kept", [
-    (400, "ClientError.BadRequest", 502), (401, "AuthenticationFailed", 401), (403, "PermissionDenied", 403), (404, "ClientError.NotFound", 404),
+    (400, "ClientError.BadRequest", 502), (401, "AuthenticationFailed", 401), (403, "PermissionDenied", 403),
+    (404, "ClientError.NotFound", 404),
     (409, "Conflict", 409), (500, "ExternalError.DirListingFailed", 502),
     (502, "ExternalError.DirListingFailed.GCDisconnected", 502)])
 def test_globus_errors_keep_their_codes_others_are_502(gc, fake, status, code, kept):

@@ -119,6 +119,15 @@ def test_an_executable_on_a_dask_worker_brings_stdout_and_exit_code(rc):
     assert (result.state, result["exit_code"], result["stdout"]) == ("FAILED", 4, "from-dask\n")
 
 
+def test_binary_output_of_an_executable_on_dask_is_text_not_a_failure(rc):
+    """rhapsody's dask backend decoded an executable's output strictly: one byte that is not
+    UTF-8 failed the task with UnicodeDecodeError. It reads like the concurrent backend's."""
+    uid, = rc.submit_tasks([executable_task("/bin/sh", ["-c", "printf 'ok \\377\\376 end'; printf '\\377' >&2"])])
+    result, = rc.wait_tasks([uid], timeout=60)
+    assert (result.state, result["exit_code"]) == ("DONE", 0), result.get("exception")
+    assert result["stdout"] == "ok \ufffd\ufffd end" and result["stderr"] == "\ufffd"
+
+
 def test_a_mismatched_python_minor_is_refused_on_dask_too(rc, monkeypatch):
     monkeypatch.setattr(rhapsody_client, "PYTHON", "3.6")
     with pytest.raises(BadRequest, match="Python version mismatch"):

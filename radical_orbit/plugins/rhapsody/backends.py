@@ -80,8 +80,7 @@ async def make_backend(options: Options, sid: str, timeout: float) -> Any:
         workers = options.workers or default_workers()
         backend: Any = concurrent_backend_class()(DaemonThreadPool(workers, "rhapsody-%s" % sid))
     elif options.backend == "dask":
-        cls = BackendRegistry.get_backend_class("dask")
-        backend = cls(resources={"address": options.dask_scheduler, "timeout": timeout})
+        backend = dask_backend_class()(resources={"address": options.dask_scheduler, "timeout": timeout})
     else:
         cls = BackendRegistry.get_backend_class(options.backend)
         try:
@@ -171,6 +170,48 @@ def concurrent_backend_class() -> type:
 
         _CONCURRENT = StoppableConcurrentBackend
     return _CONCURRENT
+
+
+_DASK: Optional[type] = None
+
+
+def dask_backend_class() -> type:
+    """rhapsody's dask backend, whose executables bring back text the way the concurrent
+    backend's do: undecodable bytes replaced (rhapsody's decoded strictly, so one byte of
+    binary output failed the task) and at most MAX_OUTPUT bytes of each stream (rhapsody's
+    sent all of it through the scheduler into the endpoint's memory)."""
+    global _DASK
+    if _DASK is None:
+        from rhapsody.backends import BackendRegistry
+        run = _worker_runner()
+
+        class CappedDaskBackend(BackendRegistry.get_backend_class("dask")):  # type: ignore[misc]
+            async def _submit_executable(self, task: Dict[str, Any]) -> None:
+                extra = task.get("task_backend_specific_kwargs") or {}
+                await self._submit_and_track(
+                    task, run, (task["executable"], list(task.get("arguments") or [])), kind="executable",
+                    fn_kwargs={"cwd": extra.get("cwd"), "env": extra.get("env"),
+                               "shell": bool(extra.get("shell")), "cap": MAX_OUTPUT})
+
+        _DASK = CappedDaskBackend
+    return _DASK
+
+
+def _worker_runner() -> Any:
+    """The function a Dask worker runs for an executable task. Made here, not at module
+    level, so that Dask sends it by value: the workers need rhapsody, not radical_orbit."""
+    def run_executable(executable: str, arguments: List[str], cwd: Optional[str] = None,
+                       env: Optional[Dict[str, str]] = None, shell: bool = False, cap: int = 0) -> Any:
+        import subprocess
+        argv = [executable] + list(arguments)
+        done = subprocess.run(" ".join(argv) if shell else argv, shell=shell, capture_output=True,
+                              stdin=subprocess.DEVNULL, cwd=cwd, env=env)
+
+        def text(data: bytes) -> str:
+            kept = data[:cap].decode("utf-8", "replace")
+            return kept + ("\n[... %d more bytes not kept]" % (len(data) - cap) if len(data) > cap else "")
+        return text(done.stdout), text(done.stderr), done.returncode
+    return run_executable
 
 
 async def _read_capped(stream: Any, cap: int) -> bytes:
