@@ -119,7 +119,7 @@ class BridgeClient:
                           interval: float = 0.2) -> Dict[str, Any]:
         """Block until every named endpoint is connected; Timeout after ``timeout`` s."""
         wanted = {names} if isinstance(names, str) else set(names)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds("timeout", timeout)
         while True:
             try:
                 endpoints = self.topology()["endpoints"]
@@ -195,6 +195,17 @@ class EndpointClient:
 
     def unload_plugin(self, name: str) -> Dict[str, Any]:
         return self.request("POST", "_orbit/plugins/unload", json={"name": name})
+
+
+def seconds(name: str, value: Any, optional: bool = False) -> Optional[float]:
+    """``value`` as a timeout in seconds, checked before anything waits on it: a number
+    >= 0 (None too when ``optional``: no limit); anything else, NaN included (which
+    compares false with every deadline, so a wait on it never ends), is a ValueError."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError("%s must be a number of seconds >= 0, not %r" % (name, value))
+    return float(value)
 
 
 def _missing_plugin(endpoint: str, name: str, loaded: Iterable[str]) -> NotFound:

@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
-from ..client import EndpointClient, PluginClient
+from ..client import EndpointClient, PluginClient, seconds
 from ..errors import OrbitError, Timeout, Unauthorized, Unavailable
 
 ENV_PREFIX = "RADICAL_ORBIT_GLOBUS_"
@@ -113,7 +113,7 @@ class GlobusClient(PluginClient):
 
     def wait(self, task_id: str, timeout: float = 600.0) -> Dict[str, Any]:
         """The task document once it SUCCEEDED or FAILED; Timeout after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds("wait timeout", timeout)
         while True:
             left = deadline - time.monotonic()
             step = max(0.0, min(WAIT_STEP, left))

@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any, Dict, List, Optional
 
-from ..client import PluginClient
+from ..client import PluginClient, seconds
 from ..errors import Gone, NotFound, Timeout, Unavailable
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELED")
@@ -67,8 +67,7 @@ class PSIJClient(PluginClient):
         stream was cut. Raises the Timeout kind after ``timeout`` s (ValueError for a
         ``timeout`` that is not a number of seconds, NaN included); ``poll`` is at least
         MIN_POLL s, so a zero or negative one cannot flood the endpoint with status calls."""
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
-            raise ValueError("wait_job timeout must be a number of seconds >= 0, not %r" % (timeout,))
+        seconds("wait_job timeout", timeout)
         poll = max(float(poll), MIN_POLL) if poll == poll else WAIT_POLL
         done = threading.Event()
         final: Dict[str, Any] = {}

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 import cloudpickle
 import msgpack
 
-from ..client import EndpointClient, PluginClient
+from ..client import EndpointClient, PluginClient, seconds
 from ..errors import BadRequest, OrbitError, Timeout
 
 #: This client's Python, ``major.minor``: pickled functions only travel to the same one.
@@ -139,7 +139,7 @@ class RhapsodyClient(PluginClient):
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Until the backend is ready: on its ``session_status`` notification, or polled."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds("ready timeout", timeout)
         while True:
             with self._cond:
                 if self.state in ("ready", "failed"):
@@ -254,7 +254,8 @@ class RhapsodyClient(PluginClient):
         uids = list(uids)
         remaining = set(uids)
         results: Dict[str, TaskResult] = {}
-        deadline = None if timeout is None else time.monotonic() + timeout
+        limit = seconds("wait_tasks timeout", timeout, optional=True)
+        deadline = None if limit is None else time.monotonic() + limit
         last_progress = time.monotonic()
         while remaining:
             left = None if deadline is None else deadline - time.monotonic()
