@@ -56,7 +56,7 @@ class BridgeClient:
         """One call; returns the decoded JSON (``raw``: the bytes; ``stream``: the response)."""
         url = "%s/%s" % (self.url, path.lstrip("/"))
         try:
-            resp = self.session.request(method, url, json=json, data=data, params=params,
+            resp = self.session.request(method, url, json=json, data=data, params=_params(params),
                                         headers=headers, stream=stream, verify=self.verify,
                                         timeout=timeout or self.timeout)
         except requests.exceptions.SSLError as exc:
@@ -293,6 +293,15 @@ def _socket_of(resp: "requests.Response") -> Optional[socket.socket]:
         fp = getattr(getattr(raw, "_fp", None), "fp", None)
         sock = getattr(getattr(fp, "raw", None), "_sock", None)
     return sock
+
+
+def _params(params: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """Query values with each str as its UTF-8 bytes, surrogates as the bytes they stand
+    for (``surrogateescape``, as os.fsencode): requests refuses a str holding a file name
+    that is not valid UTF-8, and the plugin side decodes it back to the same str."""
+    if not params:
+        return params
+    return {k: v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v for k, v in params.items()}
 
 
 def _error(resp: "requests.Response") -> OrbitError:

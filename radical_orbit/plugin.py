@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from urllib.parse import parse_qs, urlencode
 
 from . import router
 from .descriptor import PluginDescriptor
@@ -26,6 +27,20 @@ MAX_JSON_BODY = 16 * 2**20
 BODY_PIECE = 256 * 1024
 #: How many expired session ids are remembered so that they answer 410, not 404.
 EXPIRED_MEMORY = 4096
+
+
+def parse_query(query: str) -> Dict[str, List[str]]:
+    """A plugin request's query string as lists of values. Percent-escapes that are not
+    UTF-8 decode as surrogates (``surrogateescape``, what Python's os functions use), so a
+    file name that is not valid UTF-8 names the same file on the endpoint, where U+FFFD
+    would have named another one; valid UTF-8 decodes as before."""
+    return parse_qs(query, keep_blank_values=True, errors="surrogateescape")
+
+
+def encode_query(query: Dict[str, Any]) -> str:
+    """The inverse of ``parse_query`` for one value per key: a str holding surrogates
+    (a name that is not UTF-8) is sent as its original bytes, percent-escaped."""
+    return urlencode({k: str(v) for k, v in query.items() if v is not None}, errors="surrogateescape")
 
 
 def route(method: str, rule: str, inline: bool = False) -> Callable:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from urllib.parse import quote
 
 import pytest
 
@@ -589,3 +590,54 @@ def _outcome(call, *args):
         return call(*args)
     except Exception as exc:
         return {"error": repr(exc)}
+
+
+def test_names_that_are_not_utf8_go_through_every_route(orbit, tmp_path):
+    """Old HPC data holds names that are not valid UTF-8: they travel as surrogateescape
+    strings in JSON and as percent-escaped bytes in query strings, and name the same file."""
+    bc = start(orbit, "ep1")
+    st = staging(bc, "ep1")
+    root = tmp_path / "root"
+    root.mkdir()
+    broot = os.fsencode(str(root))
+    with open(os.path.join(broot, b"caf\xe9.dat"), "wb") as f:          # Latin-1 "café"
+        f.write(b"latin-1 bytes")
+    with open(os.path.join(broot, b"caf\xc3\xa9.dat"), "wb") as f:      # UTF-8 "café"
+        f.write(b"utf-8 bytes")
+    latin, utf8 = str(root / "caf\udce9.dat"), str(root / "caf\u00e9.dat")
+    assert sorted(e["name"] for e in st.list(str(root))) == ["caf\u00e9.dat", "caf\udce9.dat"]
+
+    local = tmp_path / "local"
+    local.mkdir()
+    assert st.get(latin, str(local / "caf\udce9.dat"))["size"] == len(b"latin-1 bytes")
+    assert st.get(utf8, str(local / "caf\u00e9.dat"))["size"] == len(b"utf-8 bytes")
+    with open(os.path.join(os.fsencode(str(local)), b"caf\xe9.dat"), "rb") as f:
+        assert f.read() == b"latin-1 bytes"
+    with open(os.path.join(os.fsencode(str(local)), b"caf\xc3\xa9.dat"), "rb") as f:
+        assert f.read() == b"utf-8 bytes"
+
+    answer = st.put(str(local / "caf\udce9.dat"), str(root / "new\udcff.bin"))
+    assert answer["path"] == str(root / "new\udcff.bin")
+    with open(os.path.join(broot, b"new\xff.bin"), "rb") as f:
+        assert f.read() == b"latin-1 bytes"
+
+    # a raw, correctly percent-encoded URL names the file by its bytes; U+FFFD names another
+    url = "%s/ep1/staging/download/%s?path=" % (orbit.url, st.sid)
+    session = orbit.session()
+    resp = session.get(url + quote(os.fsencode(str(root / "new\udcff.bin"))), verify=orbit.verify, timeout=30)
+    assert resp.status_code == 200 and resp.content == b"latin-1 bytes"
+    resp = session.get(url + quote(os.fsencode(latin)) + "&attachment=1", verify=orbit.verify, timeout=30)
+    assert resp.status_code == 200 and resp.content == b"latin-1 bytes"
+    assert resp.headers["Content-Disposition"].endswith("''caf%E9.dat")
+    resp = session.get(url + quote(str(root / "new\ufffd.bin")), verify=orbit.verify, timeout=30)
+    assert resp.status_code == 404, resp.text
+
+    # a copy through the bridge passes such names on in its own query strings
+    os.makedirs(str(tmp_path / "bridge"))
+    assert st.copy("ep1", latin, "bridge", str(tmp_path / "bridge" / "x\udcfe"))["size"] == 13
+    assert st.copy("bridge", str(tmp_path / "bridge" / "x\udcfe"), "ep1", str(root / "y\udcfd"))["size"] == 13
+    with open(os.path.join(broot, b"y\xfd"), "rb") as f:
+        assert f.read() == b"latin-1 bytes"
+    assert sorted(os.listdir(broot)) == [b"caf\xc3\xa9.dat", b"caf\xe9.dat", b"new\xff.bin", b"y\xfd"]
+    st.close()
+    bc.close()

@@ -8,10 +8,9 @@ whole. Endpoint-hosted plugins get ``context.bridge = None``.
 """
 import json
 from typing import Any, Dict, Iterable, Iterator, Optional, Union
-from urllib.parse import parse_qs, urlencode
 
 from ..errors import NotFound, OrbitError, error_for_status
-from ..plugin import Request
+from ..plugin import Request, encode_query, parse_query
 from .connection import EndpointConnection, Pending
 from .framing import READ_CHUNK
 from .proxy import ProxyCall
@@ -101,7 +100,7 @@ class BridgeCalls:
         of chunks pulled as the endpoint's window allows) and return once the answer's
         head is in. Waits are bounded by ``request_timeout`` (the head) and
         ``stream_idle_timeout`` (each chunk either way). The caller closes the answer."""
-        query_string = urlencode({k: str(v) for k, v in (query or {}).items() if v is not None})
+        query_string = encode_query(query or {})
         reader = ChunkReader(body, length)
         if endpoint == BRIDGE:
             return self._local(method, path, query_string, headers or {}, reader)
@@ -115,7 +114,7 @@ class BridgeCalls:
         host = self._bridge.local
         if host is None:
             raise NotFound("this bridge hosts no plugins")
-        req = Request(method, path, parse_qs(query, keep_blank_values=True), headers, reader,
+        req = Request(method, path, parse_query(query), headers, reader,
                       "bridge-call", reader.length)
         resp = host.dispatch(req)
         chunks = resp.chunks(READ_CHUNK)

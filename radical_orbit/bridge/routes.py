@@ -14,7 +14,7 @@ from .. import protocol
 from ..descriptor import UI_MODULE_RE
 from ..errors import BadRequest, MethodNotAllowed, NotFound, OrbitError, from_exception
 from ..names import NAME_RE
-from ..plugin import Request
+from ..plugin import Request, parse_query
 from ..router import Router, class_router, route
 from .auth import refused
 from .calls import BRIDGE
@@ -302,7 +302,7 @@ class BridgeHandler(Handler):
         host = self.bridge.local
         if host is None:
             raise NotFound("this bridge hosts no plugins")
-        req = Request(self.command, rest, self.query, plugin_headers(self.headers), body,
+        req = Request(self.command, rest, parse_query(self.query_string), plugin_headers(self.headers), body,
                       self.request_id or "", body.length)
         resp = host.dispatch(req)
         if not body.done and not body.drain():

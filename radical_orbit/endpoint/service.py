@@ -17,12 +17,11 @@ import secrets
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
-from urllib.parse import parse_qs
 
 from .. import __version__, protocol
 from ..errors import OrbitError, Unavailable
 from ..host import host_facts
-from ..plugin import Request, Response
+from ..plugin import Request, Response, parse_query
 from ..plugin_host import PluginHost, error_response
 from ..streams import ReceiveStream, SendWindow, pump, with_last
 from .durable import DurableOutbox, Reader
@@ -352,7 +351,7 @@ class EndpointService:
             body = stream.body
         headers = msg.get("headers") or {}
         req = Request(msg["method"], msg["path"],
-                      parse_qs(msg.get("query") or "", keep_blank_values=True), headers, body,
+                      parse_query(msg.get("query") or ""), headers, body,
                       headers.get("x-request-id") or "r%d" % rid, msg.get("length"))
         log.debug("[%s] %s /%s", req.request_id, req.method, req.path)
         call, inline = self.host.prepare(req)

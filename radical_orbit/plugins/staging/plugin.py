@@ -286,7 +286,7 @@ class StagingPlugin(Plugin):
             headers = {"X-Orbit-Size": str(size), "X-Orbit-Mode": "%o" % stat.S_IMODE(st.st_mode),
                        "X-Orbit-Mtime": repr(st.st_mtime), "Accept-Ranges": "bytes"}
             if req.query_bool("attachment"):
-                headers["Content-Disposition"] = "attachment; filename*=UTF-8''%s" % quote(target.name or "root")
+                headers["Content-Disposition"] = "attachment; filename*=UTF-8''%s" % quote(target.name or "root", errors="surrogateescape")
             span = transfer.parse_range(req.headers.get("range"), size)
             status, start, end = 200, 0, size
             if span is not None:
