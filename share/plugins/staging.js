@@ -80,12 +80,31 @@
 
   function obj(v) { return v && typeof v === 'object' && !Array.isArray(v) ? v : {}; }
   function num(v) { return typeof v === 'number' && isFinite(v); }
-  /** Whether a path can go into a URL: a name that is not UTF-8 on disk comes in JSON as
-   * lone surrogates, which no URL can carry (JSON calls carry it fine). */
-  function urlSafe(path) {
-    try { encodeURIComponent(path); return true; } catch (e) { return false; }
+  /** A path as a query value. A name that is not UTF-8 on disk comes in JSON as lone
+   * surrogates (Python's surrogateescape: byte 0xE9 is U+DCE9), which encodeURIComponent
+   * refuses: each goes as the byte it stands for (%E9), which the endpoint decodes back
+   * to the same name. null for anything else no URL can carry. */
+  function qpath(path) {
+    var out = '', i, c, d;
+    for (i = 0; i < path.length; i++) {
+      c = path.charCodeAt(i);
+      d = i + 1 < path.length ? path.charCodeAt(i + 1) : 0;
+      if (c >= 0xD800 && c <= 0xDBFF && d >= 0xDC00 && d <= 0xDFFF) {
+        out += encodeURIComponent(path.substr(i, 2));
+        i++;
+      } else if (c >= 0xDC80 && c <= 0xDCFF) {
+        out += '%' + (c - 0xDC00).toString(16).toUpperCase();
+      } else if (c >= 0xD800 && c <= 0xDFFF) {
+        return null;
+      } else {
+        out += encodeURIComponent(path.charAt(i));
+      }
+    }
+    return out;
   }
-  var NOT_UTF8 = 'this name is not valid UTF-8, so the browser cannot ask for it by URL ' +
+  /** Whether a path can go into a URL (JSON calls carry any name). */
+  function urlSafe(path) { return qpath(path) !== null; }
+  var NOT_UTF8 = 'this name cannot be put in a URL, so the browser cannot ask for it ' +
                  '(rename it here, or fetch it with the SDK)';
 
   /** dir + '/' + name without doubling the slash of '/' */
@@ -341,7 +360,7 @@
       // ------------------------------------------------------------ download
       function downloadUrl(sid, path) {
         return '/' + u.seg(ctx.endpoint) + '/' + u.seg(ctx.instance) + '/download/' + u.seg(sid) +
-               '?path=' + u.seg(path) + '&attachment=1';
+               '?path=' + qpath(path) + '&attachment=1';
       }
 
       /** A real same-origin link (copyable, streamed to disk by the browser). On a click
@@ -361,7 +380,7 @@
             return ctx.api('POST', 'stat/' + u.seg(sid), {path: path}).then(function (s) {
               // downloads share the endpoint's transfer slots with uploads: a refused one
               // would only be a failed download in the browser's list
-              return ctx.api('GET', 'upload_status/' + u.seg(sid) + '?path=' + u.seg(path)).then(function (f) {
+              return ctx.api('GET', 'upload_status/' + u.seg(sid) + '?path=' + qpath(path)).then(function (f) {
                 return {sid: sid, stat: obj(s), free: obj(f).free};
               });
             });
@@ -563,7 +582,7 @@
        * slot free: a refusal would reach the browser, still sending, as a cut connection. */
       function uploadStatus(t) {
         return ctx.withSession(function (sid) {
-          return ctx.api('GET', 'upload_status/' + u.seg(sid) + '?path=' + u.seg(t.path));
+          return ctx.api('GET', 'upload_status/' + u.seg(sid) + '?path=' + qpath(t.path));
         }).then(function (s) {
           s = obj(s);
           if (s.free !== 0 || t.cancelled || !ctx.active) return s;
@@ -588,7 +607,7 @@
             }, 5000);
             t.xhr = xhr;
             var url = '/' + u.seg(ctx.endpoint) + '/' + u.seg(ctx.instance) + '/upload/' + u.seg(sid) +
-                      '?path=' + u.seg(t.path) + '&overwrite=' + (overwrite ? 'true' : 'false') +
+                      '?path=' + qpath(t.path) + '&overwrite=' + (overwrite ? 'true' : 'false') +
                       (offset ? '&offset=' + offset : '') + (offset && heldSha256 ? '&held_sha256=' + heldSha256 : '');
             xhr.open('PUT', url);
             xhr.setRequestHeader('Content-Type', 'application/octet-stream');
