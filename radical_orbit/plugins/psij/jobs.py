@@ -15,7 +15,7 @@ import uuid
 from typing import Any, Dict, List, Optional
 
 from ...errors import BadRequest, Conflict, NotFound, OrbitError, Timeout
-from . import output, quicklaunch, spec as specs
+from . import lookup, output, quicklaunch, spec as specs
 from .executors import COMMAND_TIMEOUT, POLL_INTERVAL, CommandTimedOut, Executors
 from .store import TERMINAL, JobStore, KeyTaken
 from .wakeup import ChildWakeup
@@ -47,7 +47,7 @@ class JobManager:
     def __init__(self, state_dir: str, open_notes: Any, poll_interval: float = POLL_INTERVAL,
                  command_timeout: float = COMMAND_TIMEOUT, allowed: Optional[List[str]] = None,
                  default_executor: str = "local", tail_bytes: int = output.TAIL_BYTES,
-                 keep_days: float = KEEP_DAYS):
+                 keep_days: float = KEEP_DAYS, submit_lookup: float = lookup.SUBMIT_LOOKUP):
         # absolute: a job with its own directory writes its output and exit code there
         self.state_dir = state_dir = os.path.abspath(state_dir)
         self.output_dir = os.path.join(state_dir, "output")
@@ -77,6 +77,9 @@ class JobManager:
         self.watcher.add_listener(self._forget_ended)
         self.keep_days = keep_days
         self._closed = threading.Event()
+        #: jobs whose submit outcome is not known, looked up by name until found or this late
+        self.submit_lookup = submit_lookup
+        self._unknown = lookup.Pending(self._resolve, max(0.5, min(lookup.LOOKUP_INTERVAL, submit_lookup / 5.0)))
         self._pruner: Optional[threading.Thread] = None
         if keep_days > 0:
             self.prune()
@@ -135,6 +138,7 @@ class JobManager:
 
     def close(self) -> None:
         self._closed.set()
+        self._unknown.close()
         if self._pruner is not None:
             self._pruner.join(5.0)
         self.wakeup.stop()
@@ -192,7 +196,7 @@ class JobManager:
     def _start(self, job_id: str, spec: Dict[str, Any], executor: str, runner: Any,
                stdout: str, stderr: str) -> Dict[str, Any]:
         import psij
-        psij_job = psij.Job(specs.build(spec, executor, stdout, stderr))
+        psij_job = psij.Job(specs.build(spec, executor, stdout, stderr, job_id))
         self.watcher.track(psij_job, job_id)
         self._live[job_id] = psij_job
         if executor == "local":
@@ -205,7 +209,21 @@ class JobManager:
             # sbatch's "Socket timed out on send/recv operation": the controller may have the job
             timed_out = isinstance(exc.__context__, CommandTimedOut) or isinstance(exc, CommandTimedOut) \
                 or bool(_AMBIGUOUS.search(detail))
-            if not timed_out and (type(exc).__name__ in _REFUSALS or isinstance(exc, (TypeError, ValueError))):
+            refused = not timed_out and (type(exc).__name__ in _REFUSALS or isinstance(exc, (TypeError, ValueError)))
+            if executor in lookup.FINDERS:
+                # whatever sbatch said, the job may be in the queue: its name tells
+                _drop_script(runner, psij_job)
+                try:
+                    native = self._find(job_id)
+                except lookup.NotAnswered:
+                    native = None       # a refusal stands; an unknown outcome is looked up later
+                if native is not None:
+                    log.warning("job %s: the %s submit failed (%s) but the scheduler has it as %s: followed",
+                                job_id, executor, detail, native)
+                    return self._adopt(job_id, native)
+                if not refused:
+                    return self._submit_unknown(job_id, executor, detail)
+            if refused:
                 self.store.delete(job_id)
                 _drop_script(runner, psij_job)
                 raise BadRequest("the %s executor refused the job: %s" % (executor, detail))
@@ -234,6 +252,60 @@ class JobManager:
             self._cancel_live(job_id, runner)
             record = self.store.get(job_id) or record
         return record
+
+    # -- a submit whose outcome is not known -----------------------------------------
+    def _submit_unknown(self, job_id: str, executor: str, detail: str) -> Dict[str, Any]:
+        """Keep the job QUEUED without a native id, saying so, and look it up by its name
+        until it is found or ``submit_lookup`` s after its submit have passed."""
+        record = self.store.get(job_id)
+        assert record is not None
+        name = lookup.scheduler_name(job_id, _spec_name(record, executor))
+        self.watcher.advance(job_id, "QUEUED", None, "submit outcome unknown: the %s executor's submit did not "
+                             "complete (%s); the job is looked for in the scheduler under the name %s for "
+                             "%.0f s after its submit; do not submit it again"
+                             % (executor, detail, name, self.submit_lookup), time.time())
+        self._unknown.add(job_id)
+        return self.store.get(job_id) or record
+
+    def _find(self, job_id: str) -> Optional[str]:
+        """The native id the scheduler has for the job (None: not found); NotAnswered."""
+        record = self.store.get(job_id)
+        assert record is not None
+        name = lookup.scheduler_name(job_id, _spec_name(record, record["executor"]))
+        return lookup.FINDERS[record["executor"]](name, record["created"], self.command_timeout)
+
+    def _adopt(self, job_id: str, native: str) -> Dict[str, Any]:
+        """Follow a job found by its name as any job: one still NEW is QUEUED with its id
+        (one notification), one QUEUED already gets its id with its next transition."""
+        if self.watcher.advance(job_id, "QUEUED", None, None, time.time(), native) is None:
+            self.store.set_native(job_id, native, message="found in the scheduler as %s after its submit's "
+                                  "outcome was not known" % native)
+        record = self.store.get(job_id)
+        assert record is not None
+        self._attach(record, native)
+        return self.store.get(job_id) or record
+
+    def _resolve(self, job_id: str) -> bool:
+        """One look-up of a job whose submit outcome is not known; True once settled."""
+        record = self.store.get(job_id)
+        if record is None or record["state"] in TERMINAL or record["native_id"] is not None:
+            return True
+        try:
+            native = self._find(job_id)
+            why = "not found"
+        except lookup.NotAnswered as exc:
+            native, why = None, "the scheduler could not be asked (%s)" % exc
+        if native is not None:
+            log.info("job %s: its submit's outcome was not known; the scheduler has it as %s", job_id, native)
+            self._adopt(job_id, native)
+            return True
+        if time.time() < record["created"] + self.submit_lookup:
+            return False
+        name = lookup.scheduler_name(job_id, _spec_name(record, record["executor"]))
+        self.watcher.advance(job_id, "FAILED", None, "submit outcome unknown, and the job was not found in "
+                             "squeue/sacct under the name %s within %.0f s after its submit (last look-up: %s): "
+                             "it was not queued" % (name, self.submit_lookup, why), time.time())
+        return True
 
     # -- cancel, status, list --------------------------------------------------------
     def cancel(self, job_id: str) -> Dict[str, Any]:
@@ -312,8 +384,14 @@ class JobManager:
         return count
 
     def _resume_one(self, record: Dict[str, Any]) -> bool:
-        import psij
         job_id, native, executor = record["job_id"], record["native_id"], record["executor"]
+        if native is None and executor in lookup.FINDERS:
+            # killed between sbatch and recording the native id, or still being looked for
+            if record["state"] == "NEW":
+                self._submit_unknown(job_id, executor, "the endpoint stopped while submitting it")
+            if not self._resolve(job_id):
+                self._unknown.add(job_id)
+            return True
         if native is None:
             self.watcher.advance(job_id, "FAILED", None, "the endpoint stopped while submitting this job: "
                                  "whether the executor received it is not known", time.time())
@@ -327,8 +405,17 @@ class JobManager:
                 self.watcher.advance(job_id, "COMPLETED" if code == 0 else "FAILED", code,
                                      "ended while the endpoint was down", time.time())
             return False
+        self._attach(record, native)
+        return True
+
+    def _attach(self, record: Dict[str, Any], native: str) -> None:
+        """Watch the job ``native`` through its executor (a cancel asked for meanwhile is
+        carried out)."""
+        import psij
+        job_id, executor = record["job_id"], record["executor"]
         runner = self.executors.get(executor)
-        psij_job = psij.Job(specs.build(record["spec"], executor, record["stdout_path"], record["stderr_path"]))
+        psij_job = psij.Job(specs.build(record["spec"], executor, record["stdout_path"], record["stderr_path"],
+                                        job_id))
         if executor == "local":
             self.watcher.exit_unknown.add(job_id)
         self.watcher.track(psij_job, job_id)
@@ -338,9 +425,15 @@ class JobManager:
             self.wakeup.watch(int(native))
         current = self.store.get(job_id)
         if current is not None and current["cancel_requested"] and current["state"] not in TERMINAL:
-            log.info("job %s: carrying out the cancel asked for while it was re-attached", job_id)
+            log.info("job %s: carrying out the cancel asked for while it was not watched", job_id)
             self._cancel_live(job_id, runner)
-        return True
+
+
+def _spec_name(record: Dict[str, Any], executor: str) -> Optional[str]:
+    """The name part a job's spec gives its scheduler name (spec.build reads the same)."""
+    directive = specs.NAME_DIRECTIVE.get(executor)
+    custom = record["spec"].get("attributes", {}).get("custom_attributes") or {}
+    return (custom.get(directive) if directive else None) or record["spec"].get("name")
 
 
 def _psij_message(exc: BaseException) -> str:

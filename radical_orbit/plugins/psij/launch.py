@@ -340,6 +340,8 @@ class Launches:
         with self._lock:
             launch = self._by_job.get(record["job_id"])
         if launch is not None:
+            if launch.native_id is None and record.get("native_id"):
+                launch.native_id = record["native_id"]      # its submit's outcome was not known
             self._job_state(launch, record["state"], record.get("message"))
 
     def _job_state(self, launch: Launch, job_state: str, message: Optional[str]) -> None:

@@ -14,7 +14,9 @@ of a batch executor), ``command_timeout`` (s any scheduler command may take),
 ``<config dir>/psij/<endpoint>/<instance>``), ``tail_bytes`` (output in a terminal
 notification), ``keep_days`` (a job that ended longer ago is forgotten with its output
 files, at load and periodically; 0 keeps every job), ``max_launches`` (launched child
-endpoints not yet ended; a further ``submit_tunneled`` is a 503 with Retry-After).
+endpoints not yet ended; a further ``submit_tunneled`` is a 503 with Retry-After),
+``submit_lookup`` (s after a submit whose outcome is not known, e.g. sbatch timed out, that
+the job is looked for by its name; then it is FAILED, not found).
 """
 import os
 import sys
@@ -27,6 +29,7 @@ from ...plugin import Plugin, PluginContext, PluginSession, Request, route
 from . import launch, output
 from .executors import COMMAND_TIMEOUT, POLL_INTERVAL
 from .jobs import KEEP_DAYS, MAX_LIST, JobManager
+from .lookup import SUBMIT_LOOKUP
 
 #: the largest output offset a status call accepts (beyond any file a job writes)
 MAX_OFFSET = 2 ** 62
@@ -53,7 +56,8 @@ class PsijPlugin(Plugin):
             command_timeout=_positive(settings, "command_timeout", COMMAND_TIMEOUT),
             allowed=allowed, default_executor=str(settings.get("default_executor", "local")),
             tail_bytes=int(_positive(settings, "tail_bytes", output.TAIL_BYTES)),
-            keep_days=_not_negative(settings, "keep_days", KEEP_DAYS))
+            keep_days=_not_negative(settings, "keep_days", KEEP_DAYS),
+            submit_lookup=_positive(settings, "submit_lookup", SUBMIT_LOOKUP))
         self.jobs.executors.check_name(self.jobs.default_executor)
         self.max_launches = int(_positive(settings, "max_launches", launch.MAX_LAUNCHES))
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any, Dict, List, Optional
 
 from ...errors import BadRequest
+from .lookup import FINDERS, scheduler_name
 
 #: executors that render attributes into a batch script, and the prefix of their custom attributes
 BATCH_PREFIX = {"slurm": "slurm", "pbs": "pbs", "pbs_classic": "pbs", "lsf": "lsf", "cobalt": "cobalt"}
@@ -257,15 +258,19 @@ def _resources(res: Any, attrs: Dict[str, Any], executor: str) -> Dict[str, Any]
     return out
 
 
-def build(spec: Dict[str, Any], executor: str, stdout_path: str, stderr_path: str) -> Any:
+def build(spec: Dict[str, Any], executor: str, stdout_path: str, stderr_path: str, job_id: str) -> Any:
     """The psij JobSpec of a spec ``check`` returned; output goes to the given files unless
-    the spec names its own."""
+    the spec names its own. An executor whose jobs ORBIT can look up by name
+    (``lookup.FINDERS``) names the job after ``job_id`` too (``lookup.scheduler_name``)."""
     import psij
 
     attrs = spec.get("attributes", {})
     custom = dict(attrs.get("custom_attributes") or {})
-    if spec.get("name") and executor in NAME_DIRECTIVE:
-        custom.setdefault(NAME_DIRECTIVE[executor], spec["name"])
+    directive = NAME_DIRECTIVE.get(executor)
+    if directive is not None and executor in FINDERS:
+        custom[directive] = scheduler_name(job_id, custom.get(directive) or spec.get("name"))
+    elif spec.get("name") and directive is not None:
+        custom.setdefault(directive, spec["name"])
     attributes = psij.JobAttributes(
         duration=timedelta(seconds=attrs["duration"]) if "duration" in attrs else timedelta(minutes=10),
         queue_name=attrs.get("queue_name"), account=attrs.get("account"),

@@ -119,11 +119,14 @@ class JobStore:
                              " AND updated < ?", (before,))
         return [_public(r) for r in rows]
 
-    def set_native(self, job_id: str, native_id: str, process_started: Optional[float] = None) -> None:
+    def set_native(self, job_id: str, native_id: str, process_started: Optional[float] = None,
+                   message: Optional[str] = None) -> None:
+        """Record the native id (and ``message``, when given) without a transition."""
         with self._lock:
             self._db.execute("UPDATE jobs SET native_id = COALESCE(native_id, ?),"
-                             " process_started = COALESCE(?, process_started), updated = ? WHERE job_id = ?",
-                             (native_id, process_started, time.time(), job_id))
+                             " process_started = COALESCE(?, process_started), message = COALESCE(?, message),"
+                             " updated = ? WHERE job_id = ?",
+                             (native_id, process_started, message, time.time(), job_id))
 
     def request_cancel(self, job_id: str) -> None:
         with self._lock:
