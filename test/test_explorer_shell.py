@@ -526,6 +526,30 @@ def test_a_plugins_401_is_the_pages_error_the_bridges_own_logs_out(shell, desk):
     assert desk.errors == []
 
 
+def test_the_bridges_own_401_to_a_pages_own_calls_logs_out(shell, desk, tmp_path):
+    """The calls a page makes by itself, not by ctx.api (psij's look at the endpoint's
+    queue_info, staging's XHR upload), follow the shell's rule too: the bridge's own 401
+    (the token revoked while the page is open) returns to the login view."""
+    def bridge_refuses(route):
+        # the bridge's real answer to the same call without a login
+        got = requests.request(route.request.method, route.request.url, verify=shell.verify, timeout=10)
+        assert got.status_code == 401
+        route.fulfill(status=got.status_code, headers=dict(got.headers), body=got.content)
+    for what, pattern in (("psij", "**/endpoint/list"), ("staging", "**/upload/**")):
+        log_in(desk, shell)
+        desk.route(pattern, bridge_refuses)
+        desk.evaluate("h => { location.hash = h; }", "#/hpc1/" + what)
+        if what == "staging":
+            expect(desk.locator("[data-testid=staging-listing] table")).to_be_visible(timeout=T)
+            src = tmp_path / "refused.txt"
+            src.write_text("x")
+            desk.locator("[data-testid=staging-picker]").set_input_files(str(src))
+        expect(desk.locator("#login")).to_be_visible(timeout=T)
+        expect(desk.locator("#login-error")).to_contain_text("log in again")
+        desk.unroute(pattern)
+    assert desk.errors == []
+
+
 def test_a_session_that_ends_is_registered_again(shell, desk):
     """The page's session is ended behind its back (the endpoint answers 410 for it
     afterwards): the next refresh registers a new one and the page carries on."""

@@ -217,6 +217,21 @@
    * page's error like any other. */
   var REFUSED_HEADER = 'X-Orbit-Auth';
 
+  /** The ApiError of an answer that is not 2xx, from its status, header(name) -> its
+   * header's value, and its body text (the error envelope's detail when it is one): the
+   * one rule for every call to the bridge, fetch or XHR. The bridge's own 401 shows the
+   * login view (noLogin: not for the login form's own calls). */
+  function answerError(status, header, text, path, noLogin) {
+    var env = null;
+    try { env = JSON.parse(text); } catch (e) { /* not JSON */ }
+    var detail = env && typeof env.detail === 'string' ? env.detail
+      : (text ? String(text).slice(0, 300) : 'request failed');
+    var loggedOut = status === 401 && header(REFUSED_HEADER) === 'refused';
+    var err = new ApiError(status, detail, path, env, loggedOut);
+    if (loggedOut && !noLogin) S.onUnauthorized();
+    return err;
+  }
+
   /** JSON request to the bridge with the same-origin cookie. Resolves to the
    * parsed JSON (or text for non-JSON answers); rejects with ApiError carrying
    * the error envelope's status_code and detail. The bridge's own 401 shows the login
@@ -238,21 +253,13 @@
       init.body = JSON.stringify(body);
     }
     return fetch(path, init).then(function (resp) {
-      var ctype = resp.headers.get('Content-Type') || '';
-      var parse = ctype.indexOf('json') >= 0
-        ? resp.text().then(function (t) {
-            try { return {json: JSON.parse(t)}; } catch (e) { return {text: t}; }
-          })
-        : resp.text().then(function (t) { return {text: t}; });
-      return parse.then(function (got) {
-        if (resp.ok) return 'json' in got ? got.json : got.text;
-        var env = got.json;
-        var detail = env && typeof env.detail === 'string' ? env.detail
-          : (got.text ? got.text.slice(0, 300) : (resp.statusText || 'request failed'));
-        var loggedOut = resp.status === 401 && resp.headers.get(REFUSED_HEADER) === 'refused';
-        var err = new ApiError(resp.status, detail, path, env, loggedOut);
-        if (loggedOut && !opts.noLogin) S.onUnauthorized();
-        throw err;
+      return resp.text().then(function (text) {
+        if (!resp.ok) {
+          throw answerError(resp.status, function (name) { return resp.headers.get(name); },
+                            text || resp.statusText, path, opts.noLogin);
+        }
+        if ((resp.headers.get('Content-Type') || '').indexOf('json') < 0) return text;
+        try { return JSON.parse(text); } catch (e) { return text; }
       });
     }, function (err) {
       if (timedOut) throw new ApiError(0, 'no answer from the bridge within ' + timeout / 1000 + ' s', path);
@@ -265,5 +272,5 @@
   function arr(v) { return Array.isArray(v) ? v : []; }
 
   S.onUnauthorized = function () {};     // _explorer.js: shows the login view
-  Object.assign(S, {$: $, el: el, appendChildren: appendChildren, clear: clear, replace: replace, isNum: isNum, fmtBytes: fmtBytes, fmtDuration: fmtDuration, fmtPercent: fmtPercent, fmtTime: fmtTime, toText: toText, bar: bar, meter: meter, kvTable: kvTable, table: table, util: util, ApiError: ApiError, describeError: describeError, request: request, obj: obj, arr: arr});
+  Object.assign(S, {$: $, el: el, appendChildren: appendChildren, clear: clear, replace: replace, isNum: isNum, fmtBytes: fmtBytes, fmtDuration: fmtDuration, fmtPercent: fmtPercent, fmtTime: fmtTime, toText: toText, bar: bar, meter: meter, kvTable: kvTable, table: table, util: util, ApiError: ApiError, describeError: describeError, answerError: answerError, request: request, obj: obj, arr: arr});
 })();

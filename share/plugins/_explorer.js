@@ -19,7 +19,7 @@
   var S = window.OrbitExplorerShell;
   var $ = S.$, ApiError = S.ApiError, appendChildren = S.appendChildren, arr = S.arr, clear = S.clear,
       describeError = S.describeError, el = S.el, fmtTime = S.fmtTime, obj = S.obj, replace = S.replace,
-      request = S.request, toText = S.toText, util = S.util;
+      request = S.request, toText = S.toText, util = S.util, answerError = S.answerError;
 
   var VERSION = '1';
   var MAX_NOTES = 200;
@@ -822,6 +822,12 @@
           throw err;
         });
       },
+      /** method, a path from the bridge's root (another plugin of this endpoint, the
+       * endpoint list), optional JSON body: as api(), but not aborted when the page
+       * closes (a session it registered there must still be unregistered). */
+      call: function (method, path, body, opts) {
+        return request(method, path, body, Object.assign({}, opts || {}, {noLogin: false}));
+      },
       /** The page's session id: registered on first use, again after a 404/410. */
       session: function (opts) {
         if (opts && opts.renew) { page.sidPromise = null; page.sid = null; }
@@ -898,6 +904,9 @@
     el: el,
     util: util,
     ApiError: ApiError,
+    /** answerError(status, header, text, path): the ApiError of a failed answer a page
+     * got by itself (an XHR upload); the bridge's own 401 shows the login view. */
+    answerError: function (status, header, text, path) { return answerError(status, header, text, path); },
     /** The stream's state: 'live', 'connecting', 'reconnecting' or 'offline'. */
     connection: function () { return state.conn; }
   });

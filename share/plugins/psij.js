@@ -43,23 +43,9 @@
     return Array.prototype.map.call(b, function (x) { return (x < 16 ? '0' : '') + x.toString(16); }).join('');
   }
 
-  /** A JSON call outside this plugin's namespace (queue_info of the same endpoint). */
-  function call(method, path, body) {
-    var init = {method: method, credentials: 'same-origin', cache: 'no-store', headers: {Accept: 'application/json'}};
-    if (body !== undefined) {
-      init.headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(function (resp) {
-      return resp.json().then(function (data) {
-        if (!resp.ok) throw new X.ApiError(resp.status, obj(data).detail || 'request failed', path, data);
-        return data;
-      });
-    });
-  }
-
   /** Queues and accounts from the endpoint's queue_info, if it has one: {queues: [...], def, accounts: [...]}. */
   function queueChoices(ctx) {
+    var call = ctx.call;
     return call('POST', '/endpoint/list').then(function (topo) {
       var eps = obj(obj(obj(topo).data).endpoints);
       var plugins = obj(obj(eps[ctx.endpoint]).plugins);
@@ -451,7 +437,7 @@
         queue = q;
         account = a;
         batchFields();
-      });
+      }, function () { /* no choices: the plain fields stay (a lost login shows the login view) */ });
       ctx.every(LIST_MS, function () {
         return ctx.withSession(function (sid) {
           return ctx.api('GET', 'list_jobs/' + u.seg(sid));

@@ -146,15 +146,10 @@
     if (name.indexOf('/') >= 0 || name.indexOf('\0') >= 0) return 'a name cannot contain "/"';
     return null;
   }
-  /** the error envelope's detail from an XHR answer */
+  /** the error of an XHR answer, by the shell's rule (its own 401 shows the login view) */
   function xhrError(xhr) {
-    var detail = null, body = null;
-    try {
-      body = JSON.parse(xhr.responseText);
-      if (body && typeof body.detail === 'string') detail = body.detail;
-    } catch (e) { /* not JSON */ }
-    if (detail === null) detail = (xhr.responseText || xhr.statusText || 'request failed').slice(0, 300);
-    return new X.ApiError(xhr.status, detail, 'upload', body);
+    return X.answerError(xhr.status, function (name) { return xhr.getResponseHeader(name); },
+                         xhr.responseText || xhr.statusText, 'upload');
   }
   /** the user kept the existing file */
   var NOT_REPLACED = new Error('not replaced');
