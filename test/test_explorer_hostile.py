@@ -90,7 +90,8 @@ def hostile_answer(path: str):
         return {"total": 2, "counts": {HOSTILE: 1}}
     if "/list_tasks/" in path:
         return {"tasks": [{"uid": XSS + LONG[:200], "name": HOSTILE, "kind": XSS, "state": HOSTILE,
-                           "exit_code": XSS, "finished": XSS}]}
+                           "exit_code": XSS, "finished": XSS},
+                          {"uid": "proto-task", "name": "p", "kind": "k", "state": "constructor"}]}
     if "/roots/" in path:
         return {"roots": ["/" + XSS], "home": "/" + XSS}
     if "/files/list/" in path:
@@ -246,6 +247,28 @@ def test_hostile_names_and_answers_stay_text_and_fit(hostile, chromium, size):
         page.click("#notes-toggle")
         expect(page.locator("#notifications li")).to_have_count(3)
         assert_safe(page, "notifications")
+    finally:
+        page.context.close()
+
+
+def test_states_named_like_object_members_are_unknown_states(hostile, chromium):
+    """A job or task whose state is "constructor" is no terminal state and has no badge
+    colour: psij's and rhapsody's state tables are looked up by own keys only."""
+    orbit, fake = hostile
+    fake.mode = "hostile"
+    page = new_page(chromium, DESKTOP)
+    try:
+        log_in(page, orbit, "#/%s/jobs" % NAME)
+        job = page.locator("tbody tr", has=page.locator("[data-testid=psij-state]", has_text="constructor"))
+        expect(job).to_have_count(1, timeout=T)
+        assert job.locator("[data-testid=psij-state]").get_attribute("class").strip() == "badge"
+        expect(job.locator("[data-testid=psij-cancel]")).to_have_count(1)
+        page.evaluate("h => { location.hash = h; }", "#/%s/tasks" % NAME)
+        task = page.locator("tbody tr", has=page.locator("[data-testid=rhapsody-open]", has_text="proto-task"))
+        expect(task).to_have_count(1, timeout=T)
+        assert task.locator("[data-state=constructor]").get_attribute("class").strip() == "badge"
+        expect(task.locator("[data-testid=rhapsody-cancel]")).to_have_count(1)
+        assert page.errors == []
     finally:
         page.context.close()
 

@@ -907,6 +907,8 @@
     /** answerError(status, header, text, path): the ApiError of a failed answer a page
      * got by itself (an XHR upload); the bridge's own 401 shows the login view. */
     answerError: function (status, header, text, path) { return answerError(status, header, text, path); },
+    /** ownValue(table, key): table[key] if it is the table's own, else null. */
+    ownValue: ownValue,
     /** The stream's state: 'live', 'connecting', 'reconnecting' or 'offline'. */
     connection: function () { return state.conn; }
   });

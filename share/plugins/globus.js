@@ -15,7 +15,7 @@
   'use strict';
   var X = window.OrbitExplorer;
   if (!X) return;
-  var u = X.util, el = X.el;
+  var u = X.util, el = X.el, ownValue = X.ownValue;  // states from the data are own keys only
 
   /** the transfers table is re-read this often (notifications keep it live in between) */
   var REFRESH_MS = 30000;
@@ -225,7 +225,7 @@
       function drawTasks() {
         var rows = order.slice(0, TASKS_SHOWN).map(function (id) {
           var t = tasks[id];
-          var cancel = ACTIVE[t.status]
+          var cancel = ownValue(ACTIVE, t.status)
             ? el('button', {type: 'button', 'data-action': 'cancel', onclick: function () {
               call('POST', 'cancel/{sid}/' + encodeURIComponent(id)).then(function (r) {
                 seen({task_id: id, nice_status: obj(r).code});
@@ -234,7 +234,7 @@
             }}, 'Cancel')
             : null;
           return [el('span', {class: 'mono', title: id}, id.slice(0, 8)), txt(t.label), txt(t.type),
-                  el('span', {class: 'badge ' + (STATUS_BADGE[t.status] || ''), 'data-testid': 'globus-task-status'},
+                  el('span', {class: 'badge ' + (ownValue(STATUS_BADGE, t.status) || ''), 'data-testid': 'globus-task-status'},
                      txt(t.status) + (t.nice_status && t.nice_status !== 'OK' ? ' (' + t.nice_status + ')' : '')),
                   txt(t.files_transferred) + ' / ' + txt(t.files), u.fmtBytes(t.bytes_transferred), cancel];
         });

@@ -11,7 +11,7 @@
   'use strict';
   var X = window.OrbitExplorer;
   if (!X) return;
-  var u = X.util, el = X.el;
+  var u = X.util, el = X.el, ownValue = X.ownValue;  // states from the data are own keys only
 
   var LIST_MS = 30000;          // the job list is re-read this often (notifications do the rest)
   var OUTPUT_MS = 1000;         // a running job's output is asked for this often while shown
@@ -192,7 +192,7 @@
             el('span', {class: 'badge ' + (LAUNCH_BADGE[l.state] || ''), 'data-testid': 'launch-state'}, txt(l.state)),
             txt(l.tunnel), txt(l.executor), txt(l.native_id),
             el('span', {class: 'pj-what', 'data-testid': 'launch-reason'}, txt(l.reason)),
-            LAUNCH_ACTIVE[l.state] && l.job_id
+            ownValue(LAUNCH_ACTIVE, l.state) && l.job_id
               ? el('button', {type: 'button', 'data-testid': 'launch-cancel', onclick: function () { cancel(l); }}, 'Cancel')
               : ''
           ];
@@ -204,7 +204,7 @@
       u.replace(tableBox, table);
     }
     function poll() {
-      var active = Object.keys(launches).filter(function (k) { return LAUNCH_ACTIVE[launches[k].state]; });
+      var active = Object.keys(launches).filter(function (k) { return ownValue(LAUNCH_ACTIVE, launches[k].state); });
       return Promise.all(active.map(function (k) {
         return ctx.api('GET', 'tunnel_status/' + u.seg(k)).then(function (l) { if (ctx.active) merge(l); },
                                                                  function () {});
@@ -314,7 +314,7 @@
         if (!job.job_id) return;
         var old = jobs[job.job_id];
         // a notification may overtake the list answer: never go back to an earlier state
-        if (old && TERMINAL[old.state] && !TERMINAL[job.state]) return;
+        if (old && ownValue(TERMINAL, old.state) && !ownValue(TERMINAL, job.state)) return;
         jobs[job.job_id] = Object.assign({}, old || {}, job);
         drawTable();
         if (selected === job.job_id) drawDetail();
@@ -329,11 +329,11 @@
               el('span', {class: 'mono'}, j.job_id),
               el('span', {class: 'pj-what'}, j.name ? j.name + ' · ' + txt(j.executable) : txt(j.executable)),
               txt(j.executor), txt(j.native_id),
-              el('span', {class: 'badge ' + (STATE_BADGE[j.state] || ''), 'data-testid': 'psij-state'}, txt(j.state)),
+              el('span', {class: 'badge ' + (ownValue(STATE_BADGE, j.state) || ''), 'data-testid': 'psij-state'}, txt(j.state)),
               txt(j.exit_code), when(j.created),
               el('span', null,
                 el('button', {type: 'button', 'data-testid': 'psij-open', onclick: function () { select(j.job_id); }}, 'Output'),
-                TERMINAL[j.state] ? null
+                ownValue(TERMINAL, j.state) ? null
                   : el('button', {type: 'button', 'data-testid': 'psij-cancel', onclick: function () { cancel(j); }}, 'Cancel'))
             ];
             return tr;
@@ -400,7 +400,7 @@
           var more = obj(st.stdout).more || obj(st.stderr).more;
           delete st.stdout; delete st.stderr;
           merge(st);
-          if (TERMINAL[st.state] && !more) { mine.done = true; if (mine.stop) mine.stop(); }
+          if (ownValue(TERMINAL, st.state) && !more) { mine.done = true; if (mine.stop) mine.stop(); }
         }, function (err) { if (ctx.active) showError(err); });
       }
 

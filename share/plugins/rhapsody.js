@@ -13,7 +13,7 @@
   'use strict';
   var X = window.OrbitExplorer;
   if (!X) return;
-  var u = X.util, el = X.el;
+  var u = X.util, el = X.el, ownValue = X.ownValue;  // states from the data are own keys only
 
   /** statistics and the sessions table are re-read this often; the task table too,
    * though notifications keep it live in between */
@@ -36,7 +36,7 @@
   function arr(v) { return Array.isArray(v) ? v : []; }
   function txt(v) { return v === null || v === undefined || v === '' ? '—' : String(v); }
   function badge(state) {
-    return el('span', {class: 'badge ' + (STATE_BADGE[state] || ''), 'data-state': String(state)}, txt(state));
+    return el('span', {class: 'badge ' + (ownValue(STATE_BADGE, state) || ''), 'data-state': String(state)}, txt(state));
   }
   function words(line) { return line.trim() ? line.trim().split(/\s+/) : []; }
 
@@ -116,7 +116,7 @@
           }));
           var counts = obj(s.counts);
           u.replace(countsBox, Object.keys(counts).sort().map(function (k) {
-            return el('span', {class: 'badge ' + (STATE_BADGE[k] || ''), 'data-testid': 'rhapsody-count-' + k},
+            return el('span', {class: 'badge ' + (ownValue(STATE_BADGE, k) || ''), 'data-testid': 'rhapsody-count-' + k},
               k + ' ' + counts[k]);
           }));
         }, function (err) { showError('statistics', err); });
@@ -135,7 +135,7 @@
             t = obj(t);
             var known = tasks[t.uid];
             // a notification may already have moved it on; never move a task back
-            if (known && TERMINAL[known.state] && !TERMINAL[t.state]) t.state = known.state;
+            if (known && ownValue(TERMINAL, known.state) && !ownValue(TERMINAL, t.state)) t.state = known.state;
             fresh[t.uid] = t;
             freshOrder.push(t.uid);
           });
@@ -151,7 +151,7 @@
           return want === 'all' || obj(tasks[uid]).state === want;
         }).map(function (uid) {
           var t = obj(tasks[uid]);
-          var cancel = TERMINAL[t.state] ? '' : el('button', {type: 'button', 'data-testid': 'rhapsody-cancel',
+          var cancel = ownValue(TERMINAL, t.state) ? '' : el('button', {type: 'button', 'data-testid': 'rhapsody-cancel',
             onclick: function () { cancelTask(uid); }}, 'cancel');
           var open = el('button', {type: 'button', 'data-testid': 'rhapsody-open',
             onclick: function () { openTask(uid); }}, txt(uid));
@@ -259,7 +259,7 @@
           Object.keys(obj(data.tasks)).forEach(function (uid) {
             var state = data.tasks[uid];
             if (tasks[uid]) {
-              if (!TERMINAL[tasks[uid].state]) { tasks[uid].state = state; changed = true; }
+              if (!ownValue(TERMINAL, tasks[uid].state)) { tasks[uid].state = state; changed = true; }
             } else {
               tasks[uid] = {uid: uid, state: state};
               order.push(uid);
@@ -268,7 +268,7 @@
           });
           while (order.length > TASKS_SHOWN) delete tasks[order.shift()];
           if (changed) drawTasks();
-          if (detailUid && TERMINAL[data.tasks[detailUid]]) openTask(detailUid);
+          if (detailUid && ownValue(TERMINAL, data.tasks[detailUid])) openTask(detailUid);
         } else if (n.topic === 'session_status') {
           loadStats();
         }
