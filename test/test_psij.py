@@ -585,6 +585,46 @@ def test_pruning_a_batch_job_removes_what_psij_left_in_its_work_dir(tmp_path):
         jobs.close()
 
 
+def test_pruning_a_reattached_batch_job_removes_its_submit_script(tmp_path):
+    """psij's batch executors write ``<psij id>.job`` and only the psij.Job that submitted
+    it removes it: a job watched to its end by one attached after a restart left it for
+    ever. Pruning takes it along; the script of a job not yet ended stays."""
+    import sqlite3
+    from radical_orbit.plugin import DurableNotes
+    from radical_orbit.plugins.psij.jobs import JobManager
+
+    def notes(stream, acked, on_acked, read=None):
+        return DurableNotes(lambda t, d: None, on_acked)
+    # a store an earlier version wrote, without the psij id column, is carried on
+    os.makedirs(str(tmp_path / "old"))
+    db = sqlite3.connect(str(tmp_path / "old" / "jobs.sqlite"))
+    db.execute("CREATE TABLE jobs (job_id TEXT PRIMARY KEY, submit_key TEXT UNIQUE, executor TEXT NOT NULL,"
+               " native_id TEXT, state TEXT NOT NULL, exit_code INTEGER, message TEXT, spec TEXT NOT NULL,"
+               " stdout_path TEXT NOT NULL, stderr_path TEXT NOT NULL, sid TEXT, created REAL NOT NULL,"
+               " updated REAL NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0,"
+               " history TEXT NOT NULL DEFAULT '[]', process_started REAL)")
+    db.commit()
+    db.close()
+    JobManager(str(tmp_path / "old"), notes).close()
+
+    jobs = JobManager(str(tmp_path), notes, keep_days=1)
+    try:
+        work = tmp_path / "work" / "slurm"
+        work.mkdir(parents=True)
+        for job_id, native, psij_id, final in (("ended", "301", "1c6f0e1a-0000-4000-8000-000000000001", True),
+                                               ("running", "302", "1c6f0e1a-0000-4000-8000-000000000002", False)):
+            jobs.store.insert(job_id, None, "slurm", {"executable": "/bin/true"}, "/dev/null", "/dev/null", "s")
+            jobs.store.set_psij_id(job_id, psij_id)
+            jobs.store.set_native(job_id, native)
+            jobs.watcher.advance(job_id, "COMPLETED" if final else "ACTIVE", 0, None, time.time())
+            (work / (psij_id + ".job")).write_text("#!/bin/bash\n")
+        jobs.store._db.execute("UPDATE jobs SET updated = updated - 2 * 86400")
+        assert jobs.prune() == 1
+        assert os.listdir(str(work)) == ["1c6f0e1a-0000-4000-8000-000000000002.job"]
+    finally:
+        jobs.close()
+
+
 def test_a_relative_state_dir_gives_jobs_absolute_output_and_exit_paths(tmp_path, monkeypatch):
     """A relative ``state_dir`` setting made relative output paths, which a job with its
     own ``directory`` wrote there while status read them from the endpoint's directory."""

@@ -35,6 +35,8 @@ PRUNE_INTERVAL = 3600.0
 CANCEL_WAIT = 2.0
 #: what psij's batch executors leave behind per job in ``work/<executor>/<native id>``
 BATCH_AUX_FILES = (".out", ".ec", ".nodefile")
+#: the suffix of the submit script a batch executor writes, named by psij's job id
+BATCH_SCRIPT = ".job"
 #: recorded notifications read at a time when resending them after a restart
 NOTES_BATCH = 256
 #: a scheduler's own words for "it may or may not have taken the job" (a refusal otherwise)
@@ -101,13 +103,17 @@ class JobManager:
         for record in pruned:
             paths = [p for p in (record["stdout_path"], record["stderr_path"], self.exit_path(record["job_id"]))
                      if os.path.dirname(os.path.abspath(p)) == os.path.abspath(self.output_dir)]
-            native = record["native_id"]
+            native, psij_id = record["native_id"], record["psij_id"]
+            work = os.path.join(self.executors.work_dir, record["executor"])
             if record["executor"] != "local" and native and (record["executor"], native) not in live \
                     and re.match(r"\A[\w.\[\]-]+\Z", native):
                 # psij's batch executors leave the launcher's output and the node file of
                 # every job in their work dir, named by the native id
-                work = os.path.join(self.executors.work_dir, record["executor"])
                 paths += [os.path.join(work, native + suffix) for suffix in BATCH_AUX_FILES]
+            if record["executor"] != "local" and psij_id and re.match(r"\A[\w-]+\Z", psij_id):
+                # and the submit script, named by psij's own id (unique to this job), of a
+                # job re-attached after a restart: only the psij.Job that submitted it removes it
+                paths.append(os.path.join(work, psij_id + BATCH_SCRIPT))
             for path in paths:
                 try:
                     os.unlink(path)
@@ -197,6 +203,8 @@ class JobManager:
                stdout: str, stderr: str) -> Dict[str, Any]:
         import psij
         psij_job = psij.Job(specs.build(spec, executor, stdout, stderr, job_id))
+        if executor != "local":
+            self.store.set_psij_id(job_id, psij_job.id)
         self.watcher.track(psij_job, job_id)
         self._live[job_id] = psij_job
         if executor == "local":
@@ -451,7 +459,7 @@ def _drop_script(runner: Any, psij_job: Any) -> None:
     work = getattr(runner, "work_directory", None)
     if work is not None:
         try:
-            os.unlink(os.path.join(str(work), psij_job.id + ".job"))
+            os.unlink(os.path.join(str(work), psij_job.id + BATCH_SCRIPT))
         except OSError:
             pass
 

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated REAL NOT NULL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     history TEXT NOT NULL DEFAULT '[]',
-    process_started REAL
+    process_started REAL,
+    psij_id TEXT
 )
 """
 _NOTES_SCHEMA = (
@@ -52,7 +53,7 @@ _NOTES_SCHEMA = (
 )
 _COLUMNS = ("job_id", "submit_key", "executor", "native_id", "state", "exit_code", "message", "spec",
             "stdout_path", "stderr_path", "sid", "created", "updated", "cancel_requested", "history",
-            "process_started")
+            "process_started", "psij_id")
 
 
 class KeyTaken(Exception):
@@ -72,6 +73,9 @@ class JobStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "psij_id" not in have:       # a store an earlier version wrote
+                self._db.execute("ALTER TABLE jobs ADD COLUMN psij_id TEXT")
             self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created)")
             for statement in _NOTES_SCHEMA:
                 self._db.execute(statement)
@@ -118,6 +122,12 @@ class JobStore:
             self._db.execute("DELETE FROM jobs WHERE state IN ('COMPLETED', 'FAILED', 'CANCELED')"
                              " AND updated < ?", (before,))
         return [_public(r) for r in rows]
+
+    def set_psij_id(self, job_id: str, psij_id: str) -> None:
+        """psij's own id of the job: a batch executor names its submit script by it, which
+        only the psij.Job that submitted it removes (not one attached after a restart)."""
+        with self._lock:
+            self._db.execute("UPDATE jobs SET psij_id = ? WHERE job_id = ?", (psij_id, job_id))
 
     def set_native(self, job_id: str, native_id: str, process_started: Optional[float] = None,
                    message: Optional[str] = None) -> None:
