@@ -132,6 +132,49 @@ def test_refresh_token_session_refreshes_after_globus_answers_401(bc, fake):
         gc.close()
 
 
+def test_a_plain_access_token_that_expires_stops_its_polling_and_says_what_to_do(orbit, bc, fake):
+    """A session with a plain access token (nothing to refresh it with) whose token
+    expires while one of its transfers is watched: the watcher polled it, and logged the
+    refusal, for ever. Now it stops polling that session once Globus answers 401, logs
+    that once, and the session's calls answer 401 saying to log in again, which works."""
+    import requests
+    issued = requests.post(fake.url + "/v2/oauth2/token", timeout=10,
+                           data={"grant_type": "refresh_token", "refresh_token": fake.refresh_token,
+                                 "client_id": fake.client_id}).json()["access_token"]
+    gc = GlobusClient(bc.get_endpoint_client("hpc1"), "globus", access_token=issued)
+    endpoint = orbit.endpoints["hpc1"]
+    fake.control("config", {"hold": True})      # the transfer stays ACTIVE: watched
+    try:
+        lab, scratch = fake.collections
+        task_id = gc.submit("local", scratch, [("/~/notes.txt", "/~/expiring.txt")])["task_id"]
+
+        def polls():
+            return [r for r in fake.requests("/task_list") if r["auth"] == "Bearer " + issued]
+        wait_for(lambda: polls(), 10, "the watcher polling the task")
+        fake.control("expire", {})                 # Globus now answers 401 to that token
+        wait_for(lambda: "Globus refused the credentials of session %s" % gc.sid in endpoint.output(), 10,
+                 "the refusal logged")
+        refused = len(polls())
+        with pytest.raises(OrbitError) as err:
+            gc.task(task_id)
+        assert err.value.status_code == 401
+        assert "Globus refused its credentials" in err.value.detail and "POST login/" in err.value.detail
+        with pytest.raises(OrbitError) as err:
+            gc.tasks()
+        assert err.value.status_code == 401 and "POST login/" in err.value.detail
+        time.sleep(CONFIG["poll_interval"] * 10)   # ten rounds of the watcher: none asks Globus
+        assert len(polls()) == refused
+        assert endpoint.output().count("Globus refused the credentials of session %s" % gc.sid) == 1
+        assert "polling Globus tasks of session %s" % gc.sid not in endpoint.output()
+        # new credentials: the session answers again
+        gc.login(access_token=fake.access_token)
+        assert gc.task(task_id)["task_id"] == task_id
+        assert gc.cancel(task_id)["code"] == "Canceled"     # nothing lands on scratch
+    finally:
+        fake.control("config", {"hold": False})
+        gc.close()
+
+
 def test_client_credentials_session(bc, fake):
     mark = count(fake)
     gc = GlobusClient(bc.get_endpoint_client("hpc1"), "globus",

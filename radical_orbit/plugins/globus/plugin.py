@@ -46,20 +46,33 @@ class GlobusSession(PluginSession):
         self.plugin: "GlobusPlugin" = plugin
         self._credentials: Optional[Credentials] = None
         self._client: Optional[globus_sdk.TransferClient] = None
+        self._refused: Optional[str] = None     # why Globus refused the credentials (watcher)
         self._lock = threading.Lock()
 
     def login(self, credentials: Credentials, client: globus_sdk.TransferClient) -> None:
         with self._lock:
             old, self._credentials, self._client = self._credentials, credentials, client
+            self._refused = None
         if old is not None:
             old.close()
 
     def transfer_client(self) -> globus_sdk.TransferClient:
-        client = self._client
+        client, refused = self._client, self._refused
         if client is None:
             raise Unauthorized("globus session %s has no Globus credentials yet: POST login/%s with %s"
                                % (self.sid, self.sid, "; or ".join(FORMS)))
+        if refused is not None:
+            raise Unauthorized("globus session %s: Globus refused its credentials (%s); its transfers "
+                               "are no longer watched: POST login/%s with new ones (%s)"
+                               % (self.sid, refused, self.sid, "; or ".join(FORMS)))
         return client
+
+    def refuse(self, client: globus_sdk.TransferClient, detail: str) -> None:
+        """Globus answered 401 to ``client`` and no refresh helped: every call answers 401
+        until new credentials log in (not if they already did)."""
+        with self._lock:
+            if self._client is client:
+                self._refused = detail
 
     @property
     def auth(self) -> Optional[str]:

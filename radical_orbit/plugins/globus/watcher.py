@@ -4,7 +4,8 @@ and publishes ``transfer_status`` each time one changes, until it ends.
 One ``task_list`` call per session and round (the ids in a filter), so a hundred
 watched transfers cost a call every ``poll_interval`` seconds, not a hundred. At most
 ``max_watched`` tasks are watched (the oldest goes first); a task leaves when it
-succeeds or fails, and with its session.
+succeeds or fails, with its session, and when Globus refuses the session's credentials
+(401: an expired access token), which is logged once.
 """
 import logging
 import threading
@@ -118,12 +119,17 @@ class Watcher:
                 self._poll(session, ids[start:start + BATCH])
 
     def _poll(self, session: Any, ids: List[str]) -> None:
+        client = None
         try:
+            client = session.transfer_client()
             with globus_errors():
-                answer = session.transfer_client().task_list(limit=len(ids), filter={"task_id": ids})
+                answer = client.task_list(limit=len(ids), filter={"task_id": ids})
             found = document(answer, "a task list", listing=True)["DATA"]
         except Exception as exc:
-            self._log_failure(session, exc)
+            if getattr(exc, "status_code", None) == 401:
+                self._refused(session, client, exc)
+            else:
+                self._log_failure(session, exc)
             return
         for task in found:
             self._seen(task)
@@ -141,6 +147,24 @@ class Watcher:
             if now["status"] in TERMINAL:
                 del self._tasks[task_id]
         self._notify(TOPIC, now)
+
+    def _refused(self, session: Any, client: Any, exc: Exception) -> None:
+        """Globus answered 401 after the SDK tried what it could (a refresh, for the
+        renewing forms): the credentials are dead (an expired plain access token), and
+        polling again would only log the same refusal for ever. The session's tasks leave
+        the watch, the session answers 401 saying what to do until it logs in again, and
+        this is logged once."""
+        detail = getattr(exc, "detail", None) or str(exc)
+        with self._lock:
+            ids = [t for t, w in self._tasks.items() if w.session is session]
+            for task_id in ids:
+                del self._tasks[task_id]
+        refuse = getattr(session, "refuse", None)
+        if client is not None and refuse is not None:
+            refuse(client, detail)
+        self.log.warning("Globus refused the credentials of session %s (%s): its %d watched task(s) "
+                         "are no longer polled until it logs in again", getattr(session, "sid", "?"),
+                         detail, len(ids))
 
     def _log_failure(self, session: Any, exc: Exception) -> None:
         key = getattr(session, "sid", "?")
