@@ -410,29 +410,29 @@ def remove_tree(name: str, dir_fd: int, shown: str) -> None:
     time whatever the depth (a recursion ran out of stack, or of descriptors, on a deep
     tree): it goes back up by ``..``, checked to be the directory it came from."""
     cur = _open_dir_nofollow(name, dir_fd, shown)
-    # per level: its name, its identity, and its subdirectories still to remove
-    stack: List[Tuple[str, Tuple[int, int], List[str]]] = []
+    # per level: its name, its shown path, its identity, and its subdirectories still to remove
+    stack: List[Tuple[str, str, Tuple[int, int], List[str]]] = []
     try:
-        stack.append((name, _identity(cur), _clear(cur, shown)))
+        stack.append((name, shown, _identity(cur), _clear(cur, shown)))
         while True:
-            level, _, pending = stack[-1]
-            here = os.path.join(shown, *[s[0] for s in stack[1:]])
+            level, here, _, pending = stack[-1]
             if pending:
                 child = pending.pop()
+                path = os.path.join(here, child)
                 try:
-                    nxt = _open_dir_nofollow(child, cur, os.path.join(here, child))
+                    nxt = _open_dir_nofollow(child, cur, path)
                 except FileNotFound:
                     continue                    # removed meanwhile
                 os.close(cur)
                 cur = nxt
-                stack.append((child, _identity(cur), _clear(cur, os.path.join(here, child))))
+                stack.append((child, path, _identity(cur), _clear(cur, path)))
                 continue
             if len(stack) == 1:
                 break
             up = os.open("..", _DIR_FLAGS, dir_fd=cur)
             os.close(cur)
             cur = up
-            if _identity(cur) != stack[-2][1]:
+            if _identity(cur) != stack[-2][2]:
                 raise Conflict("%s was moved while it was removed; stopped" % here)
             try:
                 os.rmdir(level, dir_fd=cur)
