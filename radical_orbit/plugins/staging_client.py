@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..client import PluginClient
 from ..errors import Conflict, FileExists, OrbitError, RangeNotSatisfiable, Timeout, Unavailable
-from .staging.transfer import RESUME_HEADER, partial_name
+from .staging.transfer import BUSY_HEADER, RESUME_HEADER, partial_name
 
 #: bytes per read from a local file and per network read
 CHUNK = 1 << 20
@@ -146,7 +146,7 @@ class StagingClient(PluginClient):
                     raise
                 answer = None       # the held part was not this file's start, and is gone
             except OrbitError as exc:
-                if exc.status_code in (495, 503) and _header(exc, "X-Orbit-Busy") is None:
+                if exc.status_code in (495, 503) and _header(exc, BUSY_HEADER) is None:
                     # a refusal for want of a slot (another client took the last one since the
                     # preflight) reaches a client still sending only as a closed connection
                     self._held(tgt)
@@ -271,7 +271,7 @@ class StagingClient(PluginClient):
         if status.get("free") == 0:
             after = status.get("retry_after")
             raise Unavailable("%s runs as many transfers as it allows; waiting for one to end"
-                              % self.endpoint.name, headers={"X-Orbit-Busy": "transfers"},
+                              % self.endpoint.name, headers={BUSY_HEADER: "transfers"},
                               retry_after=after if isinstance(after, int) else 5)
         return int(status.get("offset") or 0)
 
@@ -343,7 +343,7 @@ def _when_free(call: Callable[[], Any]) -> Any:
             return call()
         except Unavailable as exc:
             after = _header(exc, "Retry-After") or ""
-            if _header(exc, "X-Orbit-Busy") is None or not after.isdigit() \
+            if _header(exc, BUSY_HEADER) is None or not after.isdigit() \
                     or time.monotonic() + int(after) > deadline:
                 raise
             time.sleep(int(after))

@@ -40,8 +40,6 @@ SWEEP_EVERY = 3600.0
 MAX_TRANSFERS = 4
 #: s a client refused for want of a transfer slot is told to wait
 TRANSFER_RETRY_AFTER = 5
-#: the header that tells such a refusal from others (the SDK waits and tries again)
-BUSY_HEADER = "X-Orbit-Busy"
 _MAX_MODE = 0o7777
 #: the latest mtime accepted (s): its nanoseconds still fit in 64 bits (the year 2262)
 MAX_MTIME = 2**63 / 1e9
@@ -337,7 +335,7 @@ class StagingPlugin(Plugin):
         if not taken:
             raise Unavailable("%s: %d transfers are running on this endpoint (each holds a worker); "
                               "try again shortly" % (path, self.max_transfers),
-                              headers={BUSY_HEADER: "transfers"}, retry_after=TRANSFER_RETRY_AFTER)
+                              headers={transfer.BUSY_HEADER: "transfers"}, retry_after=TRANSFER_RETRY_AFTER)
 
     def _release_slot(self) -> None:
         with self._busy_lock:

@@ -35,6 +35,8 @@ _WRITE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC",
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 #: the answer header of a resume refused because the held part is not the sender's
 RESUME_HEADER = "X-Orbit-Resume"
+#: the answer header of a refusal for want of a transfer slot (the SDK waits and tries again)
+BUSY_HEADER = "X-Orbit-Busy"
 _NO_LINK = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS)
 
 
