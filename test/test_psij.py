@@ -378,6 +378,50 @@ def test_a_cancel_asked_before_a_restarted_endpoint_reattached_the_job_is_carrie
         jobs.close()
 
 
+def test_a_cancel_racing_the_look_up_that_finds_the_job_or_its_end_is_carried_out(tmp_path, monkeypatch):
+    """A cancel read the job without its native id, then the look-up thread found and
+    attached it (reading no cancel yet): the cancel did nothing and the job ran to its end
+    (then shown CANCELED). And a cancel whose job ended between its read and the kill was a
+    502 saying the job is not watched. The cancel reads the job again after recording it."""
+    from radical_orbit.plugin import DurableNotes
+    from radical_orbit.plugins.psij.jobs import JobManager
+    import psutil
+
+    def notes(stream, acked, on_acked, read=None):
+        return DurableNotes(lambda topic, data: None, on_acked)
+    pid = int(subprocess.check_output(["/bin/sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $!"]))
+    jobs = JobManager(str(tmp_path), notes, poll_interval=0.5)
+
+    def gone():
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return True
+    try:
+        jobs.resume()
+        jobs.store.insert("j1", None, "local", {"executable": "/bin/sleep", "arguments": ["30"]},
+                          str(tmp_path / "j1.out"), str(tmp_path / "j1.err"), "s")
+        jobs.watcher.advance("j1", "QUEUED", None, None, time.time())     # submit outcome unknown
+        request_cancel = jobs.store.request_cancel
+
+        def found_meanwhile(job_id):
+            jobs._adopt(job_id, str(pid))       # the look-up finds it between the cancel's read and record
+            request_cancel(job_id)
+        monkeypatch.setattr(jobs.store, "request_cancel", found_meanwhile)
+        jobs.cancel("j1")
+        wait_for(gone, 10, "the job found meanwhile to be killed")
+        wait_for(lambda: jobs.get("j1")["state"] == "CANCELED", 10, "the job to be CANCELED")
+        monkeypatch.setattr(jobs.store, "request_cancel", request_cancel)
+        jobs.store.insert("j2", None, "slurm", {"executable": "/bin/true"}, "/dev/null", "/dev/null", "s")
+        jobs.store.set_native("j2", "4242")
+        jobs.watcher.advance("j2", "COMPLETED", 0, None, time.time())     # ended after the cancel's read
+        jobs._cancel_live("j2", jobs.executors.get("local"))
+    finally:
+        if not gone():
+            os.kill(pid, signal.SIGKILL)
+        jobs.close()
+
+
 def test_psij_reaper_survives_killing_a_reattached_job_that_is_gone(tmp_path):
     """psij's reaper kills a cancelled job at every pass until it sees it end; for a job
     attached by pid the kill raised once the process was gone, so the pass never reached

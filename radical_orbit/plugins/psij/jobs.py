@@ -323,18 +323,24 @@ class JobManager:
         if record["state"] in TERMINAL:
             return describe(record)
         self.store.request_cancel(job_id)
-        if record["native_id"] is not None:
+        # read again: the look-up thread may have found the job (and read no cancel) meanwhile
+        record = self._record(job_id)
+        if record["native_id"] is not None and record["state"] not in TERMINAL:
             self._cancel_live(job_id, self.executors.get(record["executor"]))
         return describe(self._record(job_id))
 
     def _cancel_live(self, job_id: str, runner: Any) -> None:
         psij_job = self._live.get(job_id)
         if psij_job is None:
-            if not self._resumed.is_set():
-                return          # re-attached after a restart: resume cancels it then (the flag is set)
+            current = self.store.get(job_id)
+            if not self._resumed.is_set() or job_id in self._unknown or current is None \
+                    or current["state"] in TERMINAL:
+                # being attached (by resume or the look-up, which carry the recorded cancel
+                # out), or it ended meanwhile
+                return
             raise OrbitError("job %s is not watched by this endpoint (re-attaching it after a restart "
                              "failed: see the endpoint's log); cancel it with the scheduler (queue_info's "
-                             "cancel, native id %s)" % (job_id, self.store.get(job_id)["native_id"]), 502)
+                             "cancel, native id %s)" % (job_id, current["native_id"]), 502)
         try:
             runner.cancel(psij_job)
         except Exception as exc:

@@ -94,6 +94,11 @@ class Pending:
             self._jobs[job_id] = None
             self._cond.notify_all()
 
+    def __contains__(self, job_id: str) -> bool:
+        """Whether ``job_id`` is still looked up (its look-up attaches it once found)."""
+        with self._cond:
+            return job_id in self._jobs
+
     def discard(self, job_id: str) -> None:
         with self._cond:
             self._jobs.pop(job_id, None)
