@@ -422,6 +422,42 @@ def test_a_cancel_racing_the_look_up_that_finds_the_job_or_its_end_is_carried_ou
         jobs.close()
 
 
+def test_a_job_resume_and_the_look_up_thread_both_find_is_attached_once(tmp_path, monkeypatch):
+    """After a restart, resume looks a job whose submit outcome was unknown up itself while
+    the look-up thread (woken by each job added) may look it up too: both found it and
+    attached it twice. Look-ups run one at a time; the second sees the native id."""
+    from radical_orbit.plugin import DurableNotes
+    from radical_orbit.plugins.psij import jobs as jobs_module, lookup
+
+    def notes(stream, acked, on_acked, read=None):
+        return DurableNotes(lambda topic, data: None, on_acked)
+    jobs = jobs_module.JobManager(str(tmp_path), notes, keep_days=0)
+    second = threading.Event()
+    calls = []
+
+    def finder(name, since, timeout):
+        calls.append(name)
+        if len(calls) == 1:
+            second.wait(2.0)        # a look-up running alongside would arrive meanwhile
+        else:
+            second.set()
+        return "4242"
+    attached = []
+    monkeypatch.setitem(lookup.FINDERS, "slurm", finder)
+    monkeypatch.setattr(jobs, "_attach", lambda record, native: attached.append(native))
+    try:
+        jobs.store.insert("j1", None, "slurm", {"executable": "/bin/true"}, "/dev/null", "/dev/null", "s")
+        jobs.watcher.advance("j1", "QUEUED", None, None, time.time())     # submit outcome unknown
+        both = [threading.Thread(target=jobs._resolve, args=("j1",)) for _ in range(2)]
+        for t in both:
+            t.start()
+        for t in both:
+            t.join(10)
+        assert attached == ["4242"] and len(calls) == 1
+    finally:
+        jobs.close()
+
+
 def test_psij_reaper_survives_killing_a_reattached_job_that_is_gone(tmp_path):
     """psij's reaper kills a cancelled job at every pass until it sees it end; for a job
     attached by pid the kill raised once the process was gone, so the pass never reached

@@ -76,6 +76,7 @@ class JobManager:
         self._live: Dict[str, Any] = {}             # job id -> psij Job (for cancel)
         self._submitting = threading.Condition()    # a keyed submit finished
         self._resumed = threading.Event()           # the jobs of an earlier run are attached again
+        self._resolving = threading.Lock()          # one look-up of an unknown submit at a time
         self.watcher.add_listener(self._forget_ended)
         self.keep_days = keep_days
         self._closed = threading.Event()
@@ -294,7 +295,12 @@ class JobManager:
         return self.store.get(job_id) or record
 
     def _resolve(self, job_id: str) -> bool:
-        """One look-up of a job whose submit outcome is not known; True once settled."""
+        """One look-up of a job whose submit outcome is not known; True once settled. Resume
+        and the look-up thread may both ask for a job: one at a time, so it is attached once."""
+        with self._resolving:
+            return self._resolve_one(job_id)
+
+    def _resolve_one(self, job_id: str) -> bool:
         record = self.store.get(job_id)
         if record is None or record["state"] in TERMINAL or record["native_id"] is not None:
             return True
