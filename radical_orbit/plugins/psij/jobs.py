@@ -214,6 +214,7 @@ class JobManager:
             runner.submit(psij_job)
         except Exception as exc:
             self._live.pop(job_id, None)
+            _drop_script(runner, psij_job)      # a scheduler that took the job has its own copy
             detail = _psij_message(exc)
             # sbatch's "Socket timed out on send/recv operation": the controller may have the job
             timed_out = isinstance(exc.__context__, CommandTimedOut) or isinstance(exc, CommandTimedOut) \
@@ -221,7 +222,6 @@ class JobManager:
             refused = not timed_out and (type(exc).__name__ in _REFUSALS or isinstance(exc, (TypeError, ValueError)))
             if executor in lookup.FINDERS:
                 # whatever sbatch said, the job may be in the queue: its name tells
-                _drop_script(runner, psij_job)
                 try:
                     native = self._find(job_id)
                 except lookup.NotAnswered:
@@ -234,7 +234,6 @@ class JobManager:
                     return self._submit_unknown(job_id, executor, detail)
             if refused:
                 self.store.delete(job_id)
-                _drop_script(runner, psij_job)
                 raise BadRequest("the %s executor refused the job: %s" % (executor, detail))
             # the scheduler may have queued it (sbatch timed out after the controller took
             # the job): the record stays, FAILED with what is not known, so a retry with the
