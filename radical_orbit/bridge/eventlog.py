@@ -303,7 +303,7 @@ class EventLog:
                 self._roll(entry.seq - 1)       # the last roll failed: try again
                 if self._fd is None:
                     return
-            if not self._write(entry.pieces):
+            if not self._write(entry):
                 return
             self._held.popleft()
             self._held_bytes -= entry.size
@@ -336,18 +336,17 @@ class EventLog:
     def _full(self, segment: Segment) -> bool:
         return segment.events >= self.segment_events or segment.bytes >= self.segment_bytes
 
-    def _write(self, pieces: List[Any]) -> bool:
+    def _write(self, entry: Held) -> bool:
         """All of one line, or nothing: a failed write is cut back off the file, so the
         next line does not begin inside a torn one."""
         segment = self._segments[-1]
         try:
-            total = sum(len(p) for p in pieces)
-            done = os.writev(self._fd, pieces)
-            if done < total:        # a regular file writes short when the disk fills
-                rest = memoryview(b"".join(bytes(p) for p in pieces))[done:]
+            done = os.writev(self._fd, entry.pieces)
+            if done < entry.size:   # a regular file writes short when the disk fills
+                rest = memoryview(b"".join(bytes(p) for p in entry.pieces))[done:]
                 while rest:
                     rest = rest[os.write(self._fd, rest):]
-            segment.size += total
+            segment.size += entry.size
             return True
         except OSError as exc:
             self._failed(exc)
