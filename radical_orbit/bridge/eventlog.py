@@ -159,7 +159,7 @@ class EventLog:
         self._capped: Dict[str, int] = {}
         self._failing: Optional[str] = None     # why writing fails, while it does
         self._last_error = 0.0
-        self._outage = [0, 0]                   # events held back, dropped since it began
+        self._held_total = self._dropped = 0    # events held back, dropped since the outage began
         self._recovered = False
 
     # -- opening ---------------------------------------------------------------------
@@ -315,20 +315,20 @@ class EventLog:
             if self._full(segment):
                 self._roll(entry.seq)
         if self._failing is not None and self._fd is not None:
-            held, dropped = self._outage
             log.warning("event log %s can be written again: %d held-back event(s) written%s",
-                        self.directory, held - dropped,
-                        ", %d were dropped while it could not" % dropped if dropped else "")
-            self._failing, self._outage, self._recovered = None, [0, 0], True
+                        self.directory, self._held_total - self._dropped,
+                        ", %d were dropped while it could not" % self._dropped if self._dropped else "")
+            self._failing, self._recovered = None, True
+            self._held_total = self._dropped = 0
 
     def _bound_held(self) -> None:
         """Beyond the log's own bounds the oldest held-back events are dropped: never on
         disk, so their streams are never acknowledged past them in this run."""
-        self._outage[0] += 1
+        self._held_total += 1
         while len(self._held) > 1 and (len(self._held) > self.max_events or self._held_bytes > self.max_bytes):
             entry = self._held.popleft()
             self._held_bytes -= entry.size
-            self._outage[1] += 1
+            self._dropped += 1
             if entry.stream is not None:
                 self._capped[entry.stream] = min(self._capped.get(entry.stream, entry.stream_seq),
                                                  entry.stream_seq - 1)
@@ -372,7 +372,7 @@ class EventLog:
         elif now - self._last_error > ERROR_LOG_INTERVAL:
             self._last_error = now
             log.error("the event log in %s still cannot be written (%s): %d event(s) held back, %d "
-                      "dropped so far", self.directory, exc, len(self._held), self._outage[1])
+                      "dropped so far", self.directory, exc, len(self._held), self._dropped)
 
     def _roll(self, last_id: int) -> None:
         """Close the current segment, start the next, delete what the bound no longer needs."""
