@@ -549,8 +549,7 @@ class EndpointService:
                     # neither sent nor acknowledged meanwhile: the plugin's disk has nothing
                     # before what memory holds next (or the last one): gone, and the bridge
                     # will report the gap
-                    later = [seq for seq in box.held if seq > box.sent]
-                    skipped_to = later[0] - 1 if later else box.last
+                    skipped_to = next((seq - 1 for seq in box.held if seq > box.sent), box.last)
                     log.warning("plugin %s has no record of durable notifications %d-%d of %s",
                                 box.plugin, box.sent + 1, skipped_to, box.stream)
                     box.sent = skipped_to
