@@ -258,10 +258,10 @@ class EventLog:
     # -- appending ---------------------------------------------------------------------
     def append(self, seq: int, topic: str, payload: "bytes | memoryview", endpoint: Optional[str] = None,
                plugin: Optional[str] = None, ntopic: Optional[str] = None,
-               stream: Optional[str] = None, stream_seq: Optional[int] = None) -> bool:
-        """One line, one write(); True when it is on disk. A failing disk is never raised:
-        the event is held back (after any held back before it) and written once the disk
-        takes it; the caller's listeners still get it at once."""
+               stream: Optional[str] = None, stream_seq: Optional[int] = None) -> None:
+        """One line, one write(). A failing disk is never raised: the event is held back
+        (after any held back before it) and written once the disk takes it; the caller's
+        listeners still get it at once (``mark`` says what is on disk)."""
         meta: Dict[str, Any] = {"i": seq, "t": topic}
         if endpoint is not None:
             meta["e"], meta["p"], meta["n"] = endpoint, plugin, ntopic
@@ -270,10 +270,8 @@ class EventLog:
         self._held.append(Held(seq, encode_line(meta, payload), stream, stream_seq))
         self._held_bytes += self._held[-1].size
         self._flush()
-        if self._held and self._held[-1].seq == seq:
+        if self._held:              # written in order: this one is among what is left
             self._bound_held()
-            return False
-        return True
 
     def retry(self) -> bool:
         """Write what is held back, if anything; True when the log caught up after an
