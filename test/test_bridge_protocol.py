@@ -381,7 +381,10 @@ def test_an_answer_longer_than_its_length_is_cut_there_not_split_into_a_second(o
     head, _, body = received.partition(b"\r\n\r\n")
     assert b"Content-Length: 5" in head and b"Connection: close" not in head
     assert body == b"hello", received
-    assert fake.recv()["k"] == protocol.CANCEL          # the rest of the stream is abandoned
+    kinds = []
+    while not kinds or kinds[-1] == protocol.CREDIT:   # credit for what was read may come first
+        kinds.append(fake.recv()["k"])
+    assert kinds[-1] == protocol.CANCEL, kinds          # the rest of the stream is abandoned
     assert orbit_plain.get("health").status_code == 200
 
 

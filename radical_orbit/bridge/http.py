@@ -28,6 +28,12 @@ HEAD_TIMEOUT = 10.0
 KEEPALIVE_TIMEOUT = 120.0
 #: seconds the accept loop rests when the process is out of file descriptors
 FD_EXHAUSTED_PAUSE = 0.05
+#: after an answer that left an authenticated request's body unread (an early error),
+#: at most this long and this many bytes of the body are read and dropped behind a
+#: half-close: closing with unread bytes would send a reset, and a client still
+#: sending would lose the answer with it (RFC 9112 9.6)
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 16 << 20
 #: a head cap below this would refuse ordinary browsers' requests
 MIN_HEAD_BYTES = 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -106,7 +112,9 @@ class Server(ThreadingHTTPServer):
                 except (OSError, ssl.SSLError) as exc:
                     log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
                     return
-            self.RequestHandlerClass(conn, client_address, self, ticket)
+            handler = self.RequestHandlerClass(conn, client_address, self, ticket)
+            if handler.unread_body:
+                linger(request)
         except Exception:
             self.handle_error(request, client_address)
         finally:
@@ -125,6 +133,26 @@ class Server(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
+
+
+def linger(sock: socket.socket) -> None:
+    """Half-close after the answer, then read and drop what the client still sends until
+    it closes too, for at most LINGER_SECONDS and LINGER_BYTES (the caller closes)."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_SECONDS
+        left = LINGER_BYTES
+        while left > 0:
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                return
+            sock.settimeout(wait)
+            data = sock.recv(min(left, 1 << 16))
+            if not data:
+                return
+            left -= len(data)
+    except OSError:
+        pass
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
@@ -219,6 +247,8 @@ class Handler(BaseHTTPRequestHandler):
         self.request_body: Optional[BodyReader] = None
         self._next_start = ticket.waiting_since if ticket is not None else time.monotonic()
         self._requests_read = 0       # requests read on this connection
+        #: the connection ends with an authenticated request's body unread (see linger)
+        self.unread_body = False
         super().__init__(request, client_address, server)
 
     @property
@@ -261,6 +291,7 @@ class Handler(BaseHTTPRequestHandler):
             body = self.request_body
             if self.framing is not NO_BODY and (body is None or not body.done):
                 self.close_connection = True    # what is left would be read as the next request
+                self.unread_body = self._authenticated
         except socket.timeout as exc:
             self.log_error("request timed out: %r", exc)
             self.close_connection = True
