@@ -531,6 +531,33 @@ def test_a_scheduler_command_that_hangs_is_cut_by_the_command_timeout(orbit, bc,
     orbit.endpoints.pop("slowsched").stop()
 
 
+def test_a_job_whose_scheduler_cannot_be_asked_is_not_given_up(orbit, bc, tmp_path):
+    """Past submit_lookup, a job whose submit outcome is unknown is given up (FAILED) only
+    on the scheduler's own answer that it is not there: while squeue cannot be asked, the
+    job may be running, so it stays QUEUED and is looked up again."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    asked = tmp_path / "asked"
+    (fake / "sbatch").write_text("#!/bin/sh\nexec sleep 60\n")
+    (fake / "squeue").write_text("#!/bin/sh\necho squeue >> %s\necho 'slurm_load_jobs error: "
+                                 "Unable to contact slurm controller' >&2\nexit 1\n" % asked)
+    for tool in ("sbatch", "squeue"):
+        (fake / tool).chmod(0o755)
+    orbit.start_endpoint("nosched", "-p", "psij", "--plugin-config", 'psij={"command_timeout": 1, "submit_lookup": 1}',
+                         PATH="%s:%s" % (fake, os.environ["PATH"]))
+    with bc.get_endpoint_client("nosched").get_plugin("psij") as ps:
+        job = ps.submit_job({"executable": "/bin/true"}, executor="slurm")
+        assert job["state"] == "QUEUED" and "outcome unknown" in job["message"], job
+        # look-ups well past submit_lookup (at least 0.5 s apart), every one unanswered
+        wait_for(lambda: asked.exists() and asked.read_text().count("squeue") >= 4, 30, "four look-ups")
+        assert ps.get_job_status(job["job_id"])["state"] == "QUEUED"
+        (fake / "squeue").write_text("#!/bin/sh\nexit 0\n")       # answers: no such job
+        ended = wait_for(lambda: ps.get_job_status(job["job_id"])["state"] != "QUEUED" and
+                         ps.get_job_status(job["job_id"]), 30, "the look-up to give up")
+        assert ended["state"] == "FAILED" and "not found in squeue/sacct" in ended["message"], ended
+    orbit.endpoints.pop("nosched").stop()
+
+
 def test_output_paths_a_spec_names_are_the_ones_status_reads(pi, notes, tmp_path):
     """A job_spec's own stdout_path: status and the terminal notification read the default
     file the job never wrote, so its output looked empty."""

@@ -305,9 +305,11 @@ class JobManager:
             return True
         try:
             native = self._find(job_id)
-            why = "not found"
         except lookup.NotAnswered as exc:
-            native, why = None, "the scheduler could not be asked (%s)" % exc
+            # only the scheduler's own "not there" gives a job up: one that cannot be asked
+            # may be running it, and a FAILED would invite a second submit
+            log.info("job %s: its submit's outcome is still not known: %s", job_id, exc)
+            return False
         if native is not None:
             log.info("job %s: its submit's outcome was not known; the scheduler has it as %s", job_id, native)
             self._adopt(job_id, native)
@@ -316,8 +318,8 @@ class JobManager:
             return False
         name = lookup.scheduler_name(job_id, _spec_name(record, record["executor"]))
         self.watcher.advance(job_id, "FAILED", None, "submit outcome unknown, and the job was not found in "
-                             "squeue/sacct under the name %s within %.0f s after its submit (last look-up: %s): "
-                             "it was not queued" % (name, self.submit_lookup, why), time.time())
+                             "squeue/sacct under the name %s within %.0f s after its submit: it was not queued"
+                             % (name, self.submit_lookup), time.time())
         return True
 
     # -- cancel, status, list --------------------------------------------------------
