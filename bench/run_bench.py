@@ -439,6 +439,12 @@ def _staging(f, way):
             o / r >= staging_bench.TARGET_RATIO and o >= staging_bench.TARGET_MB_S)
 
 
+def _probe(f, way):
+    """p50 of small calls to the endpoint during a transfer, against the same calls idle."""
+    o, r = f["staging_probe_%s_ms" % way], f["staging_probe_idle_ms"]
+    return ("%.1f ms" % o, "%.1f ms idle" % r, _x(o, r), o < staging_bench.TARGET_PROBE_MS)
+
+
 def _psij_slurm(f):
     if "psij_slurm_orbit_p50_s" not in f:
         return ("skipped (no SLURM)", "", "", None)
@@ -485,6 +491,8 @@ ROWS = [
         "%.3f ms" % f["sse_p50"], "", "", f["sse_p50"] <= 1.0)),
     ("staging upload through the bridge", ">= 0.5x, 300 MB/s", lambda f: _staging(f, "up")),
     ("staging download through the bridge", ">= 0.5x, 300 MB/s", lambda f: _staging(f, "down")),
+    ("small calls during a staging upload, p50", "< 20 ms", lambda f: _probe(f, "up")),
+    ("small calls during a staging download, p50", "< 20 ms", lambda f: _probe(f, "down")),
     ("  local file copy (same file)", "", lambda f: (
         "%.0f MB/s" % f["staging_local_mb_s"], "", "", None)),
     ("  peak RSS during staging: bridge", "bounded", lambda f: (

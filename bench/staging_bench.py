@@ -28,10 +28,12 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
+import threading
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import requests
 
@@ -50,6 +52,10 @@ BLOCK = MiB
 #: targets of the issue: through the bridge against the direct transfer, and absolute
 TARGET_RATIO = 0.5
 TARGET_MB_S = 300.0
+#: small proxied calls to the same endpoint during a transfer: p50 at most this (ms)
+TARGET_PROBE_MS = 20.0
+#: s between two small calls of the prober
+PROBE_PAUSE = 0.02
 SHM = "/dev/shm"
 
 
@@ -114,6 +120,32 @@ def http_get(session: requests.Session, ref_url: str, src: str, dst: str) -> Non
                 f.write(piece)
             f.flush()
             os.fsync(f.fileno())
+
+
+def probed(st, func: Callable[[], object], seconds: float = 0.0) -> List[float]:
+    """Seconds of each small call (``roots``, through the bridge to the same endpoint)
+    made every PROBE_PAUSE s on another thread while ``func`` runs (or, without one, for
+    ``seconds``): how long a user's small request waits behind a bulk transfer."""
+    times: List[float] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            st.roots()
+            times.append(time.perf_counter() - started)
+            stop.wait(PROBE_PAUSE)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        if func is not None:
+            func()
+        else:
+            stop.wait(seconds)
+    finally:
+        stop.set()
+        thread.join(60)
+    return times
 
 
 def timed(func: Callable[[], object]) -> float:
@@ -211,6 +243,16 @@ def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds
                                      orbit_pids)
                             if copies:
                                 keep("orbit_copy", timed(lambda: st.copy(ENDPOINT, src, OTHER, fresh("copied.bin"))))
+            # small calls on their own, then during one more transfer each way (apart from the
+            # timed rounds, whose figures the probes would disturb)
+            with bc.get_endpoint_client(ENDPOINT).get_plugin("staging") as small:
+                probes = {"idle": probed(small, None, 2.0),
+                          "up": probed(small, lambda: st.put(src, fresh("probed.bin"), progress=lambda d, t: None)),
+                          "down": probed(small, lambda: st.get(src, fresh("probed-down.bin"),
+                                                               progress=lambda d, t: None))}
+            for name, times in probes.items():
+                fig["staging_probe_%s_ms" % name] = statistics.median(times) * 1e3
+                fig["staging_probe_%s_n" % name] = len(times)
             st.close()
         for name, seconds in best.items():
             fig["staging_%s_mb_s" % name] = size / seconds / 1e6
@@ -238,6 +280,11 @@ def measure(P: Procs, ref_url: str, bridge_pid: int, size_mib: int = 512, rounds
         say("  per MiB here: RFC 6455 mask %.2f ms (endpoint masks, bridge unmasks), sha256 %.2f ms "
             "(endpoint unless kept, and client), memory copy %.2f ms" % (
                 f["staging_step_mask_ms_mib"], f["staging_step_sha256_ms_mib"], f["staging_step_copy_ms_mib"]))
+        say("  small calls to the same endpoint, p50: %.1f ms during the upload, %.1f ms during the "
+            "download; idle %.1f ms (%.1fx, %.1fx)" % (
+                f["staging_probe_up_ms"], f["staging_probe_down_ms"], f["staging_probe_idle_ms"],
+                f["staging_probe_up_ms"] / f["staging_probe_idle_ms"],
+                f["staging_probe_down_ms"] / f["staging_probe_idle_ms"]))
         say("  peak RSS: bridge %.1f MiB (%.1f before), endpoint %.1f MiB (%.1f before)" % (
             f["staging_peak_bridge"], f["staging_before_bridge"], f["staging_peak_endpoint"],
             f["staging_before_endpoint"]))
@@ -276,6 +323,8 @@ def main() -> int:
         met = o / r >= TARGET_RATIO and o >= TARGET_MB_S
         log("target %s: >= %.1fx direct and >= %.0f MB/s: %s" % (way, TARGET_RATIO, TARGET_MB_S,
                                                                    "met" if met else "NOT met"))
+        log("target small calls during the %s: p50 < %.0f ms: %s" % (
+            way, TARGET_PROBE_MS, "met" if fig["staging_probe_%s_ms" % way] < TARGET_PROBE_MS else "NOT met"))
     return 0
 
 

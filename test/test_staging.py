@@ -535,6 +535,7 @@ def test_one_gib_round_trip_in_bounded_memory(staging):
         status, body, digest = stream_upload(st, target, blocks)
         up_s = time.monotonic() - started
         up_times = prober.stop()
+        up_errors = prober.errors
         assert status == 200, body
         prober = Prober(st)
         started = time.monotonic()
@@ -549,8 +550,11 @@ def test_one_gib_round_trip_in_bounded_memory(staging):
                  statistics.median(up_times) * 1e3, len(up_times),
                  statistics.median(down_times) * 1e3, len(down_times)))
         assert bridge < 100 and endpoint < 100
-        assert not prober.errors
-        assert statistics.median(up_times) < 0.020 and statistics.median(down_times) < 0.020
+        # small calls keep being answered throughout (how fast: bench/staging_bench.py, whose
+        # target is a p50 under 20 ms; a timed assertion here would measure the machine's load)
+        assert not up_errors and not prober.errors
+        assert len(up_times) >= 5 and len(down_times) >= 5
+        assert max(up_times + down_times) < 5.0
     finally:
         if os.path.exists(target):
             os.unlink(target)
