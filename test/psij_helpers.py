@@ -1,6 +1,7 @@
 """Shared by the psij tests: an ORBIT with psij on the bridge and on an endpoint, and a
 collector of ``job_status`` notifications as they arrive over SSE."""
 import os
+import subprocess
 import threading
 from typing import Any, Dict, List
 
@@ -78,3 +79,30 @@ def notes(bc):
 def pi(bc):
     with bc.get_endpoint_client("ep").get_plugin("psij") as p:
         yield p
+
+
+def silent_notes(stream, acked, on_acked, read=None):
+    """``open_notes`` for a JobManager run in the test's process: notifications go nowhere."""
+    from radical_orbit.plugin import DurableNotes
+    return DurableNotes(lambda topic, data: None, on_acked)
+
+
+def job_manager(state: str, **settings: Any):
+    """A psij JobManager in the test's process, its notifications going nowhere."""
+    from radical_orbit.plugins.psij.jobs import JobManager
+    return JobManager(state, silent_notes, **settings)
+
+
+def detached_sleep() -> int:
+    """The pid of a ``sleep 30`` that is not this process's child (as a job of an earlier
+    endpoint run is not): psij alone reaps it."""
+    return int(subprocess.check_output(["/bin/sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $!"]))
+
+
+def process_gone(pid: int) -> bool:
+    """True once ``pid`` has ended (a zombie counts: its reaper is another process)."""
+    import psutil
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True

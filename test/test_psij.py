@@ -11,8 +11,8 @@ import time
 import pytest
 
 from orbit_procs import REPO, wait_for
-from psij_helpers import (bc, client, notes, pi, start_endpoint,  # noqa: F401 (fixtures)
-                          start_orbit, state_dir)
+from psij_helpers import (bc, client, detached_sleep, job_manager, notes, pi,  # noqa: F401 (fixtures)
+                          process_gone, start_endpoint, start_orbit, state_dir)
 
 from radical_orbit import BadRequest, Conflict, NotFound, Unavailable
 from radical_orbit.errors import OrbitError
@@ -338,22 +338,13 @@ def test_a_cancel_asked_before_a_restarted_endpoint_reattached_the_job_is_carrie
     first found no psij job, did nothing, and the job ran to its end (then shown CANCELED).
     Now the attach carries the recorded cancel out, and once every job is attached a job
     that could not be is a 502 saying how to cancel it, not a silent no-op."""
-    from radical_orbit.plugin import DurableNotes
-    from radical_orbit.plugins.psij.jobs import JobManager
     from radical_orbit.plugins.psij.watcher import process_started
 
-    def notes(stream, acked, on_acked, read=None):
-        return DurableNotes(lambda topic, data: None, on_acked)
-    import psutil
-    # not this process's child (as a job of an earlier run is not): psij alone reaps it
-    pid = int(subprocess.check_output(["/bin/sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $!"]))
-    jobs = JobManager(str(tmp_path), notes, poll_interval=0.5)
+    pid = detached_sleep()
+    jobs = job_manager(str(tmp_path), poll_interval=0.5)
 
     def gone():
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return True
+        return process_gone(pid)
     try:
         jobs.store.insert("j1", None, "local", {"executable": "/bin/sleep", "arguments": ["30"]},
                           str(tmp_path / "j1.out"), str(tmp_path / "j1.err"), "s")
@@ -383,20 +374,11 @@ def test_a_cancel_racing_the_look_up_that_finds_the_job_or_its_end_is_carried_ou
     attached it (reading no cancel yet): the cancel did nothing and the job ran to its end
     (then shown CANCELED). And a cancel whose job ended between its read and the kill was a
     502 saying the job is not watched. The cancel reads the job again after recording it."""
-    from radical_orbit.plugin import DurableNotes
-    from radical_orbit.plugins.psij.jobs import JobManager
-    import psutil
-
-    def notes(stream, acked, on_acked, read=None):
-        return DurableNotes(lambda topic, data: None, on_acked)
-    pid = int(subprocess.check_output(["/bin/sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $!"]))
-    jobs = JobManager(str(tmp_path), notes, poll_interval=0.5)
+    pid = detached_sleep()
+    jobs = job_manager(str(tmp_path), poll_interval=0.5)
 
     def gone():
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return True
+        return process_gone(pid)
     try:
         jobs.resume()
         jobs.store.insert("j1", None, "local", {"executable": "/bin/sleep", "arguments": ["30"]},
@@ -426,12 +408,9 @@ def test_a_job_resume_and_the_look_up_thread_both_find_is_attached_once(tmp_path
     """After a restart, resume looks a job whose submit outcome was unknown up itself while
     the look-up thread (woken by each job added) may look it up too: both found it and
     attached it twice. Look-ups run one at a time; the second sees the native id."""
-    from radical_orbit.plugin import DurableNotes
-    from radical_orbit.plugins.psij import jobs as jobs_module, lookup
+    from radical_orbit.plugins.psij import lookup
 
-    def notes(stream, acked, on_acked, read=None):
-        return DurableNotes(lambda topic, data: None, on_acked)
-    jobs = jobs_module.JobManager(str(tmp_path), notes, keep_days=0)
+    jobs = job_manager(str(tmp_path), keep_days=0)
     second = threading.Event()
     calls = []
 
@@ -607,7 +586,6 @@ def test_a_batch_command_is_killed_with_its_children_and_keeps_the_locale(tmp_pa
     """psij's batch commands ran with subprocess.run: on timeout the command alone was killed
     and a child of a wrapper script lived on. They run with run_bounded now (the process
     group is killed), in the caller's locale (sbatch's environment is the job's)."""
-    import psutil
     from radical_orbit.plugins.psij.executors import CommandTimedOut, timed_run_command
     hang, pidfile = tmp_path / "squeue", tmp_path / "child.pid"
     hang.write_text("#!/bin/sh\nsleep 20 &\necho $! > %s\nexec sleep 20\n" % pidfile)
@@ -617,10 +595,7 @@ def test_a_batch_command_is_killed_with_its_children_and_keeps_the_locale(tmp_pa
     child = int(pidfile.read_text())
 
     def gone():
-        try:
-            return psutil.Process(child).status() == psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return True
+        return process_gone(child)
     try:
         wait_for(gone, 5, "the command's child to be killed too")
     finally:
@@ -671,11 +646,7 @@ def test_jobs_that_ended_longer_ago_than_keep_days_are_pruned_with_their_files(o
 def test_pruning_a_batch_job_removes_what_psij_left_in_its_work_dir(tmp_path):
     """psij's batch executors keep ``<native id>.out`` of every job that completed in their
     work dir: a pruned job takes it along, unless a job still watched has that native id."""
-    from radical_orbit.plugin import DurableNotes
-    from radical_orbit.plugins.psij.jobs import JobManager
-
-    jobs = JobManager(str(tmp_path), lambda stream, acked, on_acked, read=None: DurableNotes(lambda t, d: None, on_acked),
-                      keep_days=1)
+    jobs = job_manager(str(tmp_path), keep_days=1)
     try:
         work = tmp_path / "work" / "slurm"
         work.mkdir(parents=True)
@@ -696,12 +667,6 @@ def test_pruning_a_reattached_batch_job_removes_its_submit_script(tmp_path):
     """psij's batch executors write ``<psij id>.job`` and only the psij.Job that submitted
     it removes it: a job watched to its end by one attached after a restart left it for
     ever. Pruning takes it along; the script of a job not yet ended stays."""
-    import sqlite3
-    from radical_orbit.plugin import DurableNotes
-    from radical_orbit.plugins.psij.jobs import JobManager
-
-    def notes(stream, acked, on_acked, read=None):
-        return DurableNotes(lambda t, d: None, on_acked)
     # a store an earlier version wrote, without the psij id column, is carried on
     os.makedirs(str(tmp_path / "old"))
     db = sqlite3.connect(str(tmp_path / "old" / "jobs.sqlite"))
@@ -712,9 +677,9 @@ def test_pruning_a_reattached_batch_job_removes_its_submit_script(tmp_path):
                " history TEXT NOT NULL DEFAULT '[]', process_started REAL)")
     db.commit()
     db.close()
-    JobManager(str(tmp_path / "old"), notes).close()
+    job_manager(str(tmp_path / "old")).close()
 
-    jobs = JobManager(str(tmp_path), notes, keep_days=1)
+    jobs = job_manager(str(tmp_path), keep_days=1)
     try:
         work = tmp_path / "work" / "slurm"
         work.mkdir(parents=True)
@@ -735,10 +700,8 @@ def test_pruning_a_reattached_batch_job_removes_its_submit_script(tmp_path):
 def test_a_relative_state_dir_gives_jobs_absolute_output_and_exit_paths(tmp_path, monkeypatch):
     """A relative ``state_dir`` setting made relative output paths, which a job with its
     own ``directory`` wrote there while status read them from the endpoint's directory."""
-    from radical_orbit.plugin import DurableNotes
-    from radical_orbit.plugins.psij.jobs import JobManager
     monkeypatch.chdir(tmp_path)
-    jobs = JobManager("rel", lambda stream, acked, on_acked, read=None: DurableNotes(lambda t, d: None, on_acked))
+    jobs = job_manager("rel")
     try:
         assert os.path.isabs(jobs.output_dir) and os.path.isabs(jobs.exit_path("x"))
         assert jobs.output_dir == str(tmp_path / "rel" / "output")
