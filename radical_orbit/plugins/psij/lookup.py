@@ -114,7 +114,8 @@ class Pending:
             with self._cond:
                 while not self._jobs and not self._closed:
                     self._cond.wait()
-                self._cond.wait(self.interval)      # the first look-up was the submit's own
+                if not self._closed:                # (close's notify may have come already)
+                    self._cond.wait(self.interval)  # the first look-up was the submit's own
                 if self._closed:
                     return
                 jobs = list(self._jobs)
